@@ -1,0 +1,140 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+/// The outbound calling platform: the two services and their tests.
+/// Shared contracts and adapters live in `Packages/Shared`; the dev kit in `Packages/DevKit`.
+let package = Package(
+    name: "OutboundDialer",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "api-gateway", targets: ["api-gateway"]),
+        .executable(name: "dialer-worker", targets: ["dialer-worker"]),
+    ],
+    dependencies: [
+        .package(path: "Packages/Shared"),
+        .package(path: "Packages/DevKit"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    ],
+    targets: [
+        // MARK: - api-gateway
+        .target(
+            name: "APIGateway",
+            dependencies: [
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "ServiceSupport", package: "Shared"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/api-gateway/Sources/APIGateway",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "api-gateway",
+            dependencies: [
+                "APIGateway",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/api-gateway/Sources/api-gateway",
+            swiftSettings: swiftSettings
+        ),
+        // MARK: - dialer-worker
+        .target(
+            name: "DialerWorker",
+            dependencies: [
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "ARI", package: "Shared"),
+                .product(name: "ServiceSupport", package: "Shared"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/dialer-worker/Sources/DialerWorker",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "dialer-worker",
+            dependencies: [
+                "DialerWorker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/dialer-worker/Sources/dialer-worker",
+            swiftSettings: swiftSettings
+        ),
+        // MARK: - Tests
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CallDomainTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "CallDomain", package: "Shared"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CallStoreTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KafkaTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ARITests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "ARI", package: "Shared"),
+                .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

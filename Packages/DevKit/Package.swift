@@ -1,0 +1,69 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+/// The dev kit: what makes the system run and test on one machine. Not product code.
+let package = Package(
+    name: "DevKit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "EmbeddedKafka", targets: ["EmbeddedKafka"]),
+        .library(name: "ARISimulator", targets: ["ARISimulator"]),
+        .library(name: "DevStack", targets: ["DevStack"]),
+        .executable(name: "devstack", targets: ["devstack"]),
+    ],
+    dependencies: [
+        .package(path: "../Shared"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+    ],
+    targets: [
+        .target(
+            name: "EmbeddedKafka",
+            dependencies: [
+                .product(name: "CRdKafka", package: "Shared"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ARISimulator",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DevStack",
+            dependencies: [
+                "EmbeddedKafka",
+                "ARISimulator",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "devstack",
+            dependencies: [
+                "DevStack",
+                "EmbeddedKafka",
+                "ARISimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)
