@@ -1,0 +1,245 @@
+import CallDomain
+import Foundation
+import Logging
+import PostgresNIO
+
+extension CallStore {
+    // MARK: - Recording commands
+
+    /// Records originate commands as `queued` calls, in one transaction; a call already known keeps its state and
+    /// only gains the request's fields (its status event may have overtaken the command).
+    public func recordQueued(_ commands: [OriginateCommand]) async throws {
+        guard !commands.isEmpty else { return }
+        let logger = self.logger
+        try await client.withTransaction(logger: logger) { connection in
+            for command in commands {
+                try await Self.upsertCommand(command, on: connection, logger: logger)
+            }
+        }
+    }
+
+    static func upsertCommand(_ command: OriginateCommand, on connection: PostgresConnection, logger: Logger)
+        async throws
+    {
+        let variables = String(decoding: try WireCoding.encode(command.variables), as: UTF8.self)
+        let metadata = String(decoding: try WireCoding.encode(command.metadata), as: UTF8.self)
+        let inserted = try await connection.query(
+            """
+            INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
+                priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at)
+            VALUES (\(command.callID.uuid), 'queued', 0, \(command.to.value), \(command.callerID?.name),
+                \(command.callerID?.number), \(command.dialplan?.context), \(command.dialplan?.extension),
+                \(command.dialplan?.priority), \(command.timeoutSeconds), \(variables)::jsonb, \(metadata)::jsonb,
+                \(command.requestedBy), \(command.requestID), \(command.requestedAt), \(command.expiresAt))
+            ON CONFLICT (id) DO UPDATE SET
+                to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
+                caller_id_number = EXCLUDED.caller_id_number, context = EXCLUDED.context,
+                extension = EXCLUDED.extension, priority = EXCLUDED.priority,
+                timeout_seconds = EXCLUDED.timeout_seconds, variables = EXCLUDED.variables,
+                metadata = EXCLUDED.metadata, requested_by = EXCLUDED.requested_by,
+                request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+            WHERE calls.to_number IS NULL
+            RETURNING (xmax = 0) AS inserted
+            """,
+            logger: logger)
+        var isNew = false
+        for try await flag in inserted.decode(Bool.self) { isNew = flag }
+        if isNew {
+            try await connection.query(
+                """
+                INSERT INTO call_events (call_id, seq, event_id, status, previous_status, occurred_at)
+                VALUES (\(command.callID.uuid), 0, \(UUID()), 'queued', NULL, \(command.requestedAt))
+                ON CONFLICT DO NOTHING
+                """,
+                logger: logger)
+        }
+    }
+
+    // MARK: - Claim, cancel, expire
+
+    /// Claims a call for dialing: inserts it if unknown, then moves it `queued → dispatched` only if it is still
+    /// queued. Exactly one of any number of concurrent claimants wins.
+    public func claim(_ command: OriginateCommand, nodeID: String, workerID: String, at now: Date = Date())
+        async throws -> ClaimResult
+    {
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { connection in
+            try await Self.upsertCommand(command, on: connection, logger: logger)
+            let event = CallStatusEvent(
+                callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
+                nodeID: nodeID, workerID: workerID, channelID: command.callID.description, to: command.to.value,
+                metadata: command.metadata)
+            let updated = try await connection.query(
+                """
+                UPDATE calls SET status = 'dispatched', seq = 1, node_id = \(nodeID), worker_id = \(workerID),
+                    channel_id = \(event.channelID), dispatched_at = \(now), updated_at = now()
+                WHERE id = \(command.callID.uuid) AND status = 'queued' AND seq = 0
+                RETURNING id
+                """,
+                logger: logger)
+            var won = false
+            for try await _ in updated { won = true }
+            if won {
+                try await Self.insertTimeline(event, on: connection, logger: logger)
+                return .won(event)
+            }
+            let status = try await Self.currentStatus(of: command.callID, on: connection, logger: logger)
+            return .alreadyTaken(status?.status ?? .queued)
+        }
+    }
+
+    /// Moves a call `queued → canceled` if it is still queued (a cancel that wins means it will never be dialed).
+    public func cancelQueued(callID: CallID, nodeID: String?, workerID: String?, at now: Date = Date()) async throws
+        -> QueuedChangeResult
+    {
+        try await changeQueued(callID: callID, to: .canceled, detail: "canceled before dialing", nodeID: nodeID,
+            workerID: workerID, at: now)
+    }
+
+    /// Moves a call `queued → expired` if it is still queued (its command outlived its time to live).
+    public func expireQueued(_ command: OriginateCommand, nodeID: String?, workerID: String?, at now: Date = Date())
+        async throws -> QueuedChangeResult
+    {
+        let logger = self.logger
+        try await client.withTransaction(logger: logger) { connection in
+            try await Self.upsertCommand(command, on: connection, logger: logger)
+        }
+        return try await changeQueued(callID: command.callID, to: .expired, detail: "time to live passed before dialing",
+            nodeID: nodeID, workerID: workerID, at: now)
+    }
+
+    private func changeQueued(
+        callID: CallID, to status: CallStatus, detail: String, nodeID: String?, workerID: String?, at now: Date
+    ) async throws -> QueuedChangeResult {
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                """
+                UPDATE calls SET status = \(status.rawValue), seq = 1, detail = \(detail), ended_at = \(now),
+                    node_id = COALESCE(node_id, \(nodeID)), worker_id = COALESCE(worker_id, \(workerID)),
+                    updated_at = now()
+                WHERE id = \(callID.uuid) AND status = 'queued' AND seq = 0
+                RETURNING to_number, metadata::text
+                """,
+                logger: logger)
+            for try await (to, metadataText) in rows.decode((String?, String).self) {
+                let metadata = (try? WireCoding.decode(ClientMetadata.self, from: Array(metadataText.utf8))) ?? .empty
+                let event = CallStatusEvent(
+                    callID: callID, seq: 1, status: status, previousStatus: .queued, occurredAt: now, nodeID: nodeID,
+                    workerID: workerID, to: to, detail: detail, endedAt: now, metadata: metadata)
+                try await Self.insertTimeline(event, on: connection, logger: logger)
+                return .changed(event)
+            }
+            guard let current = try await Self.currentStatus(of: callID, on: connection, logger: logger) else {
+                return .unknown
+            }
+            return .notQueued(current.status)
+        }
+    }
+
+    // MARK: - Applying status events
+
+    /// Applies one status event idempotently.
+    public func apply(_ event: CallStatusEvent) async throws -> ApplyResult {
+        try await apply([event])[0]
+    }
+
+    /// Applies a batch of status events in one transaction, each idempotently and in `seq` order per call.
+    ///
+    /// An event at or below the stored `seq` is ignored, an illegal move is refused, a terminal status is final.
+    /// A call not yet known (its originate command is still on its way to the history writer) is created from the
+    /// event, and the command fills in the request's fields when it arrives.
+    public func apply(_ events: [CallStatusEvent]) async throws -> [ApplyResult] {
+        guard !events.isEmpty else { return [] }
+        // Per call in seq order, so a batch holding several changes of one call applies them all.
+        let order = events.indices.sorted {
+            events[$0].callID == events[$1].callID ? events[$0].seq < events[$1].seq : events[$0].callID < events[$1].callID
+        }
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { connection in
+            var results = [ApplyResult](repeating: .stale, count: events.count)
+            for index in order {
+                results[index] = try await Self.apply(events[index], on: connection, logger: logger)
+            }
+            return results
+        }
+    }
+
+    static func apply(_ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger) async throws
+        -> ApplyResult
+    {
+        let metadata = String(decoding: try WireCoding.encode(event.metadata), as: UTF8.self)
+        try await connection.query(
+            """
+            INSERT INTO calls (id, status, seq, to_number, metadata, created_at)
+            VALUES (\(event.callID.uuid), 'queued', 0, \(event.to), \(metadata)::jsonb,
+                \(event.callID.timestamp ?? event.occurredAt))
+            ON CONFLICT (id) DO NOTHING
+            """,
+            logger: logger)
+        let allowedFrom = event.status.allowedPredecessors.map(\.rawValue)
+        let ends = event.status.isTerminal
+        let updated = try await connection.query(
+            """
+            UPDATE calls SET status = \(event.status.rawValue), seq = \(event.seq),
+                node_id = COALESCE(\(event.nodeID), node_id), worker_id = COALESCE(\(event.workerID), worker_id),
+                channel_id = COALESCE(\(event.channelID), channel_id),
+                hangup_cause = COALESCE(\(event.hangupCause?.code), hangup_cause),
+                hangup_cause_text = COALESCE(\(event.hangupCause?.text), hangup_cause_text),
+                failure_reason = COALESCE(\(event.failureReason?.rawValue), failure_reason),
+                detail = COALESCE(\(event.detail), detail),
+                dispatched_at = CASE WHEN \(event.status.rawValue) = 'dispatched' THEN \(event.occurredAt)
+                    ELSE dispatched_at END,
+                answered_at = COALESCE(\(event.answeredAt), answered_at),
+                ended_at = CASE WHEN \(ends) THEN COALESCE(\(event.endedAt), \(event.occurredAt)) ELSE ended_at END,
+                updated_at = now()
+            WHERE id = \(event.callID.uuid) AND seq < \(event.seq) AND status = ANY(\(allowedFrom))
+            RETURNING id
+            """,
+            logger: logger)
+        var applied = false
+        for try await _ in updated { applied = true }
+        if applied {
+            try await insertTimeline(event, on: connection, logger: logger)
+            return .applied
+        }
+        guard let current = try await currentStatus(of: event.callID, on: connection, logger: logger) else {
+            throw StoreError.corruptRow("call \(event.callID) vanished")
+        }
+        if current.seq >= event.seq { return .stale }
+        if current.status.isTerminal { return .alreadyTerminal(current.status) }
+        logger.warning(
+            "refused an illegal status transition",
+            metadata: [
+                "call.id": "\(event.callID)", "call.status": "\(current.status.rawValue)",
+                "event.status": "\(event.status.rawValue)", "event.seq": "\(event.seq)",
+            ])
+        return .illegalTransition(from: current.status)
+    }
+
+    static func insertTimeline(_ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            """
+            INSERT INTO call_events (call_id, seq, event_id, status, previous_status, occurred_at, node_id, worker_id,
+                hangup_cause, hangup_cause_text, failure_reason, detail)
+            VALUES (\(event.callID.uuid), \(event.seq), \(event.eventID), \(event.status.rawValue),
+                \(event.previousStatus.rawValue), \(event.occurredAt), \(event.nodeID), \(event.workerID),
+                \(event.hangupCause?.code), \(event.hangupCause?.text), \(event.failureReason?.rawValue),
+                \(event.detail))
+            ON CONFLICT (call_id, seq) DO NOTHING
+            """,
+            logger: logger)
+    }
+
+    static func currentStatus(of callID: CallID, on connection: PostgresConnection, logger: Logger) async throws
+        -> (status: CallStatus, seq: Int)?
+    {
+        let rows = try await connection.query(
+            "SELECT status, seq FROM calls WHERE id = \(callID.uuid)", logger: logger)
+        for try await (status, seq) in rows.decode((String, Int).self) {
+            guard let status = CallStatus(rawValue: status) else { throw StoreError.corruptRow("status \(status)") }
+            return (status, seq)
+        }
+        return nil
+    }
+}
