@@ -36,6 +36,7 @@ let package = Package(
             dependencies: [
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
                 .product(name: "Kafka", package: "Shared"),
                 .product(name: "ServiceSupport", package: "Shared"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -132,6 +133,37 @@ let package = Package(
                 "TestSupport",
                 .product(name: "ARI", package: "Shared"),
                 .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DialerWorkerTests",
+            dependencies: [
+                "TestSupport",
+                "DialerWorker",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "ARI", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "APIGatewayTests",
+            dependencies: [
+                "TestSupport",
+                "APIGateway",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings

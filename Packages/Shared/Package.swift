@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "CallDomain", targets: ["CallDomain"]),
         .library(name: "CallStore", targets: ["CallStore"]),
+        .library(name: "CallMessaging", targets: ["CallMessaging"]),
         .library(name: "Kafka", targets: ["Kafka"]),
         .library(name: "CRdKafka", targets: ["CRdKafka"]),
         .library(name: "ARI", targets: ["ARI"]),
@@ -52,6 +53,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "CallMessaging",
+            dependencies: ["CallDomain", "Kafka"],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages the build, the tests and the dev stack need, when they are missing.
+# Runs apt-get only as root on Debian/Ubuntu; elsewhere it says what is missing and stops.
+set -euo pipefail
+
+packages=(librdkafka-dev kcat postgresql postgresql-contrib python3 curl wrk hyperfine)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        echo "missing system packages: ${missing[*]} (install them, or run this as root on Debian)" >&2
+        exit 1
+    fi
+    echo "installing system packages: ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Test-time Python tools: a JSON Schema validator and an OpenAPI validator nobody here wrote.
+python_missing=()
+python3 -c 'import jsonschema, referencing' 2>/dev/null || python_missing+=(jsonschema)
+python3 -c 'import openapi_spec_validator' 2>/dev/null || python_missing+=(openapi-spec-validator)
+if ((${#python_missing[@]})); then
+    echo "installing Python packages: ${python_missing[*]}" >&2
+    python3 -m pip install --quiet "${python_missing[@]}"
+fi
