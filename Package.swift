@@ -65,6 +65,7 @@ let package = Package(
             dependencies: [
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
                 .product(name: "Kafka", package: "Shared"),
                 .product(name: "ARI", package: "Shared"),
                 .product(name: "ServiceSupport", package: "Shared"),
