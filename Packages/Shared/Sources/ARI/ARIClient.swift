@@ -1,0 +1,224 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// REST side of ARI: originate, hang up, inspect channels, continue in the dialplan.
+///
+/// Every call is one HTTP request with basic auth and the configured timeout; HTTP errors become
+/// ``ARIError`` cases so callers can tell "already gone" (404) from "id in use" (409) from "Asterisk is
+/// down" (``ARIError/transport(_:)``) without reading text. The client holds no state besides its
+/// configuration: it is safe to share between tasks.
+public final class ARIClient: Sendable {
+    private let configuration: ARIConfiguration
+    private let httpClient: HTTPClient
+    private let logger: Logger
+    private let authorization: String
+    private let baseURL: String
+    private let requestTimer: Metrics.Timer
+    private let failureCounter: Counter
+
+    /// Creates a client; `httpClient` defaults to the process-wide shared client.
+    public init(configuration: ARIConfiguration, httpClient: HTTPClient = .shared, logger: Logger) {
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.logger = logger
+        let credentials = Data("\(configuration.username):\(configuration.password)".utf8).base64EncodedString()
+        self.authorization = "Basic \(credentials)"
+        self.baseURL = configuration.normalizedBaseURL
+        self.requestTimer = Metrics.Timer(label: "ari_request_duration_seconds")
+        self.failureCounter = Counter(label: "ari_request_failures_total")
+    }
+
+    // MARK: - Channels
+
+    /// Originates a channel with the request's channel id (`POST /channels/{channelId}`).
+    ///
+    /// Events of the new channel may arrive on the WebSocket before this returns: register the id first.
+    /// Throws ``ARIError/conflict(_:)`` when a live channel already has the id, ``ARIError/invalidRequest(_:)``
+    /// for a bad endpoint or variables, ``ARIError/server(status:message:)`` for an unknown technology.
+    public func originate(_ request: OriginateRequest) async throws -> ARIChannel {
+        var body: ByteBuffer?
+        if !request.variables.isEmpty {
+            let json = try JSONEncoder().encode(["variables": request.variables])
+            body = ByteBuffer(bytes: json)
+        }
+        let path = "/channels/" + URLEncoding.pathSegment(request.channelID)
+        let (_, bytes) = try await self.send(.POST, path: path, query: request.queryItems, body: body)
+        return try self.decode(ARIChannel.self, from: bytes)
+    }
+
+    /// Hangs up a channel (`DELETE /channels/{id}?reason=`).
+    ///
+    /// `reason` is one of ARI's names (`normal`, `busy`, `congestion`, `no_answer`, `rejected`, ...); the
+    /// channel's `ChannelDestroyed.cause` will be the matching Q.850 cause. Throws ``ARIError/notFound(_:)``
+    /// when the channel is already gone.
+    public func hangup(channelID: String, reason: String? = nil) async throws {
+        var query: [(String, String)] = []
+        if let reason { query.append(("reason", reason)) }
+        _ = try await self.send(.DELETE, path: "/channels/" + URLEncoding.pathSegment(channelID), query: query)
+    }
+
+    /// Hangs up a channel with an explicit Q.850 cause (`DELETE /channels/{id}?reason_code=`).
+    public func hangup(channelID: String, reasonCode: Int) async throws {
+        _ = try await self.send(
+            .DELETE,
+            path: "/channels/" + URLEncoding.pathSegment(channelID),
+            query: [("reason_code", String(reasonCode))]
+        )
+    }
+
+    /// Reads one channel (`GET /channels/{id}`); throws ``ARIError/notFound(_:)`` when it does not exist.
+    public func channel(id: String) async throws -> ARIChannel {
+        let (_, bytes) = try await self.send(.GET, path: "/channels/" + URLEncoding.pathSegment(id))
+        return try self.decode(ARIChannel.self, from: bytes)
+    }
+
+    /// Lists every live channel (`GET /channels`), including the `;2` halves of Local channels.
+    public func channels() async throws -> [ARIChannel] {
+        let (_, bytes) = try await self.send(.GET, path: "/channels")
+        return try self.decode([ARIChannel].self, from: bytes)
+    }
+
+    /// Sends a channel in Stasis to a dialplan location (`POST /channels/{id}/continue`).
+    ///
+    /// The application keeps receiving the channel's events after its `StasisEnd`, until `ChannelDestroyed`.
+    /// Throws ``ARIError/conflict(_:)`` when the channel is not in Stasis, ``ARIError/preconditionFailed(_:)``
+    /// when it is not answered yet.
+    public func continueInDialplan(channelID: String, context: String, extension: String, priority: Int) async throws {
+        _ = try await self.send(
+            .POST,
+            path: "/channels/" + URLEncoding.pathSegment(channelID) + "/continue",
+            query: [("context", context), ("extension", `extension`), ("priority", String(priority))]
+        )
+    }
+
+    // MARK: - Applications and system
+
+    /// Subscribes an application to an event source (`POST /applications/{app}/subscription`), e.g.
+    /// `channel:<id>`; returns the application's subscriptions.
+    @discardableResult
+    public func subscribe(application: String, eventSource: String) async throws -> ARIApplication {
+        let (_, bytes) = try await self.send(
+            .POST,
+            path: "/applications/" + URLEncoding.pathSegment(application) + "/subscription",
+            query: [("eventSource", eventSource)]
+        )
+        return try self.decode(ARIApplication.self, from: bytes)
+    }
+
+    /// Reads an application (`GET /applications/{name}`); 404 when it has neither a WebSocket nor channels.
+    public func application(name: String) async throws -> ARIApplication {
+        let (_, bytes) = try await self.send(.GET, path: "/applications/" + URLEncoding.pathSegment(name))
+        return try self.decode(ARIApplication.self, from: bytes)
+    }
+
+    /// Reads Asterisk's system information (`GET /asterisk/info`): version, entity id, start-up time.
+    public func asteriskInfo() async throws -> ARIAsteriskInfo {
+        let (_, bytes) = try await self.send(.GET, path: "/asterisk/info")
+        var info = try self.decode(ARIAsteriskInfo.self, from: bytes)
+        info.rawJSON = String(buffer: bytes)
+        return info
+    }
+
+    /// Checks that ARI answers (`GET /asterisk/ping`); returns the Asterisk entity id.
+    @discardableResult
+    public func ping() async throws -> String {
+        struct Ping: Decodable {
+            var asteriskID: String
+            enum CodingKeys: String, CodingKey { case asteriskID = "asterisk_id" }
+        }
+        let (_, bytes) = try await self.send(.GET, path: "/asterisk/ping")
+        return try self.decode(Ping.self, from: bytes).asteriskID
+    }
+
+    // MARK: - Transport
+
+    private func send(
+        _ method: HTTPMethod,
+        path: String,
+        query: [(String, String)] = [],
+        body: ByteBuffer? = nil
+    ) async throws -> (HTTPResponseStatus, ByteBuffer) {
+        var url = self.baseURL + path
+        if !query.isEmpty {
+            url += "?" + query.map { "\($0.0)=\(URLEncoding.queryValue($0.1))" }.joined(separator: "&")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Authorization", value: self.authorization)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        let started = ContinuousClock.now
+        let status: HTTPResponseStatus
+        let bytes: ByteBuffer
+        do {
+            let response = try await self.httpClient.execute(
+                request,
+                deadline: .now() + TimeAmount(self.configuration.requestTimeout),
+                logger: self.logger
+            )
+            status = response.status
+            bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        } catch let error as HTTPClientError {
+            self.failureCounter.increment()
+            throw ARIError.transport(String(describing: error))
+        } catch let error as ARIError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            self.failureCounter.increment()
+            throw ARIError.transport(String(describing: error))
+        }
+        self.requestTimer.recordNanoseconds(ARIConfiguration.ReconnectBackoff.nanoseconds(of: .now - started))
+        if (200..<300).contains(status.code) {
+            return (status, bytes)
+        }
+        self.failureCounter.increment()
+        let error = Self.error(status: status, body: bytes)
+        self.logger.debug(
+            "ARI request failed",
+            metadata: ["ari.method": "\(method.rawValue)", "ari.path": "\(path)", "ari.error": "\(error)"]
+        )
+        throw error
+    }
+
+    private func decode<Value: Decodable>(_ type: Value.Type, from bytes: ByteBuffer) throws -> Value {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes.readableBytesView))
+        } catch {
+            throw ARIError.unexpectedResponse(status: 200, body: String(buffer: bytes))
+        }
+    }
+
+    /// Maps a non-2xx answer to an error. Asterisk puts the text in `message`, except for allocation
+    /// failures (e.g. an unknown channel technology) which answer `{"error": "Allocation failed"}`.
+    static func error(status: HTTPResponseStatus, body: ByteBuffer) -> ARIError {
+        struct ErrorBody: Decodable {
+            var message: String?
+            var error: String?
+        }
+        let parsed = try? JSONDecoder().decode(ErrorBody.self, from: Data(body.readableBytesView))
+        let message = parsed?.message ?? parsed?.error ?? String(buffer: body)
+        switch status.code {
+        case 400: return .invalidRequest(message)
+        case 401: return .unauthorized
+        case 404: return .notFound(message)
+        case 409: return .conflict(message)
+        case 412: return .preconditionFailed(message)
+        case 500...599: return .server(status: Int(status.code), message: message)
+        default: return .unexpectedResponse(status: Int(status.code), body: String(buffer: body))
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        self = .nanoseconds(ARIConfiguration.ReconnectBackoff.nanoseconds(of: duration))
+    }
+}
