@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ARISimulator", targets: ["ARISimulator"]),
         .library(name: "DevStack", targets: ["DevStack"]),
         .executable(name: "devstack", targets: ["devstack"]),
+        .executable(name: "kafka-bench", targets: ["kafka-bench"]),
     ],
     dependencies: [
         .package(path: "../Shared"),
@@ -62,6 +63,21 @@ let package = Package(
                 "EmbeddedKafka",
                 "ARISimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kafka-bench",
+            dependencies: [
+                "EmbeddedKafka",
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
