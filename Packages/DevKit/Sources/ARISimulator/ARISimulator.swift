@@ -1,1 +1,412 @@
-// ARISimulator
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// An ARI server that behaves like Asterisk 22 for what a dialer uses: originate, hang up, channels,
+/// continue, application subscriptions, `/asterisk/info`, and the events WebSocket.
+///
+/// Outcomes come from a rule table keyed by the dialed number (see ``OutcomeRule`` and
+/// docs/ari-simulator.md); fault controls (dropping WebSockets, refusing originates, latency, hanging
+/// requests) are available in process and under `/__sim/` on the same port. State lives in one lock and
+/// every timed step is an event-loop timer, so thousands of live channels cost no tasks.
+public final class ARISimulator: Service, Sendable {
+    private let configuration: ARISimulatorConfiguration
+    private let logger: Logger
+    private let eventLoop: any EventLoop
+    let state: Mutex<SimulatorState>
+    private let startup = Mutex<Startup>(.notStarted([]))
+
+    private enum Startup {
+        case notStarted([CheckedContinuation<Int, any Error>])
+        case running(port: Int)
+        case failed(any Error)
+    }
+
+    /// Creates a simulator; throws ``ARISimulatorError/invalidRule(_:)`` for a bad rule pattern.
+    public init(configuration: ARISimulatorConfiguration = .init(), logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let rules = try RuleTable(rules: configuration.rules, fallback: configuration.fallbackOutcome)
+        self.state = Mutex(SimulatorState(configuration: configuration, rules: rules))
+        let eventLoop = self.eventLoop
+        let schedule: SimulatorState.Schedule = { [weak self] callID, generation, step, delay in
+            let simulator = self
+            return eventLoop.scheduleTask(in: delay.timeAmount) {
+                simulator?.state.withLock { $0.fire(callID, generation: generation, step: step) }
+            }
+        }
+        self.state.withLock { $0.schedule = schedule }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Serves until cancelled or gracefully shut down. Call once.
+    public func run() async throws {
+        let webSocketRouter = Router(context: SimulatorRequestContext.self)
+        webSocketRouter.ws(
+            "/ari/events",
+            shouldUpgrade: { [self] request, _ in self.shouldUpgrade(request) },
+            onUpgrade: { [self] inbound, outbound, context in
+                await self.serveEvents(inbound: inbound, outbound: outbound, context: context)
+            }
+        )
+        let application = Application(
+            responder: SimulatorResponder(simulator: self),
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: webSocketRouter,
+                configuration: .init(ws: .init(maxFrameSize: 1 << 20, autoPing: .disabled, closeTimeout: .seconds(2)))
+            ),
+            configuration: .init(
+                address: .hostname(self.configuration.host, port: self.configuration.port),
+                serverName: "Asterisk/\(self.configuration.asteriskVersion)"
+            ),
+            onServerRunning: { [self] channel in
+                self.serverStarted(port: channel.localAddress?.port ?? self.configuration.port)
+            },
+            logger: self.logger
+        )
+        do {
+            try await withGracefulShutdownHandler {
+                try await application.run()
+            } onGracefulShutdown: { [self] in
+                self.stopEverything()
+            }
+        } catch {
+            self.serverFailed(error)
+            self.stopEverything()
+            throw error
+        }
+        self.serverFailed(ARISimulatorError.startupFailed("the simulator has stopped"))
+        self.stopEverything()
+    }
+
+    /// The REST base URL, e.g. `http://127.0.0.1:49152/ari`, once the server listens.
+    public var baseURL: String {
+        get async throws {
+            "http://\(self.urlHost):\(try await self.port)/ari"
+        }
+    }
+
+    /// The events WebSocket base, e.g. `ws://127.0.0.1:49152/ari/events`.
+    public var eventsURL: String {
+        get async throws {
+            "ws://\(self.urlHost):\(try await self.port)/ari/events"
+        }
+    }
+
+    /// The listening port, once the server listens (waits for start-up).
+    public var port: Int {
+        get async throws {
+            try await withCheckedThrowingContinuation { continuation in
+                let immediate: Result<Int, any Error>? = self.startup.withLock { startup in
+                    switch startup {
+                    case .running(let port): return .success(port)
+                    case .failed(let error): return .failure(error)
+                    case .notStarted(var waiters):
+                        waiters.append(continuation)
+                        startup = .notStarted(waiters)
+                        return nil
+                    }
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        }
+    }
+
+    private var urlHost: String {
+        self.configuration.host.contains(":") ? "[\(self.configuration.host)]" : self.configuration.host
+    }
+
+    private func serverStarted(port: Int) {
+        let waiters = self.startup.withLock { startup -> [CheckedContinuation<Int, any Error>] in
+            guard case .notStarted(let waiters) = startup else { return [] }
+            startup = .running(port: port)
+            return waiters
+        }
+        self.logger.info("ARI simulator listening", metadata: ["ari.port": "\(port)"])
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    private func serverFailed(_ error: any Error) {
+        let waiters = self.startup.withLock { startup -> [CheckedContinuation<Int, any Error>] in
+            switch startup {
+            case .notStarted(let waiters):
+                startup = .failed(error)
+                return waiters
+            case .running:
+                startup = .failed(error)
+                return []
+            case .failed:
+                return []
+            }
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+
+    /// Closes every WebSocket, releases hung requests and stops every call timer.
+    private func stopEverything() {
+        let (aborts, waiters) = self.state.withLock { state in
+            for callID in Array(state.calls.keys) { state.cancelTimer(callID) }
+            let aborts = state.dropConnections(application: nil)
+            state.faults.unresponsive = false
+            let waiters = state.unresponsiveWaiters
+            state.unresponsiveWaiters = []
+            return (aborts, waiters)
+        }
+        for abort in aborts { abort() }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: - Fault controls
+
+    /// Closes the events WebSockets abruptly (no close frame: clients see 1006), for one application or all.
+    /// Calls stay up; their events are lost until a client reconnects, as with a real Asterisk.
+    public func dropWebSockets(application: String? = nil) {
+        let aborts = self.state.withLock { $0.dropConnections(application: application) }
+        for abort in aborts { abort() }
+    }
+
+    /// Refuses the next `count` originates with `status` (counted in ``originateCount(channelID:)``).
+    public func refuseOriginates(count: Int, status: Int = 503) {
+        self.state.withLock {
+            $0.faults.refuseNext = max(0, count)
+            $0.faults.refuseNextStatus = status
+        }
+    }
+
+    /// Refuses every originate with `status` for `duration`.
+    public func refuseOriginates(for duration: Duration, status: Int = 503) {
+        self.state.withLock {
+            $0.faults.refuseUntil = ContinuousClock.now + duration
+            $0.faults.refuseUntilStatus = status
+        }
+    }
+
+    /// Delays every REST response by `latency` (zero to stop).
+    public func setLatency(_ latency: Duration) {
+        self.state.withLock { $0.faults.latency = max(latency, .zero) }
+    }
+
+    /// While `true`, REST requests get no answer at all (they wait until this is turned off).
+    public func setUnresponsive(_ unresponsive: Bool) {
+        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.faults.unresponsive = unresponsive
+            guard !unresponsive else { return [] }
+            defer { state.unresponsiveWaiters = [] }
+            return state.unresponsiveWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Clears every fault (refusals, latency, unresponsiveness). Calls, counters and sockets are kept.
+    public func resetFaults() {
+        self.state.withLock { $0.faults = Faults() }
+        self.setUnresponsive(false)
+    }
+
+    /// Clears the counters.
+    public func resetCounters() {
+        self.state.withLock { $0.counters = Counters() }
+    }
+
+    /// Replaces the rule table at run time.
+    public func setRules(_ rules: [OutcomeRule], fallback: SimulatedOutcome = OutcomeRule.defaultFallback) throws {
+        let table = try RuleTable(rules: rules, fallback: fallback)
+        self.state.withLock { $0.rules = table }
+    }
+
+    /// Hangs up a live channel from the network side with `cause`, as if the callee hung up now.
+    /// Returns whether the channel existed.
+    @discardableResult
+    public func hangUpFromNetwork(channelID: String, cause: Int = 16) -> Bool {
+        self.state.withLock { state in
+            guard let callID = state.callID(owning: channelID) else { return false }
+            state.hangup(callID, cause: cause)
+            return true
+        }
+    }
+
+    // MARK: - Counters
+
+    /// Originate requests that named `channelID`, whatever their answer (200, 409, 4xx, 5xx, refusals).
+    public func originateCount(channelID: String) -> Int {
+        self.state.withLock { $0.counters.originatesByChannelID[channelID] ?? 0 }
+    }
+
+    /// Originates of `channelID` that created a channel (answered 200).
+    public func acceptedOriginateCount(channelID: String) -> Int {
+        self.state.withLock { $0.counters.acceptedByChannelID[channelID] ?? 0 }
+    }
+
+    /// Every authenticated originate request.
+    public var totalOriginates: Int {
+        self.state.withLock { $0.counters.totalOriginates }
+    }
+
+    /// Originates that created a channel.
+    public var acceptedOriginates: Int {
+        self.state.withLock { $0.counters.acceptedOriginates }
+    }
+
+    /// Originates whose first events were written before their HTTP response (see ``EarlyEventsPolicy``).
+    public var earlyEventOriginates: Int {
+        self.state.withLock { $0.counters.earlyEventOriginates }
+    }
+
+    /// Live originated channels (a Local pair counts once).
+    public var liveChannelCount: Int {
+        self.state.withLock { $0.calls.count }
+    }
+
+    /// Ids of the live originated channels.
+    public var liveChannelIDs: [String] {
+        self.state.withLock { Array($0.calls.keys) }
+    }
+
+    /// Number of open events WebSockets (replaced ones included).
+    public var webSocketCount: Int {
+        self.state.withLock { $0.connections.count }
+    }
+
+    // MARK: - WebSocket
+
+    private func shouldUpgrade(_ request: Request) -> RouterShouldUpgrade {
+        let query = QueryString.parse(request.uri.query)
+        guard let app = query["app"], !app.isEmpty, self.isAuthorized(request, query: query) else {
+            // The regular responder answers the request instead: 401, or 400 for a missing `app`.
+            return .dontUpgrade
+        }
+        return .upgrade([:])
+    }
+
+    private func serveEvents(
+        inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter,
+        context: WebSocketRouterContext<SimulatorRequestContext>
+    ) async {
+        let query = QueryString.parse(context.request.uri.query)
+        let application = query["app"] ?? ""
+        let channel = context.requestContext.channel
+        let (stream, continuation) = AsyncStream.makeStream(of: OutboundItem.self)
+        let connectionID = self.state.withLock {
+            $0.connect(application: application, outbound: continuation) {
+                channel.close(mode: .all, promise: nil)
+            }
+        }
+        self.logger.debug("events WebSocket open", metadata: ["ari.app": "\(application)"])
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    for try await _ in inbound {}
+                } catch {}
+                return true
+            }
+            group.addTask {
+                var failed = false
+                for await item in stream {
+                    switch item {
+                    case .text(let text):
+                        guard !failed else { continue }
+                        do {
+                            try await outbound.write(.text(text))
+                        } catch {
+                            failed = true
+                        }
+                    case .flushed(let done):
+                        done()
+                    }
+                }
+                return false
+            }
+            // When the client goes away, stop queuing and let the writer drain (flush callbacks must run);
+            // when the writer stops (dropped), stop reading.
+            if let readerEnded = await group.next(), readerEnded {
+                self.state.withLock { $0.disconnect(connectionID) }
+                continuation.finish()
+                _ = await group.next()
+            } else {
+                group.cancelAll()
+            }
+        }
+        self.state.withLock { $0.disconnect(connectionID) }
+        continuation.finish()
+        self.logger.debug("events WebSocket closed", metadata: ["ari.app": "\(application)"])
+    }
+
+    // MARK: - Request helpers
+
+    func isAuthorized(_ request: Request, query: [String: String]) -> Bool {
+        let expected = "\(self.configuration.username):\(self.configuration.password)"
+        if let apiKey = query["api_key"] {
+            return apiKey == expected
+        }
+        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("basic ") else {
+            return false
+        }
+        let encoded = header.dropFirst("basic ".count).trimmingCharacters(in: .whitespaces)
+        guard let data = Data(base64Encoded: encoded) else { return false }
+        return String(decoding: data, as: UTF8.self) == expected
+    }
+
+    /// Applies latency and unresponsiveness to a REST request.
+    func applyRequestFaults() async {
+        let latency = self.state.withLock { $0.faults.latency }
+        if latency > .zero {
+            try? await Task.sleep(for: latency)
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiting = self.state.withLock { state -> Bool in
+                guard state.faults.unresponsive else { return false }
+                state.unresponsiveWaiters.append(continuation)
+                return true
+            }
+            if !waiting { continuation.resume() }
+        }
+    }
+
+    /// Starts a call whose first events waited for the HTTP response.
+    func startCall(_ callID: String) {
+        self.state.withLock { $0.start(callID) }
+    }
+
+    var simulatorConfiguration: ARISimulatorConfiguration { self.configuration }
+}
+
+/// Request context: Hummingbird's basics plus the TCP channel (to drop a WebSocket without a close frame).
+struct SimulatorRequestContext: RequestContext, WebSocketRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let webSocket: WebSocketHandlerReference<SimulatorRequestContext>
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.webSocket = .init()
+        self.channel = source.channel
+    }
+}
+
+/// Counts down flush acknowledgements and resumes the waiting request when all arrived.
+final class FlushCountdown: Sendable {
+    private let state: Mutex<(remaining: Int, continuation: CheckedContinuation<Void, Never>?)>
+
+    init(count: Int, continuation: CheckedContinuation<Void, Never>) {
+        self.state = Mutex((count, continuation))
+    }
+
+    func done() {
+        let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.remaining -= 1
+            guard state.remaining <= 0 else { return nil }
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume()
+    }
+}
