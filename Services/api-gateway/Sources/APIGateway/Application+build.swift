@@ -1,0 +1,147 @@
+import CallDomain
+import CallMessaging
+import CallStore
+import Foundation
+import Hummingbird
+import Kafka
+import Logging
+import PostgresNIO
+import Prometheus
+import ServiceLifecycle
+
+/// The gateway's collaborators, as `buildRouter` takes them.
+struct GatewayDependencies: Sendable {
+    var users: any UserRepository
+    var calls: any CallRepository
+    var publisher: any CommandPublishing
+    var hub: StatusHub
+    var kafkaHealth: KafkaHealth
+    var metrics: GatewayMetrics
+    var hasher: PasswordHasher
+    var tokens: TokenService
+    var accessLogger: Logger
+}
+
+/// Builds the gateway: the HTTP application with its services (PostgreSQL pool, Kafka producer, the status
+/// fan-out reader and the feed that hands its events to the live streams).
+///
+/// - Parameters:
+///   - registry: where the gateway's metrics go and what `/metrics` renders; pass the process-wide registry of
+///     `MetricsSetup.bootstrap()` in production so that the Kafka and PostgreSQL client metrics show too.
+///   - logger: the application's logger.
+public func buildApplication(
+    configuration: GatewayConfiguration,
+    registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+    logger: Logger = Logger(label: "api-gateway")
+) async throws -> some ApplicationProtocol {
+    try await buildGateway(configuration: configuration, registry: registry, logger: logger).application
+}
+
+/// The application together with its router (tests compare the router's routes with the OpenAPI document).
+func buildGateway(
+    configuration: GatewayConfiguration,
+    registry: PrometheusCollectorRegistry,
+    logger: Logger
+) async throws -> (application: Application<RouterResponder<GatewayRequestContext>>, router: Router<GatewayRequestContext>) {
+    let metrics = GatewayMetrics(registry: registry)
+    let postgres = PostgresClient(
+        configuration: try DatabaseConfiguration.client(
+            url: configuration.databaseURL, maximumConnections: configuration.databaseMaxConnections,
+            applicationName: "api-gateway"),
+        backgroundLogger: logger)
+    let store = CallStore(client: postgres, logger: logger)
+
+    let publishTimeout = Duration.milliseconds(Int64(configuration.publishTimeoutSeconds * 1000))
+    var producerConfiguration = configuration.kafka
+    producerConfiguration.clientID += "-gateway"
+    let producer = try KafkaProducer(
+        configuration: producerConfiguration, deliveryTimeout: publishTimeout, logger: logger)
+    let kafkaHealth = KafkaHealth(
+        probe: FanOutReaderProbe(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger))
+    let publisher = KafkaCommandPublisher(
+        publisher: CallMessagePublisher(
+            producer: producer, topics: configuration.topics, source: "/api-gateway/\(configuration.instanceID)"),
+        timeout: publishTimeout, metrics: metrics, health: kafkaHealth, logger: logger)
+
+    var readerConfiguration = configuration.kafka
+    readerConfiguration.clientID += "-status-stream"
+    let reader = try KafkaFanOutReader(
+        configuration: readerConfiguration, topic: configuration.topics.status, start: .end, logger: logger)
+    let hub = StatusHub(bufferSize: configuration.sseClientBuffer, metrics: metrics)
+    let feed = StatusFeed(reader: reader, hub: hub, metrics: metrics, logger: logger)
+
+    let dependencies = GatewayDependencies(
+        users: store, calls: store, publisher: publisher, hub: hub, kafkaHealth: kafkaHealth, metrics: metrics,
+        hasher: try await PasswordHasher(cost: configuration.bcryptCost),
+        tokens: await TokenService(
+            secretKey: configuration.secretKey, issuer: configuration.jwtIssuer, audience: configuration.jwtAudience,
+            lifetimeMinutes: configuration.accessTokenExpireMinutes),
+        accessLogger: logger)
+    let router = buildRouter(configuration: configuration, dependencies: dependencies)
+    var application = Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+        logger: logger)
+    application.addServices(postgres, producer, reader, feed)
+    return (application, router)
+}
+
+/// The routes: operations and docs at the root, the token endpoint, and the authenticated API under `/api/v1`
+/// with its own request context.
+func buildRouter(configuration: GatewayConfiguration, dependencies: GatewayDependencies) -> Router<GatewayRequestContext> {
+    let router = Router(context: GatewayRequestContext.self)
+    router.addMiddleware {
+        ObservationMiddleware(
+            metrics: dependencies.metrics, trustForwardedFor: configuration.trustForwardedFor,
+            accessLogger: dependencies.accessLogger)
+        CORSMiddleware(origins: configuration.allowedOrigins, allowCredentials: configuration.corsAllowCredentials)
+        BodyLimitMiddleware(maxBytes: configuration.maxBodyBytes)
+    }
+
+    OperationsController(
+        repository: dependencies.calls, kafka: dependencies.kafkaHealth, metrics: dependencies.metrics,
+        instanceID: configuration.instanceID
+    ).addRoutes(to: router)
+    if configuration.docsEnabled {
+        let document = OpenAPIDocument.json(
+            .init(
+                docsEnabled: true, benchBaselineRoute: configuration.benchBaselineRoute,
+                allowedContexts: configuration.allowedContexts, maxBodyBytes: configuration.maxBodyBytes,
+                tokenRateLimit: configuration.tokenRateLimit))
+        DocsController(document: document).addRoutes(to: router)
+    }
+    if configuration.benchBaselineRoute {
+        BenchBaselineController(maxBodyBytes: configuration.maxBodyBytes).addRoutes(to: router)
+    }
+
+    let api = router.group("api/v1")
+    AuthController(
+        users: dependencies.users, hasher: dependencies.hasher, tokens: dependencies.tokens,
+        limiter: RateLimiter(count: configuration.tokenRateLimit.count, seconds: configuration.tokenRateLimit.seconds),
+        metrics: dependencies.metrics, maxBodyBytes: configuration.maxBodyBytes
+    ).addRoutes(to: api)
+
+    let directory = UserDirectory(repository: dependencies.users, ttlSeconds: configuration.userCacheSeconds)
+    let authenticated = router.group("api/v1")
+        .add(middleware: AuthenticationMiddleware(tokens: dependencies.tokens, users: directory))
+        .group(context: AuthenticatedRequestContext.self)
+    let retryAfter = max(1, Int(configuration.publishTimeoutSeconds.rounded(.up)))
+    CallsController(
+        intake: CallIntake(
+            publisher: dependencies.publisher, repository: dependencies.calls, coalescer: IdempotencyCoalescer(),
+            metrics: dependencies.metrics, publishRetryAfterSeconds: retryAfter),
+        repository: dependencies.calls, publisher: dependencies.publisher,
+        allowedContexts: configuration.allowedContexts, defaultTimeoutSeconds: configuration.defaultTimeoutSeconds,
+        defaultTTLSeconds: configuration.callTTLSeconds, maxBodyBytes: configuration.maxBodyBytes,
+        publishRetryAfterSeconds: retryAfter
+    ).addRoutes(to: authenticated)
+    EventsController(
+        hub: dependencies.hub, repository: dependencies.calls,
+        heartbeat: .milliseconds(Int64(configuration.sseHeartbeatSeconds * 1000))
+    ).addRoutes(to: authenticated)
+    UsersController(
+        users: dependencies.users, directory: directory, hasher: dependencies.hasher,
+        maxBodyBytes: configuration.maxBodyBytes
+    ).addRoutes(to: authenticated)
+    return router
+}

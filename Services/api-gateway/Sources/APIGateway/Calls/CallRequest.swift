@@ -1,0 +1,188 @@
+import CallDomain
+import Crypto
+import Foundation
+
+/// A validated `POST /api/v1/calls` body.
+///
+/// Every field goes through the domain's allow-list types (`DialTarget`, `CallerID`, `DialplanTarget`,
+/// `ChannelVariables`, `ClientMetadata`), and every error of every field is collected before answering, so a
+/// client fixes its request in one round trip.
+public struct CallRequest: Sendable, Hashable {
+    /// The number to dial.
+    public var to: DialTarget
+    /// The presented caller id.
+    public var callerID: CallerID?
+    /// Where an answered call goes (context and extension given together; priority defaults to 1).
+    public var dialplan: DialplanTarget?
+    /// Ring timeout in seconds.
+    public var timeoutSeconds: Int
+    /// Channel variables.
+    public var variables: ChannelVariables
+    /// Client metadata.
+    public var metadata: ClientMetadata
+    /// Time to live of the command in seconds.
+    public var ttlSeconds: Int
+
+    /// The body fields this endpoint knows.
+    static let fields: Set<String> = [
+        "to", "caller_id", "context", "extension", "priority", "timeout_seconds", "variables", "metadata",
+        "ttl_seconds",
+    ]
+    /// Accepted `ttl_seconds` (and `CALL_TTL_SECONDS`).
+    public static let ttlRange = 10...86_400
+
+    /// Validates a parsed body.
+    ///
+    /// - Throws: ``Problem`` 422 listing every invalid, missing or unknown field.
+    init(
+        body: [String: JSONValue], allowedContexts: Set<String>, defaultTimeoutSeconds: Int, defaultTTLSeconds: Int
+    ) throws {
+        var reader = JSONObjectReader(body)
+        reader.refuseUnknown(Self.fields)
+
+        var to: DialTarget?
+        if let raw = reader.string("to", required: true) {
+            do { to = try DialTarget(raw) } catch { reader.add([error]) }
+        }
+
+        let callerID = Self.readCallerID(&reader)
+        let dialplan = Self.readDialplan(&reader, allowedContexts: allowedContexts)
+
+        let timeout =
+            reader.int(
+                "timeout_seconds",
+                range: OriginateCommand.timeoutRange.lowerBound...OriginateCommand.timeoutRange.upperBound)
+            ?? defaultTimeoutSeconds
+
+        var variables = ChannelVariables.empty
+        if let raw = reader.object("variables") {
+            var strings: [String: String] = [:]
+            for (name, value) in raw.sorted(by: { $0.key < $1.key }) {
+                if case .string(let text) = value {
+                    strings[name] = text
+                } else {
+                    reader.add([
+                        FieldError(
+                            field: "variables.\(JSONObjectReader.printable(name))", message: "must be a string")
+                    ])
+                }
+            }
+            do { variables = try ChannelVariables(strings) } catch { reader.add(error.errors) }
+        }
+
+        var metadata = ClientMetadata.empty
+        if let raw = reader.object("metadata") {
+            do { metadata = try ClientMetadata(raw) } catch { reader.add([error]) }
+        }
+
+        let ttl = reader.int("ttl_seconds", range: Self.ttlRange) ?? defaultTTLSeconds
+
+        guard reader.errors.isEmpty, let to else { throw Problem.validation(reader.errors) }
+        self.to = to
+        self.callerID = callerID
+        self.dialplan = dialplan
+        self.timeoutSeconds = timeout
+        self.variables = variables
+        self.metadata = metadata
+        self.ttlSeconds = ttl
+    }
+
+    /// `caller_id` is `{"name": ..., "number": ...}` or just the number as a string.
+    private static func readCallerID(_ reader: inout JSONObjectReader) -> CallerID? {
+        switch reader.object["caller_id"] {
+        case nil, .null?:
+            return nil
+        case .string(let number)?:
+            do { return try CallerID(name: nil, number: number) } catch {
+                reader.add(error.errors)
+                return nil
+            }
+        case .object(let fields)?:
+            var nested = JSONObjectReader(fields, path: "caller_id")
+            nested.refuseUnknown(["name", "number"])
+            let name = nested.string("name")
+            let number = nested.string("number", required: true)
+            reader.add(nested.errors)
+            guard let number, nested.errors.isEmpty else { return nil }
+            do { return try CallerID(name: name, number: number) } catch {
+                reader.add(error.errors)
+                return nil
+            }
+        default:
+            reader.fail("caller_id", "must be an object {name, number} or a number string")
+            return nil
+        }
+    }
+
+    /// `context` and `extension` come together; `priority` (default 1) only with them.
+    private static func readDialplan(_ reader: inout JSONObjectReader, allowedContexts: Set<String>)
+        -> DialplanTarget?
+    {
+        let contextGiven = reader.has("context")
+        let extensionGiven = reader.has("extension")
+        guard contextGiven || extensionGiven || reader.has("priority") else { return nil }
+        let errorsBefore = reader.errors.count
+        let context = reader.string("context")
+        let exten = reader.string("extension")
+        let priority = reader.int("priority", range: 1...99_999)
+        if !contextGiven { reader.fail("context", "is required when extension or priority is given") }
+        if !extensionGiven { reader.fail("extension", "is required when context or priority is given") }
+        if let context {
+            do { try DialplanTarget.validateContext(context, allowed: allowedContexts) } catch { reader.add([error]) }
+        }
+        if let exten {
+            do { try DialplanTarget.validateExtension(exten) } catch { reader.add([error]) }
+        }
+        guard reader.errors.count == errorsBefore, let context, let exten else { return nil }
+        return try? DialplanTarget(context: context, extension: exten, priority: priority ?? 1)
+    }
+
+    // MARK: - Command and fingerprint
+
+    /// The command for this request.
+    func command(callID: CallID, requestedAt: Date, requestedBy: String, requestID: String) -> OriginateCommand {
+        OriginateCommand(
+            callID: callID, requestedAt: requestedAt, expiresAt: requestedAt.addingTimeInterval(Double(ttlSeconds)),
+            to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
+            metadata: metadata, requestedBy: requestedBy, requestID: requestID)
+    }
+
+    /// SHA-256 (hex) of the canonical form of the validated request (defaults applied, sorted keys), so that
+    /// formatting, key order and spelled-out defaults do not make two identical requests differ.
+    var fingerprint: String {
+        struct Canonical: Encodable {
+            var to: DialTarget
+            var callerID: CallerID?
+            var dialplan: DialplanTarget?
+            var timeoutSeconds: Int
+            var variables: ChannelVariables
+            var metadata: ClientMetadata
+            var ttlSeconds: Int
+
+            enum CodingKeys: String, CodingKey {
+                case to
+                case callerID = "caller_id"
+                case dialplan
+                case timeoutSeconds = "timeout_seconds"
+                case variables, metadata
+                case ttlSeconds = "ttl_seconds"
+            }
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(to, forKey: .to)
+                try container.encode(callerID, forKey: .callerID)
+                try container.encode(dialplan, forKey: .dialplan)
+                try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
+                try container.encode(variables, forKey: .variables)
+                try container.encode(metadata, forKey: .metadata)
+                try container.encode(ttlSeconds, forKey: .ttlSeconds)
+            }
+        }
+        let canonical = Canonical(
+            to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
+            metadata: metadata, ttlSeconds: ttlSeconds)
+        let bytes = (try? WireCoding.encode(canonical)) ?? []
+        return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+}

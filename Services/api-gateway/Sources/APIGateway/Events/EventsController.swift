@@ -1,0 +1,189 @@
+import CallDomain
+import CallStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Server-Sent Events of call status: `GET /calls/{id}/events` and `GET /events` (under `/api/v1`).
+///
+/// Each event is `id: <seq>` (`<call id>:<seq>` on the all-calls stream), `event: status` and `data:` the
+/// CallStatusEvent JSON of the topic. Comment lines are sent as heartbeats.
+///
+/// A call's stream first replays what the history holds after `Last-Event-ID` (everything when absent), then
+/// the recent events this process read from Kafka, then continues live; duplicates are dropped by `seq`, so a
+/// reconnecting client misses nothing and sees nothing twice. The all-calls stream is live only (a
+/// `Last-Event-ID` is honoured as far as this process's recent events reach).
+struct EventsController: Sendable {
+    typealias Context = AuthenticatedRequestContext
+
+    let hub: StatusHub
+    let repository: any CallRepository
+    let heartbeat: Duration
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.get("calls/:id/events", use: callEvents)
+        group.get("events", use: allEvents)
+    }
+
+    static let headers: HTTPFields = [
+        .contentType: "text/event-stream; charset=utf-8",
+        .cacheControl: "no-cache",
+        HTTPField.Name("X-Accel-Buffering")!: "no",
+    ]
+
+    // MARK: - One call
+
+    @Sendable func callEvents(_ request: Request, context: Context) async throws -> Response {
+        let id = try CallsController.callID(context)
+        let lastSeq = try Self.lastSeq(request)
+        let channel = context.channel
+        let subscription = hub.subscribe(callID: id) { channel?.close(promise: nil) }
+        let history: [CallStatusEvent]
+        do {
+            history = try await replay(id, after: lastSeq)
+        } catch {
+            hub.unsubscribe(subscription.id)
+            context.logger.error("event replay failed", metadata: ["error": .string("\(error)")])
+            throw Problem.retryLater(.databaseUnavailable, detail: "the call history is unavailable", after: 2)
+        }
+        var initial: [Int: CallStatusEvent] = [:]
+        for event in history + subscription.recent where event.seq > lastSeq { initial[event.seq] = event }
+        let ordered = initial.values.sorted { $0.seq < $1.seq }
+        let hub = self.hub
+        let heartbeat = self.heartbeat
+        let logger = context.logger
+        return Response(
+            status: .ok, headers: Self.headers,
+            body: ResponseBody { writer in
+                var delivered = lastSeq
+                try await Self.stream(
+                    subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, writer: &writer
+                ) { event in
+                    guard event.seq > delivered else { return nil }
+                    delivered = event.seq
+                    return String(event.seq)
+                } initial: {
+                    ordered
+                }
+            })
+    }
+
+    /// `Last-Event-ID` as a seq (0 when absent); a malformed one is a 400.
+    static func lastSeq(_ request: Request) throws -> Int {
+        guard let text = request.headers[.lastEventID] else { return 0 }
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if trimmed.isEmpty { return 0 }
+        guard let seq = Int(trimmed), seq >= 0 else {
+            throw Problem.validation(field: "Last-Event-ID", message: "must be the id (seq) of an event of this stream")
+        }
+        return seq
+    }
+
+    /// The call's history after `seq`, as the events that made it (status events start at seq 1).
+    func replay(_ id: CallID, after seq: Int) async throws -> [CallStatusEvent] {
+        guard let record = try await repository.call(id: id) else { return [] }
+        return record.timeline.filter { $0.seq > max(seq, 0) }.map { Self.event(from: $0, of: record) }
+    }
+
+    /// Rebuilds a status event from a timeline entry and its call (same event id, seq and status as on the topic).
+    static func event(from entry: CallTimelineEntry, of record: CallRecord) -> CallStatusEvent {
+        let answered = record.answeredAt.flatMap { $0 <= entry.occurredAt ? $0 : nil }
+        let ended = entry.status.isTerminal ? (record.endedAt ?? entry.occurredAt) : nil
+        var duration: Double?
+        if entry.status == .completed, let answered, let ended { duration = ended.timeIntervalSince(answered) }
+        return CallStatusEvent(
+            eventID: entry.eventID, callID: record.id, seq: entry.seq, status: entry.status,
+            previousStatus: entry.previousStatus ?? .queued, occurredAt: entry.occurredAt, nodeID: entry.nodeID,
+            workerID: entry.workerID, channelID: record.channelID, to: record.to, hangupCause: entry.hangupCause,
+            failureReason: entry.failureReason, detail: entry.detail, answeredAt: answered, endedAt: ended,
+            durationSeconds: duration, metadata: (try? ClientMetadata(record.metadata)) ?? .empty)
+    }
+
+    // MARK: - All calls
+
+    @Sendable func allEvents(_ request: Request, context: Context) async throws -> Response {
+        let lastEventID = request.headers[.lastEventID]?.trimmingCharacters(in: .whitespaces)
+        let channel = context.channel
+        let subscription = hub.subscribe(callID: nil) { channel?.close(promise: nil) }
+        let initial: [CallStatusEvent] =
+            if let lastEventID, let index = subscription.recent.firstIndex(where: { Self.globalID($0) == lastEventID }) {
+                Array(subscription.recent[(index + 1)...])
+            } else {
+                []
+            }
+        let hub = self.hub
+        let heartbeat = self.heartbeat
+        let logger = context.logger
+        return Response(
+            status: .ok, headers: Self.headers,
+            body: ResponseBody { writer in
+                var delivered: [CallID: Int] = [:]
+                try await Self.stream(
+                    subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, writer: &writer
+                ) { event in
+                    guard event.seq > delivered[event.callID, default: 0] else { return nil }
+                    delivered[event.callID] = event.seq
+                    if delivered.count > 100_000 { delivered.removeAll(keepingCapacity: true) }
+                    return Self.globalID(event)
+                } initial: {
+                    initial
+                }
+            })
+    }
+
+    static func globalID(_ event: CallStatusEvent) -> String { "\(event.callID):\(event.seq)" }
+
+    // MARK: - Writing
+
+    /// Writes the initial events, then live events and heartbeats until the subscription ends, the client goes
+    /// away or the server shuts down. `admit` returns the SSE id of an event to send, or `nil` to skip it.
+    static func stream(
+        subscription: StatusHub.Subscription, hub: StatusHub, heartbeat: Duration, logger: Logger,
+        writer: inout any ResponseBodyWriter, admit: (CallStatusEvent) -> String?,
+        initial: () -> [CallStatusEvent]
+    ) async throws {
+        defer { hub.unsubscribe(subscription.id) }
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: heartbeat)
+                if Task.isCancelled { break }
+                hub.heartbeat(subscription.id)
+            }
+        }
+        defer { ticker.cancel() }
+        do {
+            try await withGracefulShutdownHandler {
+                try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
+                for event in initial() {
+                    if let id = admit(event) { try await writer.write(try frame(event, id: id)) }
+                }
+                for await element in subscription.elements {
+                    switch element {
+                    case .event(let event):
+                        if let id = admit(event) { try await writer.write(try frame(event, id: id)) }
+                    case .heartbeat:
+                        try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
+                    }
+                }
+            } onGracefulShutdown: {
+                hub.unsubscribe(subscription.id)
+            }
+            try await writer.finish(nil)
+        } catch {
+            // The client went away (or its connection was closed for falling behind): nothing to answer.
+            logger.debug("event stream ended", metadata: ["error": .string("\(error)")])
+        }
+    }
+
+    /// One SSE frame; the JSON has no raw newlines, so one `data:` line carries it.
+    static func frame(_ event: CallStatusEvent, id: String) throws -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("id: \(id)\nevent: status\ndata: ")
+        buffer.writeBytes(try WireCoding.encode(event))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+}

@@ -1,0 +1,81 @@
+import APIGateway
+import ArgumentParser
+import Foundation
+
+/// `api-gateway`: the REST front door of the outbound dialer.
+@main
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "api-gateway",
+        abstract: "REST API of the outbound dialer: auth, call requests to Kafka, call queries, live status.",
+        discussion: "Configuration comes from environment variables (see the README).",
+        subcommands: [Serve.self, Migrate.self, CreateUser.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Runs a subcommand, turning an operator's mistake into its message on standard error and an exit code.
+func reportingFailures(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let failure as GatewayEntryPoint.Failure {
+        FileHandle.standardError.write(Data("api-gateway: \(failure.description)\n".utf8))
+        throw ExitCode(failure.exitCode)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the API until SIGTERM or SIGINT (the default).")
+
+    func run() async throws {
+        try await reportingFailures { try await GatewayEntryPoint.serve() }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply the database migrations to DATABASE_URL (safe to run repeatedly and concurrently).")
+
+    func run() async throws {
+        try await reportingFailures { print(try await GatewayEntryPoint.migrate()) }
+    }
+}
+
+struct CreateUser: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create-user",
+        abstract: "Create an API user.",
+        discussion: """
+            The password is read from standard input (e.g. `printf %s "$PASSWORD" | api-gateway create-user ...`). \
+            On a terminal or with empty input a password is generated and printed once.
+            """)
+
+    @Option(help: "The login name (ASCII letters, digits, '.', '_', '-', '@'; at most 64).")
+    var username: String
+
+    @Option(help: "admin, operator or viewer.")
+    var role: String
+
+    func validate() throws {
+        guard ["admin", "operator", "viewer"].contains(role) else {
+            throw ValidationError("--role must be admin, operator or viewer")
+        }
+    }
+
+    func run() async throws {
+        let password = Self.passwordFromStandardInput()
+        try await reportingFailures {
+            for line in try await GatewayEntryPoint.createUser(username: username, role: role, password: password) {
+                print(line)
+            }
+        }
+    }
+
+    /// The password piped in, without its final line break; `nil` on a terminal or for empty input.
+    static func passwordFromStandardInput() -> String? {
+        guard isatty(STDIN_FILENO) == 0 else { return nil }
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        var text = String(decoding: data, as: UTF8.self)
+        while let last = text.last, last == "\n" || last == "\r" { text.removeLast() }
+        return text.isEmpty ? nil : text
+    }
+}
