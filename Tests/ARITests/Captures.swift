@@ -1,0 +1,63 @@
+import Foundation
+
+/// The real Asterisk 22.10.1 recordings in `../shared/ari-captures` (or `ARI_CAPTURES_DIR`).
+struct Capture {
+    struct HTTPExchange {
+        var method: String
+        var url: String
+        var status: Int
+        var body: JSONValue?
+    }
+
+    var scenario: String
+    var root: JSONValue
+
+    static func directory(filePath: String = #filePath) -> String {
+        if let override = ProcessInfo.processInfo.environment["ARI_CAPTURES_DIR"], !override.isEmpty {
+            return override
+        }
+        let repository = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return repository.deletingLastPathComponent().appendingPathComponent("shared/ari-captures").path
+    }
+
+    static func all() throws -> [Capture] {
+        let directory = Self.directory()
+        return try FileManager.default.contentsOfDirectory(atPath: directory)
+            .filter { $0.hasSuffix(".json") }
+            .sorted()
+            .map { try Self.load(directory + "/" + $0) }
+    }
+
+    static func named(_ scenario: String) throws -> Capture {
+        try Self.load(Self.directory() + "/" + scenario + ".json")
+    }
+
+    private static func load(_ path: String) throws -> Capture {
+        let root = try JSONValue.parse(try String(contentsOfFile: path, encoding: .utf8))
+        return Capture(scenario: root["scenario"]?.stringValue ?? path, root: root)
+    }
+
+    private var timeline: [JSONValue] { self.root["timeline"]?.arrayValue ?? [] }
+
+    /// Events received on one of the capture's WebSockets, with their JSON text re-serialised.
+    func events(on webSocket: String? = nil) -> [JSONValue] {
+        self.timeline.compactMap { entry in
+            guard entry["kind"]?.stringValue == "ws_event" else { return nil }
+            if let webSocket, entry["ws"]?.stringValue != webSocket { return nil }
+            return entry["event"]
+        }
+    }
+
+    var httpExchanges: [HTTPExchange] {
+        self.timeline.compactMap { entry in
+            guard entry["kind"]?.stringValue == "http" else { return nil }
+            return HTTPExchange(
+                method: entry["method"]?.stringValue ?? "",
+                url: entry["url"]?.stringValue ?? "",
+                status: entry["status"]?.intValue ?? 0,
+                body: entry["body"]
+            )
+        }
+    }
+}

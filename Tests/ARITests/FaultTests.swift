@@ -1,0 +1,156 @@
+import ARI
+import ARISimulator
+import Foundation
+import NIOHTTP1
+import Testing
+
+/// Fault controls, in process and over the admin endpoint.
+@Suite struct FaultTests {
+    @Test func refusesTheNextOriginatesAndCountsThem() async throws {
+        try await withSimulator { harness in
+            let client = harness.client(application: uniqueName())
+            harness.simulator.refuseOriginates(count: 2, status: 503)
+            let id = uniqueName("call")
+            let request = OriginateRequest(channelID: id, endpoint: "PJSIP/155501090000@carrier", app: "x")
+            for _ in 0..<2 {
+                await #expect(throws: ARIError.server(status: 503, message: "Service Unavailable")) {
+                    try await client.originate(request)
+                }
+            }
+            _ = try await client.originate(request)
+            #expect(harness.simulator.originateCount(channelID: id) == 3)
+            #expect(harness.simulator.acceptedOriginateCount(channelID: id) == 1)
+            #expect(harness.simulator.totalOriginates == 3)
+        }
+    }
+
+    @Test func refusesOriginatesForADuration() async throws {
+        try await withSimulator { harness in
+            let client = harness.client(application: uniqueName())
+            harness.simulator.refuseOriginates(for: .seconds(60), status: 500)
+            let request = OriginateRequest(channelID: uniqueName(), endpoint: "PJSIP/155501090000@carrier", app: "x")
+            await #expect(throws: ARIError.server(status: 500, message: "Allocation failed")) {
+                try await client.originate(request)
+            }
+            harness.simulator.resetFaults()
+            _ = try await client.originate(request)
+        }
+    }
+
+    @Test func latencyDelaysResponses() async throws {
+        try await withSimulator { harness in
+            let client = harness.client(application: uniqueName())
+            harness.simulator.setLatency(.milliseconds(300))
+            let started = ContinuousClock.now
+            _ = try await client.channels()
+            #expect(started.duration(to: .now) >= .milliseconds(300))
+        }
+    }
+
+    @Test func unresponsiveServerTimesTheClientOut() async throws {
+        try await withSimulator { harness in
+            var configuration = harness.configuration(application: uniqueName())
+            configuration.requestTimeout = .milliseconds(300)
+            let client = ARIClient(configuration: configuration, logger: testLogger)
+            harness.simulator.setUnresponsive(true)
+            await #expect {
+                try await client.channels()
+            } throws: { error in
+                if case ARIError.transport = error { true } else { false }
+            }
+            harness.simulator.setUnresponsive(false)
+            let channels = try await client.channels()
+            #expect(channels.isEmpty)
+        }
+    }
+
+    @Test func adminEndpointControlsFaults() async throws {
+        try await withSimulator { harness in
+            let admin = harness.baseURL.replacingOccurrences(of: "/ari", with: "/__sim")
+            let client = harness.client(application: uniqueName())
+            let refuse = try await httpRequest(.POST, admin + "/refuse-originates?count=1&status=503", headers: [])
+            #expect(refuse.status == 204)
+            let id = uniqueName("call")
+            await #expect(throws: ARIError.server(status: 503, message: "Service Unavailable")) {
+                try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501050000@carrier", app: "x"))
+            }
+            _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501050000@carrier", app: "x"))
+            let counts = try JSONValue.parse(try await httpRequest(.GET, admin + "/originates?channel=\(id)", headers: []).body)
+            #expect(counts["originates"]?.intValue == 2)
+            #expect(counts["accepted"]?.intValue == 1)
+            let stats = try JSONValue.parse(try await httpRequest(.GET, admin + "/stats", headers: []).body)
+            #expect(stats["live_channels"]?.intValue == 1)
+            #expect(stats["total_originates"]?.intValue == 2)
+            let hangup = try await httpRequest(.POST, admin + "/hangup?channel=\(id)&cause=17", headers: [])
+            #expect(hangup.status == 204)
+            #expect(harness.simulator.liveChannelCount == 0)
+            #expect(try await httpRequest(.POST, admin + "/latency?ms=0", headers: []).status == 204)
+            #expect(try await httpRequest(.POST, admin + "/reset", headers: []).status == 204)
+            #expect(try await httpRequest(.POST, admin + "/reset-counters", headers: []).status == 204)
+            #expect(harness.simulator.totalOriginates == 0)
+            #expect(try await httpRequest(.POST, admin + "/nonsense", headers: []).status == 404)
+        }
+    }
+
+    @Test func earlyEventsPrecedeTheResponseWhenConfigured() async throws {
+        try await withSimulator(.init(earlyEvents: .always)) { harness in
+            let application = uniqueName()
+            let events = try await EventRecorder.connected(harness.configuration(application: application))
+            defer { events.stop() }
+            let id = uniqueName("call")
+            _ = try await harness.client(application: application).originate(
+                .init(channelID: id, endpoint: "PJSIP/155501020000@carrier", app: application)
+            )
+            #expect(harness.simulator.earlyEventOriginates == 1)
+            try await events.waitForDestroyed(id)
+        }
+        try await withSimulator(.init(earlyEvents: .never)) { harness in
+            _ = try await harness.client(application: uniqueName()).originate(
+                .init(channelID: uniqueName("call"), endpoint: "PJSIP/155501000000@carrier", app: "x")
+            )
+            #expect(harness.simulator.earlyEventOriginates == 0)
+        }
+    }
+}
+
+/// The rule table and the number extraction (pure logic).
+@Suite struct RuleTests {
+    @Test func extractsTheDialedNumber() {
+        #expect(DialedNumber.from(endpoint: "PJSIP/15550100001@carrier") == "15550100001")
+        #expect(DialedNumber.from(endpoint: "PJSIP/+15550100001@carrier") == "15550100001")
+        #expect(DialedNumber.from(endpoint: "PJSIP/carrier/sip:+4930123@sip.example.com") == "4930123")
+        #expect(DialedNumber.from(endpoint: "Local/busy@dialer-test") == "busy")
+        #expect(DialedNumber.from(endpoint: "Local/100@agents/n") == "100")
+        #expect(DialedNumber.from(endpoint: "IAX2/trunk/5551234") == "5551234")
+    }
+
+    @Test func theNumberingPlanDecodesOutcomes() {
+        #expect(NumberingPlan.outcome(code: 0, first: 5, second: 3) == .answer(ringing: .milliseconds(500), hold: .seconds(3)))
+        #expect(NumberingPlan.outcome(code: 0, first: 0, second: 0) == .answer(ringing: .zero, hold: nil))
+        #expect(NumberingPlan.outcome(code: 2, first: 1, second: 0) == .calleeHangup(cause: 17, after: .milliseconds(100)))
+        #expect(NumberingPlan.outcome(code: 13, first: 0, second: 38) == .calleeHangup(cause: 38, after: .zero))
+        #expect(NumberingPlan.outcome(code: 11, first: 0, second: 0) == .refuse(status: 503))
+        #expect(NumberingPlan.outcome(code: 42, first: 0, second: 0) == nil)
+    }
+
+    @Test func rulesFilesParse() throws {
+        let json = """
+            {"rules": [
+              {"name": "vip", "match": "49.*", "outcome": "answer", "ringMs": 1000, "holdMs": 5000},
+              {"match": "44.*", "outcome": "hangup", "cause": 38, "afterMs": 200},
+              {"match": "33.*", "outcome": "refuse", "status": 503}
+            ], "includeDefaults": false, "fallback": {"outcome": "busy"}}
+            """
+        let file = try RuleFile.parse(Data(json.utf8))
+        #expect(file.rules.count == 3)
+        #expect(file.rules[0] == OutcomeRule(name: "vip", pattern: "49.*", outcome: .answer(ringing: .seconds(1), hold: .seconds(5))))
+        #expect(file.rules[1].decision == .fixed(.calleeHangup(cause: 38, after: .milliseconds(200))))
+        #expect(file.fallback == .busy(after: .zero))
+        let withDefaults = try RuleFile.parse(Data(#"{"rules": []}"#.utf8))
+        #expect(withDefaults.rules == OutcomeRule.defaults)
+        #expect(throws: ARISimulatorError.self) { try RuleFile.parse(Data(#"{"rules": [{"match": "("}]}"#.utf8)) }
+        #expect(throws: ARISimulatorError.self) {
+            try RuleFile.parse(Data(#"{"rules": [{"match": "1", "outcome": "explode"}]}"#.utf8))
+        }
+    }
+}
