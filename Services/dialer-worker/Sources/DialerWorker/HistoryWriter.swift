@@ -1,0 +1,141 @@
+import CallDomain
+import CallMessaging
+import CallStore
+import Kafka
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Keeps the call history in PostgreSQL current: records every originate command as a `queued` call and applies
+/// every status event, in batches, idempotently.
+///
+/// It is its own consumer group (`call-history`) and is never paused, so a call shows up in the history a moment
+/// after the gateway accepted it however far behind dialing is. Offsets are committed after each batch is stored.
+final class HistoryWriter: Service {
+    private let consumer: KafkaConsumer
+    private let store: CallStore
+    private let topics: CallTopics
+    private let batchSize: Int
+    private let readiness: WorkerReadiness
+    private let metrics: WorkerMetrics
+    private let logger: Logger
+
+    init(
+        consumer: KafkaConsumer,
+        store: CallStore,
+        topics: CallTopics,
+        batchSize: Int,
+        readiness: WorkerReadiness,
+        metrics: WorkerMetrics,
+        logger: Logger
+    ) {
+        self.consumer = consumer
+        self.store = store
+        self.topics = topics
+        self.batchSize = batchSize
+        self.readiness = readiness
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "component"] = "history-writer"
+        self.logger = logger
+    }
+
+    func run() async throws {
+        // The consumer runs outside this service's graceful shutdown: on shutdown the writer first stores and
+        // commits what it has read, and only then lets the consumer leave the group.
+        let consumer = self.consumer
+        let consumerTask = Task.detached { try await consumer.run() }
+        readiness.setHistoryConsumerRunning(true)
+        let buffer = BatchBuffer<KafkaMessage>(capacity: batchSize * 2)
+        let readerFailure = await withTaskCancellationHandler {
+            await withTaskGroup(of: (any Error)?.self) { group in
+                group.addTask {
+                    defer { buffer.finish() }
+                    do {
+                        for try await message in consumer.messages {
+                            guard await buffer.put(message) else { break }
+                        }
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                await withGracefulShutdownHandler {
+                    while let batch = await buffer.take(upTo: batchSize) {
+                        await write(batch)
+                    }
+                } onGracefulShutdown: {
+                    buffer.finish()
+                }
+                consumerTask.cancel()
+                return await group.next() ?? nil
+            }
+        } onCancel: {
+            consumerTask.cancel()
+            buffer.finish()
+        }
+        readiness.setHistoryConsumerRunning(false)
+        if case .failure(let error) = await consumerTask.result, !(error is CancellationError) {
+            throw error
+        }
+        if let readerFailure { throw readerFailure }
+    }
+
+    /// Stores one batch (retrying until PostgreSQL takes it), then commits its offsets.
+    private func write(_ batch: [KafkaMessage]) async {
+        var commands: [OriginateCommand] = []
+        var events: [CallStatusEvent] = []
+        var positions: [KafkaTopicPartition: Int64] = [:]
+        for message in batch {
+            positions[message.topicPartition] = max(positions[message.topicPartition] ?? -1, message.offset)
+            do {
+                if message.topic == topics.originate {
+                    commands.append(try CallMessageDecoder.originate(message).0)
+                } else if message.topic == topics.status {
+                    events.append(try CallMessageDecoder.status(message).0)
+                }
+            } catch {
+                logger.error(
+                    "undecodable message skipped",
+                    metadata: [
+                        "kafka.topic": "\(message.topic)", "kafka.partition": "\(message.partition)",
+                        "kafka.offset": "\(message.offset)", "message.key": "\(message.keyString ?? "")",
+                        "error": "\(error)",
+                    ])
+            }
+        }
+        let started = ContinuousClock.now
+        var delay = Duration.milliseconds(100)
+        var attempt = 0
+        while true {
+            do {
+                try await store.recordQueued(commands)
+                _ = try await store.apply(events)
+                break
+            } catch {
+                attempt += 1
+                // Shutting down with PostgreSQL away: leave the batch uncommitted, another member stores it.
+                if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 20) {
+                    logger.warning("history batch not stored at shutdown", metadata: ["error": "\(error)"])
+                    return
+                }
+                logger.warning(
+                    "history batch not stored; retrying",
+                    metadata: ["error": "\(String(reflecting: error))", "batch.size": "\(batch.count)"])
+                guard (try? await Task.sleep(for: delay)) != nil else { return }
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+        metrics.historyMessages.increment(by: batch.count)
+        metrics.historyBatchDuration.record(duration: ContinuousClock.now - started)
+        let offsets = positions.map {
+            KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value + 1)
+        }
+        do {
+            try await consumer.commit(offsets)
+        } catch {
+            // The batch is stored; a failed commit only means it may be stored again (idempotently).
+            logger.debug("history offsets not committed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import CallStore
+import Foundation
+import Hummingbird
+import Logging
+
+/// The worker's operations endpoints: `GET /health` (the process runs), `GET /ready` (ARI connected, Kafka usable,
+/// PostgreSQL answering: what an orchestrator should wait for before counting the worker in) and `GET /metrics`
+/// (Prometheus text).
+enum OpsServer {
+    /// The JSON body of `/ready`.
+    struct ReadinessReport: Encodable, Sendable {
+        var status: String
+        var ari: Bool
+        var kafka: Bool
+        var database: Bool
+        var paused: Bool
+        var pauseReason: String?
+        var liveCalls: Int
+
+        enum CodingKeys: String, CodingKey {
+            case status, ari, kafka, database, paused
+            case pauseReason = "pause_reason"
+            case liveCalls = "live_calls"
+        }
+    }
+
+    static func router(
+        context: WorkerContext,
+        renderMetrics: @escaping @Sendable () -> String
+    ) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("health") { _, _ -> Response in
+            json(status: .ok, body: #"{"status":"ok"}"#)
+        }
+        router.get("ready") { _, _ -> Response in
+            let report = await readiness(context)
+            let body = (try? JSONEncoder().encode(report)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            return json(status: report.status == "ready" ? .ok : .serviceUnavailable, body: body)
+        }
+        router.get("metrics") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: renderMetrics())))
+        }
+        return router
+    }
+
+    static func readiness(_ context: WorkerContext) async -> ReadinessReport {
+        let database = await pingDatabase(context.store, timeout: .seconds(2))
+        let ari = context.gate.ariConnected
+        let kafka = context.readiness.kafkaReady
+        let blocked = context.gate.blockedBy
+        return ReadinessReport(
+            status: ari && kafka && database ? "ready" : "not_ready",
+            ari: ari,
+            kafka: kafka,
+            database: database,
+            paused: blocked != nil,
+            pauseReason: blocked?.rawValue,
+            liveCalls: context.tracker.count
+        )
+    }
+
+    /// A `SELECT 1` that gives up after `timeout` (a stopped server can take the connect timeout to fail).
+    private static func pingDatabase(_ store: CallStore, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await store.ping()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private static func json(status: HTTPResponse.Status, body: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

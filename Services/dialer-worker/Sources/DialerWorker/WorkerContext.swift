@@ -1,0 +1,112 @@
+import ARI
+import CallDomain
+import CallMessaging
+import CallStore
+import Kafka
+import Logging
+import Synchronization
+
+/// The dependencies the worker's services share, built once by ``buildServiceGroup(configuration:logger:renderMetrics:gracefulShutdownSignals:)``.
+struct WorkerContext: Sendable {
+    let configuration: WorkerConfiguration
+    let store: CallStore
+    let ari: ARIClient
+    let publisher: CallMessagePublisher
+    let tracker: CallTracker
+    let gate: IntakeGate
+    let readiness: WorkerReadiness
+    let metrics: WorkerMetrics
+    /// The process logger, with `node.id` and `worker.id`.
+    let logger: Logger
+
+    /// A logger for one call: `call.id` and the request id carried by the command's `traceparent`.
+    func logger(for callID: CallID, traceParent: String? = nil, requestID: String? = nil) -> Logger {
+        var logger = self.logger
+        logger[metadataKey: "call.id"] = "\(callID)"
+        if let request = requestID ?? traceParent.flatMap(TraceContext.traceID(fromTraceParent:)) {
+            logger[metadataKey: "request.id"] = "\(request)"
+        }
+        return logger
+    }
+
+    /// Publishes one status event, retrying until the brokers acknowledge it; `false` only when the producer is shut
+    /// down or the task is cancelled (the event is then lost to this process, and reconciliation covers the call).
+    func publishUntilAcknowledged(_ event: CallStatusEvent, traceParent: String?) async -> Bool {
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                try await publisher.publish(event, traceParent: traceParent)
+                readiness.setKafkaHealthy(true)
+                return true
+            } catch let error as KafkaError where error.code == .shutdown {
+                logger(for: event.callID, traceParent: traceParent).error(
+                    "status event not published: the Kafka producer is shut down",
+                    metadata: ["call.status": "\(event.status.rawValue)", "call.seq": "\(event.seq)"])
+                return false
+            } catch {
+                if Task.isCancelled { return false }
+                readiness.setKafkaHealthy(false)
+                logger(for: event.callID, traceParent: traceParent).warning(
+                    "status event not acknowledged; retrying",
+                    metadata: [
+                        "call.status": "\(event.status.rawValue)", "call.seq": "\(event.seq)", "error": "\(error)",
+                    ])
+                guard (try? await Task.sleep(for: delay)) != nil else { return false }
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Runs a PostgreSQL operation until it succeeds, closing the intake gate while it fails (the dialer's
+    /// partitions pause until PostgreSQL is back). `nil` only when the task is cancelled.
+    func withDatabaseRetry<Result: Sendable>(
+        _ what: String,
+        logger: Logger,
+        _ operation: @Sendable () async throws -> Result
+    ) async -> Result? {
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                let result = try await operation()
+                gate.setDatabaseAvailable(true)
+                return result
+            } catch {
+                if Task.isCancelled { return nil }
+                if gate.databaseAvailable {
+                    logger.warning(
+                        "PostgreSQL unreachable; pausing intake until it is back",
+                        metadata: ["operation": "\(what)", "error": "\(String(reflecting: error))"])
+                }
+                gate.setDatabaseAvailable(false)
+                guard (try? await Task.sleep(for: delay)) != nil else { return nil }
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+    }
+}
+
+/// What `/ready` reports besides the gate's view of ARI and PostgreSQL.
+final class WorkerReadiness: Sendable {
+    private struct State {
+        var kafkaHealthy = true
+        var controlReaderReady = false
+        var dialerConsumerRunning = false
+        var historyConsumerRunning = false
+    }
+
+    private let state = Mutex(State())
+
+    /// The last status publication succeeded (or none failed since).
+    func setKafkaHealthy(_ healthy: Bool) { state.withLock { $0.kafkaHealthy = healthy } }
+    /// The control reader has its partitions: a hangup published from now on is seen.
+    func setControlReaderReady(_ ready: Bool) { state.withLock { $0.controlReaderReady = ready } }
+    /// The dialer's consumer is running.
+    func setDialerConsumerRunning(_ running: Bool) { state.withLock { $0.dialerConsumerRunning = running } }
+    /// The history writer's consumer is running.
+    func setHistoryConsumerRunning(_ running: Bool) { state.withLock { $0.historyConsumerRunning = running } }
+
+    /// Whether Kafka looks usable: publications are acknowledged and every consumer is running.
+    var kafkaReady: Bool {
+        state.withLock { $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning && $0.historyConsumerRunning }
+    }
+}

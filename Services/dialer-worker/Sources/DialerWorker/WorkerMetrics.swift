@@ -1,0 +1,33 @@
+import CallDomain
+import Metrics
+
+/// The dialer worker's swift-metrics instruments (rendered by `/metrics` when the process bootstraps Prometheus).
+///
+/// Kafka consumer lag (`kafka_consumer_lag_messages`) and ARI request timings come from the Kafka and ARI modules.
+struct WorkerMetrics: Sendable {
+    /// Calls this worker owns right now.
+    let liveCalls = Gauge(label: "dialer_live_calls")
+    /// Originate requests sent, by result (`accepted`, `refused`); its rate is the originates per second.
+    let originatesAccepted = Counter(label: "dialer_originates_total", dimensions: [("result", "accepted")])
+    let originatesRefused = Counter(label: "dialer_originates_total", dimensions: [("result", "refused")])
+    /// Time from sending an originate to its HTTP answer.
+    let originateLatency = Timer(label: "dialer_originate_latency_seconds", preferredDisplayUnit: .seconds)
+    /// ARI WebSocket reconnects seen by the dialer (each one triggers a reconciliation).
+    let ariReconnects = Counter(label: "dialer_ari_reconnects_total")
+    /// 1 while the dialer's partitions are paused (back-pressure), else 0.
+    let paused = Gauge(label: "dialer_paused")
+    /// Commands skipped because another worker had claimed them, or they were canceled or ended.
+    let claimsLost = Counter(label: "dialer_claims_lost_total")
+    /// Commands dropped because their time to live had passed.
+    let expired = Counter(label: "dialer_commands_expired_total")
+    /// Calls ended by reconciliation because their channel vanished unseen.
+    let reconciledEnds = Counter(label: "dialer_reconciled_ends_total")
+    /// Status events the history writer stored, and its batches.
+    let historyMessages = Counter(label: "history_writer_messages_total")
+    let historyBatchDuration = Timer(label: "history_writer_batch_duration_seconds", preferredDisplayUnit: .seconds)
+
+    /// Counts a terminal status.
+    func recordOutcome(_ status: CallStatus) {
+        Counter(label: "dialer_call_outcomes_total", dimensions: [("status", status.rawValue)]).increment()
+    }
+}

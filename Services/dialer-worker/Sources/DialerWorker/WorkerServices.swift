@@ -1,0 +1,149 @@
+import ARI
+import CallDomain
+import CallMessaging
+import CallStore
+import Hummingbird
+import Kafka
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// A built worker: the service group to run and a window on its state (for tests and tools).
+public struct DialerWorkerServices: Sendable {
+    /// Run it; it stops on the configured signals or `triggerGracefulShutdown()`.
+    public let group: ServiceGroup
+    /// Live view of the worker.
+    public let status: WorkerStatus
+}
+
+/// A read-only view of a running worker's state.
+public final class WorkerStatus: Sendable {
+    let context: WorkerContext
+    let boundPort = Mutex<Int?>(nil)
+
+    init(context: WorkerContext) {
+        self.context = context
+    }
+
+    /// Calls the worker owns (being placed or live).
+    public var liveCalls: Int { context.tracker.count }
+    /// Whether intake is paused, and why (`max_concurrent_calls`, `max_calls_per_second`, `database_unreachable`,
+    /// `ari_disconnected`, `max_originates_in_flight`); `nil` while it takes commands.
+    public var pauseReason: String? { context.gate.blockedBy?.rawValue }
+    /// Whether the ARI events WebSocket is connected.
+    public var ariConnected: Bool { context.gate.ariConnected }
+    /// The port the operations server listens on, once it does.
+    public var opsPort: Int? { boundPort.withLock { $0 } }
+    /// The ARI application name this worker registered.
+    public var application: String { context.configuration.ari.application }
+    /// Whether the worker reports itself ready (`GET /ready`).
+    public func isReady() async -> Bool {
+        await OpsServer.readiness(context).status == "ready"
+    }
+}
+
+/// Builds the worker's services, in start order: PostgreSQL client, Kafka producer, operations HTTP server, ARI
+/// events WebSocket, history writer, control handler, dialer.
+///
+/// A service group shuts down in reverse order, so on SIGTERM the dialer stops first: it stops taking commands,
+/// finishes its originates in flight, commits, leaves its group and tracks its live calls up to the drain timeout,
+/// while the control handler (hangups still work), the history writer, the WebSocket, the producer and the
+/// PostgreSQL client it relies on are still running. Each consumer is owned by the service reading it, which
+/// leaves its group only after committing what it stored.
+///
+/// - Parameters:
+///   - renderMetrics: the Prometheus text for `/metrics` (the process bootstraps the registry; tests pass none).
+///   - gracefulShutdownSignals: signals that start a graceful shutdown (`[.sigterm, .sigint]` in the executable).
+public func buildServiceGroup(
+    configuration: WorkerConfiguration,
+    logger: Logger,
+    renderMetrics: @escaping @Sendable () -> String = { "" },
+    gracefulShutdownSignals: [UnixSignal] = []
+) throws -> DialerWorkerServices {
+    var logger = logger
+    logger[metadataKey: "node.id"] = "\(configuration.nodeID)"
+    logger[metadataKey: "worker.id"] = "\(configuration.workerID)"
+
+    var postgresConfiguration = try DatabaseConfiguration.client(
+        url: configuration.databaseURL,
+        maximumConnections: configuration.databaseMaxConnections,
+        applicationName: "dialer-worker-\(configuration.workerID)"
+    )
+    postgresConfiguration.options.connectTimeout = .seconds(2)
+    let postgres = PostgresClient(configuration: postgresConfiguration, backgroundLogger: logger)
+    let store = CallStore(client: postgres, logger: logger)
+
+    var kafka = configuration.kafka
+    if kafka.clientID == KafkaConfiguration.defaultClientID {
+        kafka.clientID = "dialer-worker-\(configuration.workerID)"
+    }
+    let producer = try KafkaProducer(
+        configuration: kafka, deliveryTimeout: configuration.kafkaDeliveryTimeout, logger: logger)
+    let dialerConsumer = try KafkaConsumer(
+        configuration: kafka, groupID: configuration.dialerGroupID, topics: [configuration.topics.originate],
+        logger: logger)
+    let historyConsumer = try KafkaConsumer(
+        configuration: kafka, groupID: configuration.historyGroupID,
+        topics: [configuration.topics.originate, configuration.topics.status], logger: logger)
+    let controlReader = try KafkaFanOutReader(
+        configuration: kafka, topic: configuration.topics.control, start: .end, logger: logger)
+
+    let ari = ARIClient(configuration: configuration.ari, logger: logger)
+    let events = ARIEventStream(configuration: configuration.ari, logger: logger)
+    let publisher = CallMessagePublisher(
+        producer: producer, topics: configuration.topics, source: "/dialer-worker/\(configuration.workerID)")
+    let metrics = WorkerMetrics()
+    let context = WorkerContext(
+        configuration: configuration,
+        store: store,
+        ari: ari,
+        publisher: publisher,
+        tracker: CallTracker(
+            nodeID: configuration.nodeID, workerID: configuration.workerID,
+            application: configuration.ari.application),
+        gate: IntakeGate(
+            maxConcurrentCalls: configuration.maxConcurrentCalls,
+            maxOriginatesInFlight: configuration.maxOriginatesInFlight,
+            maxCallsPerSecond: configuration.maxCallsPerSecond),
+        readiness: WorkerReadiness(),
+        metrics: metrics,
+        logger: logger
+    )
+
+    let status = WorkerStatus(context: context)
+    let ops = Application(
+        router: OpsServer.router(context: context, renderMetrics: renderMetrics),
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port),
+            serverName: "dialer-worker"),
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port
+            status.boundPort.withLock { $0 = port }
+        },
+        logger: logger
+    )
+    let history = HistoryWriter(
+        consumer: historyConsumer, store: store, topics: configuration.topics,
+        batchSize: configuration.historyBatchSize, readiness: context.readiness, metrics: metrics, logger: logger)
+    let control = ControlHandler(reader: controlReader, context: context)
+    let dialer = Dialer(context: context, consumer: dialerConsumer, events: events)
+
+    let group = ServiceGroup(
+        configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: postgres, serviceName: "postgres"),
+                .init(service: producer, serviceName: "kafka-producer"),
+                .init(service: ops, serviceName: "ops-http"),
+                .init(service: events, serviceName: "ari-events"),
+                .init(service: history, serviceName: "history-writer"),
+                .init(service: control, serviceName: "control"),
+                .init(service: dialer, serviceName: "dialer"),
+            ],
+            gracefulShutdownSignals: gracefulShutdownSignals,
+            logger: logger
+        )
+    )
+    return DialerWorkerServices(group: group, status: status)
+}
