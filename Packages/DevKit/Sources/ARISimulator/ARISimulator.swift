@@ -357,10 +357,11 @@ public final class ARISimulator: Service, Sendable {
 
     /// Applies latency and unresponsiveness to a REST request.
     func applyRequestFaults() async {
-        let latency = self.state.withLock { $0.faults.latency }
+        let (latency, unresponsive) = self.state.withLock { ($0.faults.latency, $0.faults.unresponsive) }
         if latency > .zero {
             try? await Task.sleep(for: latency)
         }
+        guard unresponsive || latency > .zero else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let waiting = self.state.withLock { state -> Bool in
                 guard state.faults.unresponsive else { return false }

@@ -164,6 +164,7 @@ struct SimulatorResponder: HTTPResponder {
                     body: ResponseBody(contentLength: buffer.readableBytes) { writer in
                         defer { simulator.startCall(callID) }
                         try await writer.write(buffer)
+                        try await writer.finish(nil)
                     }
                 )
             }
@@ -262,10 +263,13 @@ struct SimulatorResponder: HTTPResponder {
         // The 204 goes out first; the hangup events follow (C02).
         return Response(
             status: .noContent,
-            body: ResponseBody(contentLength: 0) { _ in
-                simulator.state.withLock { state in
-                    if let callID = state.callID(owning: id) { state.hangup(callID, cause: cause) }
+            body: ResponseBody(contentLength: 0) { writer in
+                defer {
+                    simulator.state.withLock { state in
+                        if let callID = state.callID(owning: id) { state.hangup(callID, cause: cause) }
+                    }
                 }
+                try await writer.finish(nil)
             }
         )
     }
@@ -284,10 +288,13 @@ struct SimulatorResponder: HTTPResponder {
             let priority = query["priority"].map { Int($0) ?? 0 }
             return Response(
                 status: .noContent,
-                    body: ResponseBody(contentLength: 0) { _ in
-                    simulator.state.withLock {
-                        $0.continueCall(id, context: query["context"], exten: query["extension"], priority: priority)
+                    body: ResponseBody(contentLength: 0) { writer in
+                    defer {
+                        simulator.state.withLock {
+                            $0.continueCall(id, context: query["context"], exten: query["extension"], priority: priority)
+                        }
                     }
+                    try await writer.finish(nil)
                 }
             )
         }
