@@ -52,7 +52,7 @@ public final class ARISimulator: Service, Sendable {
         let webSocketRouter = Router(context: SimulatorRequestContext.self)
         webSocketRouter.ws(
             "/ari/events",
-            shouldUpgrade: { [self] request, _ in self.shouldUpgrade(request) },
+            shouldUpgrade: { [self] request, context in self.shouldUpgrade(request, context: context) },
             onUpgrade: { [self] inbound, outbound, context in
                 await self.serveEvents(inbound: inbound, outbound: outbound, context: context)
             }
@@ -277,11 +277,27 @@ public final class ARISimulator: Service, Sendable {
 
     // MARK: - WebSocket
 
-    private func shouldUpgrade(_ request: Request) -> RouterShouldUpgrade {
+    /// Registers the application's WebSocket before the upgrade is answered, as Asterisk registers the
+    /// application before the client learns the socket is open: an originate sent right after the
+    /// upgrade must find the application.
+    private func shouldUpgrade(_ request: Request, context: SimulatorRequestContext) -> RouterShouldUpgrade {
         let query = QueryString.parse(request.uri.query)
-        guard let app = query["app"], !app.isEmpty, self.isAuthorized(request, query: query) else {
+        guard let application = query["app"], !application.isEmpty, self.isAuthorized(request, query: query) else {
             // The regular responder answers the request instead: 401, or 400 for a missing `app`.
             return .dontUpgrade
+        }
+        let channel = context.channel
+        let (stream, continuation) = AsyncStream.makeStream(of: OutboundItem.self)
+        let connectionID = self.state.withLock {
+            $0.connect(application: application, outbound: continuation) {
+                channel.close(mode: .all, promise: nil)
+            }
+        }
+        context.pendingConnection.set(.init(id: connectionID, application: application, stream: stream, outbound: continuation))
+        // However the connection ends (upgrade failure included), the application loses this socket.
+        channel.closeFuture.whenComplete { [weak self] _ in
+            self?.state.withLock { $0.disconnect(connectionID) }
+            continuation.finish()
         }
         return .upgrade([:])
     }
@@ -291,16 +307,9 @@ public final class ARISimulator: Service, Sendable {
         outbound: WebSocketOutboundWriter,
         context: WebSocketRouterContext<SimulatorRequestContext>
     ) async {
-        let query = QueryString.parse(context.request.uri.query)
-        let application = query["app"] ?? ""
-        let channel = context.requestContext.channel
-        let (stream, continuation) = AsyncStream.makeStream(of: OutboundItem.self)
-        let connectionID = self.state.withLock {
-            $0.connect(application: application, outbound: continuation) {
-                channel.close(mode: .all, promise: nil)
-            }
-        }
-        self.logger.debug("events WebSocket open", metadata: ["ari.app": "\(application)"])
+        guard let connection = context.requestContext.pendingConnection.take() else { return }
+        self.logger.debug("events WebSocket open", metadata: ["ari.app": "\(connection.application)"])
+        let stream = connection.stream
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 do {
@@ -328,16 +337,16 @@ public final class ARISimulator: Service, Sendable {
             // When the client goes away, stop queuing and let the writer drain (flush callbacks must run);
             // when the writer stops (dropped), stop reading.
             if let readerEnded = await group.next(), readerEnded {
-                self.state.withLock { $0.disconnect(connectionID) }
-                continuation.finish()
+                self.state.withLock { $0.disconnect(connection.id) }
+                connection.outbound.finish()
                 _ = await group.next()
             } else {
                 group.cancelAll()
             }
         }
-        self.state.withLock { $0.disconnect(connectionID) }
-        continuation.finish()
-        self.logger.debug("events WebSocket closed", metadata: ["ari.app": "\(application)"])
+        self.state.withLock { $0.disconnect(connection.id) }
+        connection.outbound.finish()
+        self.logger.debug("events WebSocket closed", metadata: ["ari.app": "\(connection.application)"])
     }
 
     // MARK: - Request helpers
@@ -385,11 +394,36 @@ struct SimulatorRequestContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
     let webSocket: WebSocketHandlerReference<SimulatorRequestContext>
     let channel: any Channel
+    /// Handed from the upgrade decision to the WebSocket handler (the same context value reaches both).
+    let pendingConnection = PendingConnection()
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
         self.channel = source.channel
+    }
+}
+
+/// A registered events WebSocket waiting for its handler.
+final class PendingConnection: Sendable {
+    struct Value: Sendable {
+        let id: Int
+        let application: String
+        let stream: AsyncStream<OutboundItem>
+        let outbound: AsyncStream<OutboundItem>.Continuation
+    }
+
+    private let value = Mutex<Value?>(nil)
+
+    func set(_ value: Value) {
+        self.value.withLock { $0 = value }
+    }
+
+    func take() -> Value? {
+        self.value.withLock { value in
+            defer { value = nil }
+            return value
+        }
     }
 }
 
