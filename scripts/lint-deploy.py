@@ -665,11 +665,19 @@ def parse_dockerfile(path: Path) -> list[Stage]:
     if current:
         logical.append(current)
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     for line in logical:
         instruction, _, rest = line.partition(" ")
         instruction = instruction.upper()
         rest = rest.strip()
+        if instruction == "ARG" and not stages and "=" in rest:
+            name, _, value = rest.partition("=")
+            global_args[name.strip()] = value.strip().strip('"')
+            continue
         if instruction == "FROM":
+            # Base images given through a global ARG (FROM ${SWIFT_IMAGE}) are checked with its default value.
+            rest = re.sub(
+                r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: global_args.get(m.group(1), m.group(0)), rest)
             match = re.match(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", rest, re.IGNORECASE)
             if not match:
                 problem(path, f"cannot parse FROM {rest}")

@@ -17,7 +17,8 @@ PYLIB="$PWD/.tmp/lint-deploy/python"
 
 if ! command -v python3 >/dev/null; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >/dev/null
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 >/dev/null
     else
         echo "lint-deploy: python3 is missing (apt-get install python3)" >&2
         exit 1
@@ -51,8 +52,8 @@ if ! modules_present --k8s; then
         echo "lint-deploy: installing Python modules into ${PYLIB#"$PWD"/}" >&2
         mkdir -p "$PYLIB"
         packages=("$KUBERNETES_VALIDATE" "jsonschema>=4.23" "referencing" "PyYAML")
-        if ! python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade --target "$PYLIB" \
-            "${packages[@]}" >&2; then
+        if ! python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --upgrade \
+            --target "$PYLIB" "${packages[@]}" >&2; then
             echo "lint-deploy: pip could not install ${packages[*]}" >&2
         fi
     fi
