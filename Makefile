@@ -17,10 +17,20 @@ release: deps
 ## Every test, against a throwaway PostgreSQL, the embedded Kafka broker and the ARI simulator.
 test: deps
 	$(SWIFT) build --build-tests
+	$(SWIFT) build --product devstack
 	scripts/with-postgres.sh $(SWIFT) test --skip-build
 
+## The whole system on this machine: release build, then `devstack up` (Ctrl-C stops everything).
+run: deps
+	$(SWIFT) build -c release --product api-gateway
+	$(SWIFT) build -c release --product dialer-worker
+	$(SWIFT) build -c release --product devstack
+	exec .build/release/devstack up
+
+## swift format (checked-in .swift-format) and the deployment files (YAML, Compose schema, manifests, Dockerfile).
 lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(SWIFT_SOURCES)
+	scripts/lint-deploy.sh
 
 format:
 	$(SWIFT) format format --in-place --recursive --parallel $(SWIFT_SOURCES)

@@ -104,8 +104,13 @@ let package = Package(
                 .product(name: "Kafka", package: "Shared"),
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "CallDomain", package: "Shared"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
@@ -160,6 +165,18 @@ let package = Package(
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "ARISimulator", package: "DevKit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -90,10 +90,18 @@ import Testing
     }
 
     @Test func timestampsUseUTCWithMilliseconds() {
-        #expect(WireCoding.formatTimestamp(Self.now) == "2026-11-17T08:26:40.123Z")
-        #expect(WireCoding.parseTimestamp("2026-11-17T08:26:40.123Z") == Self.now)
-        #expect(WireCoding.parseTimestamp("2026-11-17T08:26:40Z") != nil)
-        #expect(WireCoding.parseTimestamp("yesterday") == nil)
+        #expect(WireCoding.formatTimestamp(Self.now) == "2026-11-18T11:06:40.123Z")
+        #expect(WireCoding.parseTimestamp("2026-11-18T11:06:40.123Z") == Self.now)
+        #expect(WireCoding.parseTimestamp("2026-11-18T12:06:40.123+01:00") == Self.now)
+        // Asterisk writes offsets without a colon.
+        #expect(WireCoding.parseTimestamp("2026-11-18T11:06:40.123+0000") == Self.now)
+        #expect(WireCoding.parseTimestamp("2026-11-18T11:06:40Z") == Date(timeIntervalSince1970: 1_795_000_000))
+        #expect(WireCoding.formatTimestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        for bad in ["yesterday", "", "2026-13-01T00:00:00Z", "2026-11-18T11:06:40", "2026-11-18T11:06:40.Z",
+            "2026-11-18 11:06:40Z", "2026-11-18T11:06:40.123+5"]
+        {
+            #expect(WireCoding.parseTimestamp(bad) == nil, "\(bad)")
+        }
     }
 
     @Test func cloudEventHeadersRoundTrip() {

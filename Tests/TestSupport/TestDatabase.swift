@@ -23,6 +23,7 @@ public enum TestDatabase {
     }
 
     /// Runs `body` with a store on a new, migrated database; drops the database afterwards.
+    @discardableResult
     public static func withStore<Result: Sendable>(
         _ body: @Sendable (CallStore, _ databaseURL: String) async throws -> Result
     ) async throws -> Result {

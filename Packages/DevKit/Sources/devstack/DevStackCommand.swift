@@ -6,6 +6,6 @@ struct DevStackCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devstack",
         abstract: "Development stack: embedded Kafka broker and other local stand-ins. Not for production.",
-        subcommands: [KafkaCommand.self, ARISimCommand.self]
+        subcommands: [UpCommand.self, KafkaCommand.self, ARISimCommand.self]
     )
 }

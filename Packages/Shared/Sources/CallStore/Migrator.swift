@@ -16,6 +16,26 @@ public struct Migrator: Sendable {
         public var name: String
         /// The statements.
         public var sql: String
+
+        /// The file split into statements, each executed on its own (the extended query protocol takes one
+        /// statement at a time). A statement ends with `;` at the end of a line; migrations therefore keep
+        /// function bodies, if ever needed, free of line-final semicolons.
+        public var statements: [String] {
+            var statements: [String] = []
+            var current: [Substring] = []
+            for line in sql.split(separator: "\n", omittingEmptySubsequences: false) {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.hasPrefix("--") || trimmed.isEmpty { continue }
+                current.append(line)
+                if trimmed.hasSuffix(";") {
+                    statements.append(current.joined(separator: "\n"))
+                    current.removeAll()
+                }
+            }
+            let rest = current.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+            if !rest.isEmpty { statements.append(rest) }
+            return statements
+        }
     }
 
     /// The advisory lock key every migrating process contends for ("dialer" in ASCII).
@@ -69,8 +89,9 @@ public struct Migrator: Sendable {
             var newlyApplied: [Int] = []
             for migration in migrations where !applied.contains(migration.version) {
                 logger.info("applying migration", metadata: ["migration.name": "\(migration.name)"])
-                // The simple query protocol runs a whole file of statements in one round trip.
-                _ = try await connection.simpleQuery(migration.sql).get()
+                for statement in migration.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
                 try await connection.query(
                     "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))",
                     logger: logger

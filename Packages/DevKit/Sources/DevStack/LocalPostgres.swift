@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+
+/// A private PostgreSQL cluster in a directory of the dev stack (initdb + pg_ctl on a free loopback port).
+///
+/// PostgreSQL refuses to run as root, so when this process is root the server runs as the `postgres` user, which
+/// then owns the directory.
+public struct LocalPostgres: Sendable {
+    /// The cluster's directory.
+    public let directory: URL
+    /// The loopback port it listens on.
+    public let port: Int
+    private let binDirectory: String
+
+    /// The connection URL (trust authentication on loopback; this is a development server).
+    public var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+
+    /// Initializes the cluster on first use, then starts it on a free port; a server left running by an earlier
+    /// run that died is stopped first.
+    public static func start(directory: URL, logger: Logger) throws -> LocalPostgres {
+        let binDirectory = try Self.binDirectory()
+        let dataDirectory = directory.appendingPathComponent("data")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        if isRoot { try run("/bin/chown", ["-R", "postgres", directory.path]) }
+        if !FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent("PG_VERSION").path) {
+            logger.info("initializing PostgreSQL", metadata: ["path": "\(dataDirectory.path)"])
+            try runAsOwner(
+                "\(binDirectory)/initdb", ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        }
+        // A server from an earlier run that was killed: stop it so this run owns the port it picks.
+        _ = try? runAsOwner("\(binDirectory)/pg_ctl", ["-D", dataDirectory.path, "-m", "fast", "stop"])
+        let port = try FreePort.pick()
+        try runAsOwner(
+            "\(binDirectory)/pg_ctl",
+            [
+                "-D", dataDirectory.path, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "60",
+                "-o", "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=300", "start",
+            ])
+        return LocalPostgres(directory: directory, port: port, binDirectory: binDirectory)
+    }
+
+    /// Stops the server (fast shutdown: sessions are closed, data is kept).
+    public func stop() throws {
+        try Self.runAsOwner(
+            "\(binDirectory)/pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-m", "fast", "stop"])
+    }
+
+    static var isRoot: Bool { getuid() == 0 }
+
+    static func binDirectory() throws -> String {
+        if let output = try? capture("/usr/bin/env", ["pg_config", "--bindir"]), !output.isEmpty,
+            FileManager.default.fileExists(atPath: "\(output)/pg_ctl")
+        {
+            return output
+        }
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        guard let newest = versions.compactMap(Int.init).max() else {
+            throw DevStackError("PostgreSQL is not installed (apt-get install postgresql), or set DATABASE_URL")
+        }
+        return "/usr/lib/postgresql/\(newest)/bin"
+    }
+
+    static func runAsOwner(_ executable: String, _ arguments: [String]) throws {
+        if isRoot {
+            try run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
+        } else {
+            try run(executable, arguments)
+        }
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw DevStackError(
+                "\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(String(decoding: text, as: UTF8.self))")
+        }
+    }
+
+    static func capture(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+
+/// `devstack up` as a child process of a test: the gateway, the workers and PostgreSQL as separate processes, the
+/// way `make run` starts them.
+public final class DevStackProcess: @unchecked Sendable {
+    // @unchecked: the Process is only touched from the test that owns this value, never concurrently.
+    /// The gateway's base URL, e.g. `http://127.0.0.1:8123`.
+    public let apiURL: String
+    /// The embedded broker's bootstrap servers.
+    public let bootstrapServers: String
+    /// The Kafka control endpoint (brokers up/down).
+    public let kafkaControlURL: String
+    /// The ARI base URL the workers use (the simulator's unless `ARI_HTTP_URL` was given).
+    public let ariURL: String
+    /// The admin's password.
+    public let adminPassword: String
+    /// The state directory (logs under `logs/`).
+    public let stateDirectory: URL
+    private let process: Process
+    private let output: Pipe
+
+    /// The devstack executable built by `make test` (`swift build --product devstack`).
+    public static var executable: URL {
+        Repository.root.appendingPathComponent(".build/debug/devstack")
+    }
+
+    private init(
+        apiURL: String, bootstrapServers: String, kafkaControlURL: String, ariURL: String, adminPassword: String,
+        stateDirectory: URL, process: Process, output: Pipe
+    ) {
+        self.apiURL = apiURL
+        self.bootstrapServers = bootstrapServers
+        self.kafkaControlURL = kafkaControlURL
+        self.ariURL = ariURL
+        self.adminPassword = adminPassword
+        self.stateDirectory = stateDirectory
+        self.process = process
+        self.output = output
+    }
+
+    /// Starts the stack on `databaseURL` and waits until it prints that it is ready.
+    public static func start(databaseURL: String, workers: Int = 2, extraEnvironment: [String: String] = [:])
+        async throws -> DevStackProcess
+    {
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+            throw TestEnvironmentError("\(executable.path) is missing: run the tests with `make test`")
+        }
+        let stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "devstack-test-\(UUID().uuidString.prefix(8))")
+        let port = try Self.freePort()
+        let password = "e2e-\(UUID().uuidString.prefix(12))"
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = [
+            "up", "--state-dir", stateDirectory.path, "--gateway-port", "\(port)", "--workers", "\(workers)",
+            "--partitions", "4",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["DATABASE_URL"] = databaseURL
+        environment["ADMIN_PASSWORD"] = password
+        environment.removeValue(forKey: "ARI_HTTP_URL")
+        environment.merge(extraEnvironment) { _, new in new }
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+
+        var banner = ""
+        let deadline = Date().addingTimeInterval(180)
+        let reader = output.fileHandleForReading
+        while !banner.contains("Try it"), Date() < deadline, process.isRunning {
+            let chunk = reader.availableData
+            if chunk.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        guard banner.contains("ready:") else {
+            process.terminate()
+            throw TestEnvironmentError("devstack up did not become ready; it printed:\n\(banner)")
+        }
+        func field(_ label: String) -> String {
+            banner.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }
+                .map { String($0.trimmingCharacters(in: .whitespaces).dropFirst(label.count)).trimmingCharacters(in: .whitespaces) }
+                .map { String($0.split(separator: " ").first ?? "") } ?? ""
+        }
+        let control = banner.range(of: "control: ").map { String(banner[$0.upperBound...].prefix { $0 != ")" }) } ?? ""
+        return DevStackProcess(
+            apiURL: "http://127.0.0.1:\(port)", bootstrapServers: field("Kafka"), kafkaControlURL: control,
+            ariURL: field("ARI"), adminPassword: password, stateDirectory: stateDirectory, process: process,
+            output: output)
+    }
+
+    /// The process ids of the stack's children (the gateway, the workers, PostgreSQL's postmaster if private).
+    public var childProcessIDs: [Int32] {
+        Self.children(of: process.processIdentifier)
+    }
+
+    /// Sends SIGTERM and waits for the stack to exit; returns its exit status.
+    @discardableResult
+    public func stop(timeout: TimeInterval = 60) async throws -> Int32 {
+        if process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestEnvironmentError("devstack did not stop within \(timeout) s")
+        }
+        try? FileManager.default.removeItem(at: stateDirectory)
+        return process.terminationStatus
+    }
+
+    /// Whether a process id is alive.
+    public static func isAlive(_ pid: Int32) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static func children(of parent: Int32) -> [Int32] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return entries.compactMap(Int32.init).filter { pid in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == parent
+        }
+    }
+
+    /// A free loopback port.
+    public static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        guard port > 0 else { throw TestEnvironmentError("no free port") }
+        return port
+    }
+}
