@@ -16,6 +16,16 @@ public struct DialerWorkerServices: Sendable {
     public let group: ServiceGroup
     /// Live view of the worker.
     public let status: WorkerStatus
+
+    /// Runs the group until it is shut down (see ``triggerGracefulShutdown()``) or a service fails.
+    public func run() async throws {
+        try await group.run()
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM does.
+    public func triggerGracefulShutdown() async {
+        await group.triggerGracefulShutdown()
+    }
 }
 
 /// A read-only view of a running worker's state.

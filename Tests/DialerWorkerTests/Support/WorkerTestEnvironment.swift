@@ -1,0 +1,362 @@
+import ARI
+import ARISimulator
+import CallDomain
+import CallMessaging
+import CallStore
+import DialerWorker
+import EmbeddedKafka
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+import TestSupport
+import Testing
+
+/// Log level of the components the tests start (`DIALER_TEST_LOG_LEVEL`, default `error`).
+let testLogger: Logger = {
+    var logger = Logger(label: "dialer-worker-tests")
+    let level = ProcessInfo.processInfo.environment["DIALER_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+    logger.logLevel = level ?? .error
+    return logger
+}()
+
+/// A name no other test (or run) uses.
+func unique(_ prefix: String) -> String {
+    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
+}
+
+struct TimeoutError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Polls `condition` until it holds or `timeout` passes; a generous bound, as the test machine may be loaded.
+func eventually(
+    timeout: Duration = .seconds(60),
+    _ what: String,
+    _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("timed out waiting for: \(what)")
+    throw TimeoutError(description: "timed out waiting for \(what)")
+}
+
+/// Everything a worker needs, real and on loopback: an embedded Kafka cluster with fresh topics, the ARI simulator
+/// on a free port, a fresh migrated PostgreSQL database, a producer to publish commands, and a reader that records
+/// every status event published.
+struct WorkerTestEnvironment: Sendable {
+    let kafka: EmbeddedKafkaCluster
+    let simulator: ARISimulator
+    let ariBaseURL: String
+    let store: CallStore
+    let databaseURL: String
+    let topics: CallTopics
+    let publisher: CallMessagePublisher
+    let statusLog: StatusLog
+    let nodeID: String
+
+    /// Client settings that make group changes quick enough for tests.
+    var kafkaConfiguration: KafkaConfiguration {
+        KafkaConfiguration(
+            bootstrapServers: kafka.bootstrapServers,
+            clientID: unique("tests"),
+            properties: WorkerTestEnvironment.fastGroupProperties)
+    }
+
+    static let fastGroupProperties = [
+        "heartbeat.interval.ms": "500",
+        "session.timeout.ms": "6000",
+        "topic.metadata.refresh.interval.ms": "1000",
+    ]
+
+    /// Runs `body` in a fresh environment and tears it down afterwards.
+    static func run<Result: Sendable>(
+        partitions: Int32 = 4,
+        simulator simulatorConfiguration: ARISimulatorConfiguration = .init(),
+        _ body: @Sendable (WorkerTestEnvironment) async throws -> Result
+    ) async throws -> Result {
+        try await TestDatabase.withStore { store, databaseURL in
+            let topics = CallTopics(
+                originate: unique("originate"), control: unique("control"), status: unique("status"))
+            let kafka = try EmbeddedKafkaCluster(
+                brokers: 1,
+                topics: [topics.originate: partitions, topics.control: 2, topics.status: partitions],
+                logger: testLogger)
+            defer { kafka.shutdown() }
+            let simulator = try ARISimulator(configuration: simulatorConfiguration, logger: testLogger)
+            let configuration = KafkaConfiguration(
+                bootstrapServers: kafka.bootstrapServers, clientID: unique("tests"), properties: fastGroupProperties)
+            let producer = try KafkaProducer(configuration: configuration, deliveryTimeout: .seconds(30), logger: testLogger)
+            let statusReader = try KafkaFanOutReader(
+                configuration: configuration, topic: topics.status, start: .beginning, logger: testLogger)
+            let statusLog = StatusLog()
+            return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+                group.addTask { _ = try? await simulator.run() }
+                group.addTask { try? await producer.run() }
+                group.addTask { try? await statusReader.run() }
+                group.addTask {
+                    do {
+                        for try await message in statusReader.messages {
+                            statusLog.record(message)
+                        }
+                    } catch {}
+                }
+                defer { group.cancelAll() }
+                _ = try await statusReader.waitUntilReady()
+                let environment = WorkerTestEnvironment(
+                    kafka: kafka,
+                    simulator: simulator,
+                    ariBaseURL: try await simulator.baseURL,
+                    store: store,
+                    databaseURL: databaseURL,
+                    topics: topics,
+                    publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
+                    statusLog: statusLog,
+                    nodeID: unique("node")
+                )
+                return try await body(environment)
+            }
+        }
+    }
+
+    // MARK: - Worker configuration
+
+    /// A worker configuration for this environment; `adjust` changes what a test needs.
+    func workerConfiguration(
+        workerID: String = unique("worker"),
+        application: String = unique("app"),
+        _ adjust: (inout WorkerConfiguration) -> Void = { _ in }
+    ) throws -> WorkerConfiguration {
+        var configuration = WorkerConfiguration(
+            nodeID: nodeID,
+            workerID: workerID,
+            ari: ARIConfiguration(
+                baseURL: ariBaseURL,
+                username: "dialer",
+                password: "dialer-secret",
+                application: application,
+                requestTimeout: .seconds(10),
+                reconnectBackoff: .init(initial: .milliseconds(100), max: .seconds(1)),
+                pingInterval: .seconds(5)
+            ),
+            endpointTemplate: try EndpointTemplate("PJSIP/{to}@carrier"),
+            defaultDialplan: try DialplanTarget(context: "agents", extension: "s", priority: 1),
+            maxConcurrentCalls: 100,
+            maxCallsPerSecond: 100,
+            kafka: kafkaConfiguration,
+            topics: topics,
+            dialerGroupID: "dialer-workers",
+            historyGroupID: "call-history",
+            databaseURL: databaseURL,
+            host: "127.0.0.1",
+            port: 0,
+            drainTimeout: .seconds(10),
+            reconcileGrace: .milliseconds(500),
+            reconcileInterval: .seconds(1),
+            stuckMargin: .seconds(10),
+            historyBatchSize: 200
+        )
+        adjust(&configuration)
+        return configuration
+    }
+
+    /// Environment variables for a worker process (`.build/debug/dialer-worker`) in this environment.
+    func workerEnvironment(workerID: String, port: Int, extra: [String: String] = [:]) -> [String: String] {
+        var environment: [String: String] = [
+            "NODE_ID": nodeID,
+            "WORKER_ID": workerID,
+            "ARI_HTTP_URL": ariBaseURL,
+            "ARI_USERNAME": "dialer",
+            "ARI_PASSWORD": "dialer-secret",
+            "ENDPOINT_TEMPLATE": "PJSIP/{to}@carrier",
+            "DEFAULT_CONTEXT": "agents",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrapServers,
+            "KAFKA_TOPIC_ORIGINATE": topics.originate,
+            "KAFKA_TOPIC_CONTROL": topics.control,
+            "KAFKA_TOPIC_STATUS": topics.status,
+            "KAFKA_PROP_HEARTBEAT_INTERVAL_MS": "500",
+            "KAFKA_PROP_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_PROP_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
+            "DATABASE_URL": databaseURL,
+            "WORKER_HOST": "127.0.0.1",
+            "WORKER_PORT": "\(port)",
+            "MAX_CALLS_PER_SECOND": "100",
+            "RECONCILE_GRACE_SECONDS": "0.5",
+            "RECONCILE_INTERVAL_SECONDS": "1",
+            "LOG_LEVEL": ProcessInfo.processInfo.environment["DIALER_TEST_WORKER_LOG_LEVEL"] ?? "info",
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+        ]
+        environment.merge(extra) { _, new in new }
+        return environment
+    }
+
+    // MARK: - Commands
+
+    /// A command dialing `number`; its request id travels in the `traceparent`.
+    func command(
+        _ number: String,
+        timeoutSeconds: Int = 30,
+        dialplan: DialplanTarget? = nil,
+        expiresIn: TimeInterval = 300,
+        metadata: ClientMetadata = .empty
+    ) throws -> OriginateCommand {
+        let now = Date()
+        return OriginateCommand(
+            callID: .generate(now: now),
+            requestedAt: now,
+            expiresAt: now.addingTimeInterval(expiresIn),
+            to: try DialTarget(number),
+            dialplan: dialplan,
+            timeoutSeconds: timeoutSeconds,
+            metadata: metadata,
+            requestedBy: "tests",
+            requestID: TraceContext.newRequestID()
+        )
+    }
+
+    /// Publishes an originate command (acknowledged by the broker when this returns).
+    func publish(_ command: OriginateCommand) async throws {
+        try await publisher.publish(command, traceParent: command.requestID.map { TraceContext.traceParent(requestID: $0) })
+    }
+
+    /// Publishes a hangup of `callID`.
+    func publishHangup(_ callID: CallID) async throws {
+        try await publisher.publish(
+            .hangup(HangupCommand(callID: callID, requestedAt: Date(), requestedBy: "tests")), traceParent: nil)
+    }
+
+    /// Publishes a cancel of `callID`.
+    func publishCancel(_ callID: CallID) async throws {
+        try await publisher.publish(
+            .cancel(CancelCommand(callID: callID, requestedAt: Date(), requestedBy: "tests")), traceParent: nil)
+    }
+
+    // MARK: - Waiting
+
+    /// Waits until the call has a terminal status on the topic and in PostgreSQL; returns the stored call.
+    @discardableResult
+    func waitForEnd(_ callID: CallID, timeout: Duration = .seconds(60)) async throws -> CallRecord {
+        try await eventually(timeout: timeout, "call \(callID) ended on the status topic") {
+            statusLog.terminalEvents(of: callID).count >= 1
+        }
+        var record: CallRecord?
+        try await eventually(timeout: timeout, "call \(callID) ended in PostgreSQL") {
+            record = try await store.call(id: callID)
+            return record?.status.isTerminal == true
+        }
+        return try #require(record)
+    }
+
+    /// Waits until the topic shows the call in `status`.
+    func waitForStatus(_ callID: CallID, _ status: CallStatus, timeout: Duration = .seconds(60)) async throws {
+        try await eventually(timeout: timeout, "call \(callID) \(status.rawValue)") {
+            statusLog.statuses(of: callID).contains(status)
+        }
+    }
+}
+
+/// Every status event seen on the topic, with its headers.
+final class StatusLog: Sendable {
+    struct Entry: Sendable {
+        let event: CallStatusEvent
+        let attributes: CloudEventAttributes
+        let payload: [UInt8]
+        let key: String?
+    }
+
+    private let entries = Mutex<[Entry]>([])
+    private let undecodable = Mutex(0)
+
+    func record(_ message: KafkaMessage) {
+        do {
+            let (event, attributes) = try CallMessageDecoder.status(message)
+            entries.withLock {
+                $0.append(Entry(event: event, attributes: attributes, payload: message.value, key: message.keyString))
+            }
+        } catch {
+            undecodable.withLock { $0 += 1 }
+        }
+    }
+
+    var all: [Entry] { entries.withLock { $0 } }
+    var undecodableCount: Int { undecodable.withLock { $0 } }
+
+    func entries(of callID: CallID) -> [Entry] {
+        entries.withLock { $0.filter { $0.event.callID == callID } }
+    }
+
+    func events(of callID: CallID) -> [CallStatusEvent] {
+        entries(of: callID).map(\.event).sorted { $0.seq < $1.seq }
+    }
+
+    func statuses(of callID: CallID) -> [CallStatus] {
+        events(of: callID).map(\.status)
+    }
+
+    func terminalEvents(of callID: CallID) -> [CallStatusEvent] {
+        events(of: callID).filter { $0.status.isTerminal }
+    }
+}
+
+/// A worker running in this process through its service group.
+struct RunningWorker: Sendable {
+    let services: DialerWorkerServices
+    let configuration: WorkerConfiguration
+    var status: WorkerStatus { services.status }
+}
+
+/// Runs a worker for the duration of `body` (ready before `body` starts), then shuts it down gracefully.
+func withWorker<Result: Sendable>(
+    _ configuration: WorkerConfiguration,
+    waitUntilReady: Bool = true,
+    _ body: @Sendable (RunningWorker) async throws -> Result
+) async throws -> Result {
+    let services = try buildServiceGroup(configuration: configuration, logger: testLogger)
+    let worker = RunningWorker(services: services, configuration: configuration)
+    let task = Task { try await services.run() }
+    do {
+        if waitUntilReady {
+            try await eventually("worker \(configuration.workerID) ready") { await services.status.isReady() }
+        }
+        let result = try await body(worker)
+        await services.triggerGracefulShutdown()
+        try await task.value
+        return result
+    } catch {
+        await services.triggerGracefulShutdown()
+        _ = try? await task.value
+        throw error
+    }
+}
+
+/// The numbering plan of the ARI simulator: `1555 01 OC AA HH` (see docs/ari-simulator.md).
+enum TestNumber {
+    /// Answers after `ringTenths` × 100 ms (0: at once, no Ringing) and hangs up after `holdSeconds` (0: never).
+    static func answer(ringTenths: Int = 0, holdSeconds: Int) -> String { plan(0, ringTenths, holdSeconds) }
+    /// `Busy()`: cause 0 and dialstatus BUSY.
+    static let busyTone = plan(1, 0, 0)
+    /// Hangup with cause 17.
+    static let busyCause = plan(2, 0, 0)
+    /// `Congestion()`: cause 0 and dialstatus CONGESTION.
+    static let congestionTone = plan(3, 0, 0)
+    /// Hangup with cause 34.
+    static let congestionCause = plan(4, 0, 0)
+    /// Rings until the originate timeout (cause 19).
+    static let noAnswer = plan(5, 0, 0)
+    /// Cause 21.
+    static let rejected = plan(6, 0, 0)
+    /// Cause 1.
+    static let unallocated = plan(7, 0, 0)
+    /// Cause 20, dialstatus CHANUNAVAIL.
+    static let unavailable = plan(8, 0, 0)
+    /// The originate is refused with HTTP 503.
+    static let refused = plan(11, 0, 0)
+
+    private static func plan(_ code: Int, _ first: Int, _ second: Int) -> String {
+        func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "155501" + two(code) + two(first) + two(second)
+    }
+}
