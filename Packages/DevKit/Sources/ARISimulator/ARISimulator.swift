@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,6 +20,10 @@ public final class ARISimulator: Service, Sendable {
     private let logger: Logger
     private let eventLoop: any EventLoop
     let state: Mutex<SimulatorState>
+    /// Events WebSockets accepted but not yet handed to their handler, by NIO channel.
+    let pendingConnections = Mutex<[ObjectIdentifier: PendingConnection]>([:])
+    /// Upgrades declined (bad credentials...), by NIO channel, waiting for their HTTP answer.
+    let declinedUpgrades = Mutex<[ObjectIdentifier: DeclinedUpgrade]>([:])
     private let startup = Mutex<Startup>(.notStarted([]))
 
     private enum Startup {
@@ -49,20 +53,9 @@ public final class ARISimulator: Service, Sendable {
 
     /// Serves until cancelled or gracefully shut down. Call once.
     public func run() async throws {
-        let webSocketRouter = Router(context: SimulatorRequestContext.self)
-        webSocketRouter.ws(
-            "/ari/events",
-            shouldUpgrade: { [self] request, context in self.shouldUpgrade(request, context: context) },
-            onUpgrade: { [self] inbound, outbound, context in
-                await self.serveEvents(inbound: inbound, outbound: outbound, context: context)
-            }
-        )
         let application = Application(
             responder: SimulatorResponder(simulator: self),
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: webSocketRouter,
-                configuration: .init(ws: .init(maxFrameSize: 1 << 20, autoPing: .disabled, closeTimeout: .seconds(2)))
-            ),
+            server: HTTPServerBuilder { [self] responder in ARIServerChannel(responder: responder, simulator: self) },
             configuration: .init(
                 address: .hostname(self.configuration.host, port: self.configuration.port),
                 serverName: "Asterisk/\(self.configuration.asteriskVersion)"
@@ -275,88 +268,19 @@ public final class ARISimulator: Service, Sendable {
         self.state.withLock { $0.connections.count }
     }
 
-    // MARK: - WebSocket
-
-    /// Registers the application's WebSocket before the upgrade is answered, as Asterisk registers the
-    /// application before the client learns the socket is open: an originate sent right after the
-    /// upgrade must find the application.
-    private func shouldUpgrade(_ request: Request, context: SimulatorRequestContext) -> RouterShouldUpgrade {
-        let query = QueryString.parse(request.uri.query)
-        guard let application = query["app"], !application.isEmpty, self.isAuthorized(request, query: query) else {
-            // The regular responder answers the request instead: 401, or 400 for a missing `app`.
-            return .dontUpgrade
-        }
-        let channel = context.channel
-        let (stream, continuation) = AsyncStream.makeStream(of: OutboundItem.self)
-        let connectionID = self.state.withLock {
-            $0.connect(application: application, outbound: continuation) {
-                channel.close(mode: .all, promise: nil)
-            }
-        }
-        context.pendingConnection.set(.init(id: connectionID, application: application, stream: stream, outbound: continuation))
-        // However the connection ends (upgrade failure included), the application loses this socket.
-        channel.closeFuture.whenComplete { [weak self] _ in
-            self?.state.withLock { $0.disconnect(connectionID) }
-            continuation.finish()
-        }
-        return .upgrade([:])
-    }
-
-    private func serveEvents(
-        inbound: WebSocketInboundStream,
-        outbound: WebSocketOutboundWriter,
-        context: WebSocketRouterContext<SimulatorRequestContext>
-    ) async {
-        guard let connection = context.requestContext.pendingConnection.take() else { return }
-        self.logger.debug("events WebSocket open", metadata: ["ari.app": "\(connection.application)"])
-        let stream = connection.stream
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                do {
-                    for try await _ in inbound {}
-                } catch {}
-                return true
-            }
-            group.addTask {
-                var failed = false
-                for await item in stream {
-                    switch item {
-                    case .text(let text):
-                        guard !failed else { continue }
-                        do {
-                            try await outbound.write(.text(text))
-                        } catch {
-                            failed = true
-                        }
-                    case .flushed(let done):
-                        done()
-                    }
-                }
-                return false
-            }
-            // When the client goes away, stop queuing and let the writer drain (flush callbacks must run);
-            // when the writer stops (dropped), stop reading.
-            if let readerEnded = await group.next(), readerEnded {
-                self.state.withLock { $0.disconnect(connection.id) }
-                connection.outbound.finish()
-                _ = await group.next()
-            } else {
-                group.cancelAll()
-            }
-        }
-        self.state.withLock { $0.disconnect(connection.id) }
-        connection.outbound.finish()
-        self.logger.debug("events WebSocket closed", metadata: ["ari.app": "\(connection.application)"])
-    }
-
     // MARK: - Request helpers
 
     func isAuthorized(_ request: Request, query: [String: String]) -> Bool {
+        self.isAuthorized(authorization: request.headers[.authorization], query: query)
+    }
+
+    /// Basic auth or `api_key=user:password`, as ARI accepts both on REST and on the WebSocket.
+    func isAuthorized(authorization: String?, query: [String: String]) -> Bool {
         let expected = "\(self.configuration.username):\(self.configuration.password)"
         if let apiKey = query["api_key"] {
             return apiKey == expected
         }
-        guard let header = request.headers[.authorization], header.lowercased().hasPrefix("basic ") else {
+        guard let header = authorization, header.lowercased().hasPrefix("basic ") else {
             return false
         }
         let encoded = header.dropFirst("basic ".count).trimmingCharacters(in: .whitespaces)
@@ -389,41 +313,14 @@ public final class ARISimulator: Service, Sendable {
     var simulatorConfiguration: ARISimulatorConfiguration { self.configuration }
 }
 
-/// Request context: Hummingbird's basics plus the TCP channel (to drop a WebSocket without a close frame).
-struct SimulatorRequestContext: RequestContext, WebSocketRequestContext {
+/// Request context: Hummingbird's basics plus the TCP channel (the admin endpoints serve loopback only).
+struct SimulatorRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
-    let webSocket: WebSocketHandlerReference<SimulatorRequestContext>
     let channel: any Channel
-    /// Handed from the upgrade decision to the WebSocket handler (the same context value reaches both).
-    let pendingConnection = PendingConnection()
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
         self.channel = source.channel
-    }
-}
-
-/// A registered events WebSocket waiting for its handler.
-final class PendingConnection: Sendable {
-    struct Value: Sendable {
-        let id: Int
-        let application: String
-        let stream: AsyncStream<OutboundItem>
-        let outbound: AsyncStream<OutboundItem>.Continuation
-    }
-
-    private let value = Mutex<Value?>(nil)
-
-    func set(_ value: Value) {
-        self.value.withLock { $0 = value }
-    }
-
-    func take() -> Value? {
-        self.value.withLock { value in
-            defer { value = nil }
-            return value
-        }
     }
 }
 
