@@ -57,14 +57,17 @@ import Testing
         Row(name: "answered, normal clearing", answered: true, dialStatus: "ANSWER", cause: 16, status: .completed),
         Row(name: "answered, we hung up", answered: true, hangupRequested: true, cause: 16, status: .completed),
         Row(name: "answered, ended with cause 17", answered: true, cause: 17, status: .completed),
-        Row(name: "hangup requested while ringing", hangupRequested: true, dialStatus: "NOANSWER", cause: 16,
+        Row(
+            name: "hangup requested while ringing", hangupRequested: true, dialStatus: "NOANSWER", cause: 16,
             status: .canceled),
-        Row(name: "hangup requested beats busy", hangupRequested: true, dialStatus: "BUSY", cause: 17,
+        Row(
+            name: "hangup requested beats busy", hangupRequested: true, dialStatus: "BUSY", cause: 17,
             status: .canceled),
         Row(name: "Busy(): cause 0 + BUSY", dialStatus: "BUSY", cause: 0, status: .busy),
         Row(name: "Hangup(17)", dialStatus: "BUSY", cause: 17, status: .busy),
         Row(name: "cause 17 alone", cause: 17, status: .busy),
-        Row(name: "Congestion(): cause 0 + CONGESTION", dialStatus: "CONGESTION", cause: 0, status: .failed,
+        Row(
+            name: "Congestion(): cause 0 + CONGESTION", dialStatus: "CONGESTION", cause: 0, status: .failed,
             reason: .congestion),
         Row(name: "Hangup(34)", dialStatus: "CONGESTION", cause: 34, status: .failed, reason: .congestion),
         Row(name: "cause 38", cause: 38, status: .failed, reason: .congestion),
@@ -80,13 +83,16 @@ import Testing
         Row(name: "number changed 22", dialStatus: "NOANSWER", cause: 22, status: .failed, reason: .invalidNumber),
         Row(name: "invalid format 28", dialStatus: "NOANSWER", cause: 28, status: .failed, reason: .invalidNumber),
         Row(name: "no user responding 18", cause: 18, status: .noAnswer),
-        Row(name: "originate timeout: cause 19, last dialstatus RINGING", dialStatus: "RINGING", cause: 19,
+        Row(
+            name: "originate timeout: cause 19, last dialstatus RINGING", dialStatus: "RINGING", cause: 19,
             status: .noAnswer),
-        Row(name: "rang until the timeout, no final dialstatus", dialStatus: "RINGING", cause: 16, ringTimeout: true,
+        Row(
+            name: "rang until the timeout, no final dialstatus", dialStatus: "RINGING", cause: 16, ringTimeout: true,
             status: .noAnswer),
         Row(name: "nonexistent extension: cause 0, no Dial", cause: 0, status: .failed, reason: .unknown),
         Row(name: "cause 0, empty dialstatus", dialStatus: "", cause: 0, status: .failed, reason: .unknown),
-        Row(name: "final NOANSWER with timeout flag but cause 16", dialStatus: "NOANSWER", cause: 16,
+        Row(
+            name: "final NOANSWER with timeout flag but cause 16", dialStatus: "NOANSWER", cause: 16,
             ringTimeout: true, status: .failed, reason: .unknown),
     ]
 

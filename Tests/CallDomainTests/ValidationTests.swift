@@ -63,7 +63,9 @@ import Testing
         ("ok", "s", 0), ("ok", "s", 100_000), (String(repeating: "c", count: 10_000), "s", 1), ("ok\n", "s", 1),
     ])
     func dialplanTargetRejects(_ context: String, _ exten: String, _ priority: Int) {
-        #expect(throws: ValidationFailure.self) { try DialplanTarget(context: context, extension: exten, priority: priority) }
+        #expect(throws: ValidationFailure.self) {
+            try DialplanTarget(context: context, extension: exten, priority: priority)
+        }
     }
 
     @Test func contextMustBeAllowed() throws {
@@ -84,7 +86,9 @@ import Testing
         } catch {
             #expect(error.errors.contains { $0.field == "variables" })
         }
-        #expect(throws: Never.self) { try ChannelVariables(Dictionary(uniqueKeysWithValues: (0..<32).map { ("V\($0)", "x") })) }
+        #expect(throws: Never.self) {
+            try ChannelVariables(Dictionary(uniqueKeysWithValues: (0..<32).map { ("V\($0)", "x") }))
+        }
     }
 
     @Test(arguments: ["1ABC", "A-B", "A B", "", "A.B", "Ä", "A\nB", String(repeating: "A", count: 65)])
@@ -97,8 +101,10 @@ import Testing
         }
     }
 
-    @Test(arguments: ["a&b", "PJSIP/900@evil", "x,y", "\"q\"", "<a>", "a\r\nb", "nul\u{0}", "$(SHELL)", "{a}",
-        String(repeating: "v", count: 10_000)])
+    @Test(arguments: [
+        "a&b", "PJSIP/900@evil", "x,y", "\"q\"", "<a>", "a\r\nb", "nul\u{0}", "$(SHELL)", "{a}",
+        String(repeating: "v", count: 10_000),
+    ])
     func variableValuesRejectInjection(_ value: String) {
         do {
             _ = try ChannelVariables(["CAMPAIGN": value])

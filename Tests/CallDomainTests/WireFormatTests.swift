@@ -97,9 +97,10 @@ import Testing
         #expect(WireCoding.parseTimestamp("2026-11-18T11:06:40.123+0000") == Self.now)
         #expect(WireCoding.parseTimestamp("2026-11-18T11:06:40Z") == Date(timeIntervalSince1970: 1_795_000_000))
         #expect(WireCoding.formatTimestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
-        for bad in ["yesterday", "", "2026-13-01T00:00:00Z", "2026-11-18T11:06:40", "2026-11-18T11:06:40.Z",
-            "2026-11-18 11:06:40Z", "2026-11-18T11:06:40.123+5"]
-        {
+        for bad in [
+            "yesterday", "", "2026-13-01T00:00:00Z", "2026-11-18T11:06:40", "2026-11-18T11:06:40.Z",
+            "2026-11-18 11:06:40Z", "2026-11-18T11:06:40.123+5",
+        ] {
             #expect(WireCoding.parseTimestamp(bad) == nil, "\(bad)")
         }
     }

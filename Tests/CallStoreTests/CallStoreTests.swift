@@ -8,7 +8,9 @@ import Testing
 
 /// The store against a real PostgreSQL (a fresh database per test).
 @Suite struct CallStoreTests {
-    static func command(_ id: CallID = .generate(), to: String = "+15550100001", at: Date = Date()) throws
+    static func command(
+        _ id: CallID = .generate(), to: String = "+15550100001", at: Date = Date()
+    ) throws
         -> OriginateCommand
     {
         OriginateCommand(
@@ -104,11 +106,15 @@ import Testing
         try await TestDatabase.withStore { store, _ in
             let command = try Self.command()
             try await store.recordQueued([command])
-            guard case .changed(let event) = try await store.cancelQueued(callID: command.callID, nodeID: nil, workerID: "w")
+            guard
+                case .changed(let event) = try await store.cancelQueued(
+                    callID: command.callID, nodeID: nil, workerID: "w")
             else { Issue.record("cancel did not win"); return }
             #expect(event.status == .canceled && event.seq == 1)
             #expect(try await store.claim(command, nodeID: "n1", workerID: "w1") == .alreadyTaken(.canceled))
-            #expect(try await store.cancelQueued(callID: command.callID, nodeID: nil, workerID: "w") == .notQueued(.canceled))
+            #expect(
+                try await store.cancelQueued(callID: command.callID, nodeID: nil, workerID: "w")
+                    == .notQueued(.canceled))
             #expect(try await store.cancelQueued(callID: .generate(), nodeID: nil, workerID: "w") == .unknown)
         }
     }
@@ -137,7 +143,8 @@ import Testing
             #expect(try await store.apply(Self.event(id, 4, .answered, from: .ringing)) == .applied)
             #expect(try await store.apply(Self.event(id, 3, .ringing, from: .initiated)) == .stale)
             // An illegal move (answered → busy) is refused.
-            #expect(try await store.apply(Self.event(id, 5, .busy, from: .answered)) == .illegalTransition(from: .answered))
+            #expect(
+                try await store.apply(Self.event(id, 5, .busy, from: .answered)) == .illegalTransition(from: .answered))
             var completed = Self.event(id, 6, .completed, from: .answered)
             completed.hangupCause = HangupCause(code: 16, text: "Normal Clearing")
             completed.endedAt = Date()
@@ -225,7 +232,9 @@ import Testing
                 filtered += page.calls.map(\.id)
                 cursor = page.nextCursor
             } while cursor != nil
-            let expected = commands.filter { $0.to.value == "+15550100003" && $0.requestedAt >= base.addingTimeInterval(10) }
+            let expected = commands.filter {
+                $0.to.value == "+15550100003" && $0.requestedAt >= base.addingTimeInterval(10)
+            }
             #expect(Set(filtered) == Set(expected.map(\.callID)))
             #expect(filtered.count == expected.count)
         }
@@ -246,7 +255,8 @@ import Testing
             let results = try await withThrowingTaskGroup(of: IdempotencyReservation.self) { group in
                 for _ in 0..<10 {
                     group.addTask {
-                        try await store.reserveIdempotencyKey(userID: user, key: "k1", fingerprint: "f1", callID: callID)
+                        try await store.reserveIdempotencyKey(
+                            userID: user, key: "k1", fingerprint: "f1", callID: callID)
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }

@@ -58,7 +58,8 @@ import Testing
         try await withThrowingTaskGroup(of: (Outcome, String, [SSEEvent]).self) { group in
             for outcome in outcomes {
                 let id = try await api.placeCall(
-                    token: token, body: ["to": .string(outcome.number), "timeout_seconds": .number(Double(outcome.timeout))])
+                    token: token,
+                    body: ["to": .string(outcome.number), "timeout_seconds": .number(Double(outcome.timeout))])
                 callIDs[id] = outcome
                 group.addTask {
                     let events = try await api.followUntilTerminal(token: token, callID: id, timeout: .seconds(60))
@@ -75,7 +76,8 @@ import Testing
                 #expect(events.map(\.id) == decoded.map { "\($0.seq)" }, "SSE ids are the seqs")
                 #expect(statuses.contains(.answered) == outcome.answered, "\(outcome.name): \(statuses)")
                 let last = try #require(decoded.last)
-                #expect(last.hangupCause?.code == outcome.cause, "\(outcome.name): \(String(describing: last.hangupCause))")
+                #expect(
+                    last.hangupCause?.code == outcome.cause, "\(outcome.name): \(String(describing: last.hangupCause))")
                 #expect(last.failureReason == outcome.reason, "\(outcome.name)")
                 // The PostgreSQL timeline holds the same sequence after `queued`.
                 let record = try await eventually(timeout: .seconds(10)) {
@@ -116,13 +118,15 @@ import Testing
             #expect(record.header("ce_id") == event.eventID.uuidString.lowercased())
             #expect(event.callID.description == record.key)
         }
-        let verdicts = try SchemaValidator.validate(ours.map { Array($0.payload.utf8) }, against: "call-status-event.v1.json")
+        let verdicts = try SchemaValidator.validate(
+            ours.map { Array($0.payload.utf8) }, against: "call-status-event.v1.json")
         #expect(verdicts.compactMap { $0 }.isEmpty, "\(verdicts.compactMap { $0 })")
         for (id, outcome) in callIDs {
             let terminal = ours.filter { $0.key == id }.compactMap {
                 try? WireCoding.decode(CallStatusEvent.self, from: Array($0.payload.utf8))
             }.filter(\.status.isTerminal)
-            #expect(terminal.map(\.status) == [outcome.status], "\(outcome.name): exactly one terminal event on the topic")
+            #expect(
+                terminal.map(\.status) == [outcome.status], "\(outcome.name): exactly one terminal event on the topic")
         }
     }
 }

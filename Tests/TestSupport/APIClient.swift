@@ -65,22 +65,27 @@ public struct APIClient: Sendable {
 
     /// Logs in with the OAuth2 password form; returns the access token.
     public func token(username: String, password: String) async throws -> String {
-        let form = "username=\(username)&password=\(password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? password)"
+        let form =
+            "username=\(username)&password=\(password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? password)"
         let response = try await request(
             "POST", "/api/v1/auth/token", body: Data(form.utf8), contentType: "application/x-www-form-urlencoded")
         guard response.status == 200, let token = try response.json()["access_token"] as? String else {
-            throw TestEnvironmentError("login failed: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+            throw TestEnvironmentError(
+                "login failed: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
         }
         return token
     }
 
     /// Places a call; returns its id (requires a 202).
-    public func placeCall(token: String, body: [String: JSONValue], idempotencyKey: String? = nil) async throws -> String {
+    public func placeCall(
+        token: String, body: [String: JSONValue], idempotencyKey: String? = nil
+    ) async throws -> String {
         let response = try await request(
             "POST", "/api/v1/calls", token: token, body: Data(try WireCoding.encode(body)),
             headers: idempotencyKey.map { [("Idempotency-Key", $0)] } ?? [])
         guard response.status == 202, let id = try response.json()["id"] as? String else {
-            throw TestEnvironmentError("POST /calls: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
+            throw TestEnvironmentError(
+                "POST /calls: \(response.status) \(String(decoding: response.body, as: UTF8.self))")
         }
         return id
     }
@@ -157,7 +162,9 @@ public enum Kcat {
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestEnvironmentError("kcat exited \(process.terminationStatus)") }
+        guard process.terminationStatus == 0 else {
+            throw TestEnvironmentError("kcat exited \(process.terminationStatus)")
+        }
         return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                 throw TestEnvironmentError("kcat printed \(line)")

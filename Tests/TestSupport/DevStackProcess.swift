@@ -39,7 +39,9 @@ public final class DevStackProcess: @unchecked Sendable {
     }
 
     /// Starts the stack on `databaseURL` and waits until it prints that it is ready.
-    public static func start(databaseURL: String, workers: Int = 2, extraEnvironment: [String: String] = [:])
+    public static func start(
+        databaseURL: String, workers: Int = 2, extraEnvironment: [String: String] = [:]
+    )
         async throws -> DevStackProcess
     {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
@@ -80,7 +82,10 @@ public final class DevStackProcess: @unchecked Sendable {
         }
         func field(_ label: String) -> String {
             banner.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }
-                .map { String($0.trimmingCharacters(in: .whitespaces).dropFirst(label.count)).trimmingCharacters(in: .whitespaces) }
+                .map {
+                    String($0.trimmingCharacters(in: .whitespaces).dropFirst(label.count)).trimmingCharacters(
+                        in: .whitespaces)
+                }
                 .map { String($0.split(separator: " ").first ?? "") } ?? ""
         }
         let control = banner.range(of: "control: ").map { String(banner[$0.upperBound...].prefix { $0 != ")" }) } ?? ""
@@ -133,7 +138,9 @@ public final class DevStackProcess: @unchecked Sendable {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {

@@ -21,7 +21,9 @@ public enum SchemaValidator {
     public static func validate(_ documents: [[UInt8]], against schema: String) throws -> [String?] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Repository.path("scripts/validate_json.py"), Repository.path("schemas/\(schema)")]
+        process.arguments = [
+            "python3", Repository.path("scripts/validate_json.py"), Repository.path("schemas/\(schema)"),
+        ]
         let input = Pipe()
         let output = Pipe()
         let errors = Pipe()
@@ -43,7 +45,8 @@ public enum SchemaValidator {
         let lines = String(decoding: result, as: UTF8.self).split(separator: "\n").map(String.init)
         guard lines.count == documents.count else {
             throw TestEnvironmentError(
-                "schema validator failed (is python3-jsonschema installed?): \(String(decoding: stderr, as: UTF8.self))")
+                "schema validator failed (is python3-jsonschema installed?): \(String(decoding: stderr, as: UTF8.self))"
+            )
         }
         return lines.map { $0 == "ok" ? nil : $0 }
     }

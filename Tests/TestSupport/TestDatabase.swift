@@ -48,7 +48,8 @@ public enum TestDatabase {
 
     private static func drop(_ name: String) async throws {
         try await withClient(url: try serverURL()) { admin in
-            try await admin.query("DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)", logger: Logger(label: "test-db"))
+            try await admin.query(
+                "DROP DATABASE IF EXISTS \(unescaped: name) WITH (FORCE)", logger: Logger(label: "test-db"))
         }
     }
 

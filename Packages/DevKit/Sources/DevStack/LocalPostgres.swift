@@ -80,7 +80,8 @@ public struct LocalPostgres: Sendable {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw DevStackError(
-                "\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(String(decoding: text, as: UTF8.self))")
+                "\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(String(decoding: text, as: UTF8.self))"
+            )
         }
     }
 

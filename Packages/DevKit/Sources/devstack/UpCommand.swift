@@ -95,9 +95,11 @@ final class LocalStack: Service, Sendable {
     init(options: Options, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        cluster = try EmbeddedKafkaCluster(brokers: 3, topics: ProjectTopics.withPartitions(options.partitions), logger: logger)
+        cluster = try EmbeddedKafkaCluster(
+            brokers: 3, topics: ProjectTopics.withPartitions(options.partitions), logger: logger)
         simulator = try ARISimulator(
-            configuration: ARISimulatorConfiguration(username: "dialer", password: Self.secret(in: options.stateDirectory, "ari_password", bytes: 12)),
+            configuration: ARISimulatorConfiguration(
+                username: "dialer", password: Self.secret(in: options.stateDirectory, "ari_password", bytes: 12)),
             logger: logger)
         kafkaControlPort = options.kafkaControlPort == 0 ? try FreePort.pick() : options.kafkaControlPort
         kafkaControl = KafkaCommand.controlServer(cluster: cluster, port: kafkaControlPort, logger: logger)
@@ -132,7 +134,8 @@ final class LocalStack: Service, Sendable {
             var common = environment
             common["DATABASE_URL"] = databaseURL
             common["KAFKA_BOOTSTRAP_SERVERS"] = cluster.bootstrapServers
-            common["SECRET_KEY"] = try environment["SECRET_KEY"] ?? Self.secret(in: options.stateDirectory, "secret_key", bytes: 48)
+            common["SECRET_KEY"] =
+                try environment["SECRET_KEY"] ?? Self.secret(in: options.stateDirectory, "secret_key", bytes: 48)
             common["LOG_FORMAT"] = environment["LOG_FORMAT"] ?? "json"
             common["ALLOWED_CONTEXTS"] = environment["ALLOWED_CONTEXTS"] ?? "agents,outbound"
             common["DEFAULT_CONTEXT"] = environment["DEFAULT_CONTEXT"] ?? "agents"
@@ -145,13 +148,17 @@ final class LocalStack: Service, Sendable {
                 throw DevStackError("\(executable.path) is missing: build it first (make run does)")
             }
             try runToCompletion(gateway, ["migrate"], environment: common, input: nil)
-            let adminPassword = try environment["ADMIN_PASSWORD"] ?? Self.secret(in: options.stateDirectory, "admin_password", bytes: 12)
+            let adminPassword =
+                try environment["ADMIN_PASSWORD"]
+                ?? Self.secret(in: options.stateDirectory, "admin_password", bytes: 12)
             try ensureAdmin(gateway, password: adminPassword, environment: common)
 
             var gatewayEnvironment = common
             gatewayEnvironment["HOST"] = environment["HOST"] ?? "127.0.0.1"
             gatewayEnvironment["PORT"] = "\(options.gatewayPort)"
-            try await supervisor.start(ChildSpec(name: "api-gateway", executable: gateway, arguments: ["serve"], environment: gatewayEnvironment))
+            try await supervisor.start(
+                ChildSpec(
+                    name: "api-gateway", executable: gateway, arguments: ["serve"], environment: gatewayEnvironment))
             var workerPorts: [Int] = []
             for index in 1...options.workers {
                 var workerEnvironment = common
@@ -166,7 +173,9 @@ final class LocalStack: Service, Sendable {
                 workerEnvironment["WORKER_PORT"] = "\(port)"
                 workerEnvironment["ENDPOINT_TEMPLATE"] = environment["ENDPOINT_TEMPLATE"] ?? "PJSIP/{to}@carrier"
                 try await supervisor.start(
-                    ChildSpec(name: "dialer-worker-\(index)", executable: worker, arguments: ["serve"], environment: workerEnvironment))
+                    ChildSpec(
+                        name: "dialer-worker-\(index)", executable: worker, arguments: ["serve"],
+                        environment: workerEnvironment))
             }
             let apiURL = "http://127.0.0.1:\(options.gatewayPort)"
             try await waitForReady("\(apiURL)/ready", timeout: .seconds(90))
@@ -200,7 +209,9 @@ final class LocalStack: Service, Sendable {
         }
     }
 
-    private func runToCompletion(_ executable: URL, _ arguments: [String], environment: [String: String], input: String?) throws {
+    private func runToCompletion(
+        _ executable: URL, _ arguments: [String], environment: [String: String], input: String?
+    ) throws {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -226,7 +237,8 @@ final class LocalStack: Service, Sendable {
             if let status = try? await Self.httpStatus(url), status == 200 { return }
             try await Task.sleep(for: .milliseconds(250))
         }
-        throw DevStackError("the api-gateway did not become ready at \(url) within \(timeout); see \(options.stateDirectory.path)/logs")
+        throw DevStackError(
+            "the api-gateway did not become ready at \(url) within \(timeout); see \(options.stateDirectory.path)/logs")
     }
 
     /// A tiny HTTP GET through curl-free Foundation networking is unavailable on some Linux builds, so use the
@@ -283,8 +295,10 @@ final class LocalStack: Service, Sendable {
             return existing
         }
         var generator = SystemRandomNumberGenerator()
-        let value = (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
-        _ = FileManager.default.createFile(atPath: url.path, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600])
+        let value = (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }
+            .joined()
+        _ = FileManager.default.createFile(
+            atPath: url.path, contents: Data(value.utf8), attributes: [.posixPermissions: 0o600])
         return value
     }
 }

@@ -68,7 +68,9 @@ public struct CallOutcome: Hashable, Sendable {
         }
         if cause == 21 { return CallOutcome(status: .rejected) }
         if [1, 3, 22, 28].contains(cause) { return CallOutcome(status: .failed, failureReason: .invalidNumber) }
-        let finalDialStatuses: Set<String> = ["ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE", "INVALIDARGS"]
+        let finalDialStatuses: Set<String> = [
+            "ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE", "INVALIDARGS",
+        ]
         if cause == 18 || cause == 19 || (!finalDialStatuses.contains(dialStatus) && ringTimeReachedTimeout) {
             return CallOutcome(status: .noAnswer)
         }

@@ -33,7 +33,9 @@ public enum CallStatus: String, CaseIterable, Hashable, Sendable, Codable {
     case expired
 
     /// The statuses a call ends in; exactly one of them is reached, once.
-    public static let terminal: Set<CallStatus> = [.completed, .busy, .noAnswer, .rejected, .failed, .canceled, .expired]
+    public static let terminal: Set<CallStatus> = [
+        .completed, .busy, .noAnswer, .rejected, .failed, .canceled, .expired,
+    ]
 
     /// Whether the call has ended.
     public var isTerminal: Bool { Self.terminal.contains(self) }

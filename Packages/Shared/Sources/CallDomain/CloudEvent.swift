@@ -18,7 +18,9 @@ public struct CloudEventAttributes: Hashable, Sendable {
     public var traceParent: String?
 
     /// Creates attributes.
-    public init(id: String, source: String, type: String, time: Date, subject: String? = nil, traceParent: String? = nil) {
+    public init(
+        id: String, source: String, type: String, time: Date, subject: String? = nil, traceParent: String? = nil
+    ) {
         self.id = id
         self.source = source
         self.type = type
@@ -62,7 +64,8 @@ public enum TraceContext {
     public static func traceParent(requestID: String) -> String {
         let traceID = traceID(for: requestID)
         var random = SystemRandomNumberGenerator()
-        let spanID = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &random)) }.joined()
+        let spanID = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &random)) }
+            .joined()
         return "00-\(traceID)-\(spanID)-01"
     }
 

@@ -91,14 +91,16 @@ public struct CallerID: Hashable, Sendable, Codable {
                 // Beyond ASCII only letters and combining marks: no digits of other scripts, no format or
                 // control characters (bidi overrides, zero-width joiners) that could disguise a header.
                 let properties = scalar.properties
-                allowed = properties.isAlphabetic
+                allowed =
+                    properties.isAlphabetic
                     || properties.generalCategory == .nonspacingMark
                     || properties.generalCategory == .spacingMark
             }
             if !allowed {
                 throw FieldError(
                     field: field,
-                    message: "contains a character that is not allowed (U+\(String(scalar.value, radix: 16, uppercase: true))); "
+                    message:
+                        "contains a character that is not allowed (U+\(String(scalar.value, radix: 16, uppercase: true))); "
                         + "allowed: letters, ASCII digits, space, '.', '-', '_'"
                 )
             }
@@ -148,7 +150,9 @@ public struct DialplanTarget: Hashable, Sendable, Codable {
     }
 
     /// A context must be well formed and one of the operator's allowed contexts.
-    public static func validateContext(_ context: String, allowed: Set<String>, field: String = "context")
+    public static func validateContext(
+        _ context: String, allowed: Set<String>, field: String = "context"
+    )
         throws(FieldError)
     {
         try validateContextSyntax(context, field: field)
@@ -243,7 +247,10 @@ public struct ChannelVariables: Hashable, Sendable, Codable {
 
     /// A field path must not echo control characters back into logs or responses.
     private static func printable(_ name: String) -> String {
-        let cleaned = String(name.unicodeScalars.prefix(64).map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?" })
+        let cleaned = String(
+            name.unicodeScalars.prefix(64).map {
+                $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?"
+            })
         return cleaned
     }
 

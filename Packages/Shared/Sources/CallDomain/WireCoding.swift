@@ -34,7 +34,8 @@ public enum WireCoding {
     }
 
     /// Decodes a value from JSON bytes.
-    public static func decode<Value: Decodable>(_ type: Value.Type, from bytes: some Collection<UInt8>) throws -> Value {
+    public static func decode<Value: Decodable>(_ type: Value.Type, from bytes: some Collection<UInt8>) throws -> Value
+    {
         try decoder.decode(type, from: Data(bytes))
     }
 

@@ -18,7 +18,9 @@ extension CallStore {
         }
     }
 
-    static func upsertCommand(_ command: OriginateCommand, on connection: PostgresConnection, logger: Logger)
+    static func upsertCommand(
+        _ command: OriginateCommand, on connection: PostgresConnection, logger: Logger
+    )
         async throws
     {
         let variables = String(decoding: try WireCoding.encode(command.variables), as: UTF8.self)
@@ -59,7 +61,9 @@ extension CallStore {
 
     /// Claims a call for dialing: inserts it if unknown, then moves it `queued → dispatched` only if it is still
     /// queued. Exactly one of any number of concurrent claimants wins.
-    public func claim(_ command: OriginateCommand, nodeID: String, workerID: String, at now: Date = Date())
+    public func claim(
+        _ command: OriginateCommand, nodeID: String, workerID: String, at now: Date = Date()
+    )
         async throws -> ClaimResult
     {
         let logger = self.logger
@@ -89,22 +93,28 @@ extension CallStore {
     }
 
     /// Moves a call `queued → canceled` if it is still queued (a cancel that wins means it will never be dialed).
-    public func cancelQueued(callID: CallID, nodeID: String?, workerID: String?, at now: Date = Date()) async throws
+    public func cancelQueued(
+        callID: CallID, nodeID: String?, workerID: String?, at now: Date = Date()
+    ) async throws
         -> QueuedChangeResult
     {
-        try await changeQueued(callID: callID, to: .canceled, detail: "canceled before dialing", nodeID: nodeID,
+        try await changeQueued(
+            callID: callID, to: .canceled, detail: "canceled before dialing", nodeID: nodeID,
             workerID: workerID, at: now)
     }
 
     /// Moves a call `queued → expired` if it is still queued (its command outlived its time to live).
-    public func expireQueued(_ command: OriginateCommand, nodeID: String?, workerID: String?, at now: Date = Date())
+    public func expireQueued(
+        _ command: OriginateCommand, nodeID: String?, workerID: String?, at now: Date = Date()
+    )
         async throws -> QueuedChangeResult
     {
         let logger = self.logger
         try await client.withTransaction(logger: logger) { connection in
             try await Self.upsertCommand(command, on: connection, logger: logger)
         }
-        return try await changeQueued(callID: command.callID, to: .expired, detail: "time to live passed before dialing",
+        return try await changeQueued(
+            callID: command.callID, to: .expired, detail: "time to live passed before dialing",
             nodeID: nodeID, workerID: workerID, at: now)
     }
 
@@ -153,7 +163,8 @@ extension CallStore {
         guard !events.isEmpty else { return [] }
         // Per call in seq order, so a batch holding several changes of one call applies them all.
         let order = events.indices.sorted {
-            events[$0].callID == events[$1].callID ? events[$0].seq < events[$1].seq : events[$0].callID < events[$1].callID
+            events[$0].callID == events[$1].callID
+                ? events[$0].seq < events[$1].seq : events[$0].callID < events[$1].callID
         }
         let logger = self.logger
         return try await client.withTransaction(logger: logger) { connection in
@@ -165,7 +176,9 @@ extension CallStore {
         }
     }
 
-    static func apply(_ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger) async throws
+    static func apply(
+        _ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger
+    ) async throws
         -> ApplyResult
     {
         let metadata = String(decoding: try WireCoding.encode(event.metadata), as: UTF8.self)
@@ -217,7 +230,8 @@ extension CallStore {
         return .illegalTransition(from: current.status)
     }
 
-    static func insertTimeline(_ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger) async throws {
+    static func insertTimeline(_ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger) async throws
+    {
         try await connection.query(
             """
             INSERT INTO call_events (call_id, seq, event_id, status, previous_status, occurred_at, node_id, worker_id,
@@ -231,7 +245,9 @@ extension CallStore {
             logger: logger)
     }
 
-    static func currentStatus(of callID: CallID, on connection: PostgresConnection, logger: Logger) async throws
+    static func currentStatus(
+        of callID: CallID, on connection: PostgresConnection, logger: Logger
+    ) async throws
         -> (status: CallStatus, seq: Int)?
     {
         let rows = try await connection.query(

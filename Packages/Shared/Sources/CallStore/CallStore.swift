@@ -104,7 +104,9 @@ public struct CallStore: Sendable {
     ///
     /// Concurrent reservations of one key serialize on the primary key: exactly one gets `.reserved`, the others
     /// see the winner's fingerprint and call id.
-    public func reserveIdempotencyKey(userID: UUID, key: String, fingerprint: String, callID: CallID) async throws
+    public func reserveIdempotencyKey(
+        userID: UUID, key: String, fingerprint: String, callID: CallID
+    ) async throws
         -> IdempotencyReservation
     {
         let inserted = try await client.query(

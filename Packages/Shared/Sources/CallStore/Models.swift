@@ -160,7 +160,8 @@ public struct CallCursor: Sendable, Hashable {
         while base64.utf8.count % 4 != 0 { base64 += "=" }
         guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else { return nil }
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "v1", let micros = Int64(parts[1]), let id = UUID(uuidString: String(parts[2]))
+        guard parts.count == 3, parts[0] == "v1", let micros = Int64(parts[1]),
+            let id = UUID(uuidString: String(parts[2]))
         else { return nil }
         self.init(createdAtMicros: micros, id: id)
     }

@@ -18,9 +18,11 @@ public enum LoggingSetup {
         let levelText = try environment.choice(
             "LOG_LEVEL", default: "info", allowed: Logger.Level.allCases.map(\.rawValue))
         let level = Logger.Level(rawValue: levelText) ?? .info
-        let format = LogFormat(
-            rawValue: try environment.choice("LOG_FORMAT", default: "json", allowed: LogFormat.allCases.map(\.rawValue))
-        ) ?? .json
+        let format =
+            LogFormat(
+                rawValue: try environment.choice(
+                    "LOG_FORMAT", default: "json", allowed: LogFormat.allCases.map(\.rawValue))
+            ) ?? .json
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler
             switch format {
