@@ -81,7 +81,13 @@ public final class ARIEventStream: Service, Sendable {
 
     private enum StreamError: Error, CustomStringConvertible {
         case consumerTooSlow
-        var description: String { "event buffer full: consumer too slow" }
+        case connectTimeout
+        var description: String {
+            switch self {
+            case .consumerTooSlow: "event buffer full: consumer too slow"
+            case .connectTimeout: "WebSocket upgrade timed out"
+            }
+        }
     }
 
     private final class AttemptFlag: Sendable {
@@ -92,30 +98,35 @@ public final class ARIEventStream: Service, Sendable {
         var attempt = 0
         var everConnected = false
         let url = self.configuration.eventsURL
-        var wsConfiguration = WebSocketClientConfiguration(
-            maxFrameSize: 1 << 20,
-            closeTimeout: .seconds(2),
-            autoPing: .enabled(timePeriod: self.configuration.pingInterval),
-            validateUTF8: true
-        )
-        wsConfiguration.ignoreUncleanSSLShutdownErrors = true
+        let wsConfiguration: WebSocketClientConfiguration = {
+            var wsConfiguration = WebSocketClientConfiguration(
+                maxFrameSize: 1 << 20,
+                closeTimeout: .seconds(2),
+                autoPing: .enabled(timePeriod: self.configuration.pingInterval),
+                validateUTF8: true
+            )
+            wsConfiguration.ignoreUncleanSSLShutdownErrors = true
+            return wsConfiguration
+        }()
         while !Task.isCancelled {
             self.stateContinuation.yield(.connecting)
             let flag = AttemptFlag()
             let upState: ARIConnectionState = everConnected ? .reconnected : .connected
             var reason: String
             do {
-                let closeFrame = try await WebSocketClient.connect(
-                    url: url,
-                    configuration: wsConfiguration,
-                    logger: self.logger
-                ) { inbound, _, _ in
-                    flag.connected.withLock { $0 = true }
-                    self.logger.info("ARI events WebSocket connected")
-                    self.stateContinuation.yield(upState)
-                    for try await message in inbound.messages(maxSize: 1 << 22) {
-                        guard case .text(let text) = message else { continue }
-                        try self.deliver(text)
+                let closeFrame = try await self.connectWithTimeout(flag: flag) {
+                    try await WebSocketClient.connect(
+                        url: url,
+                        configuration: wsConfiguration,
+                        logger: self.logger
+                    ) { inbound, _, _ in
+                        flag.connected.withLock { $0 = true }
+                        self.logger.info("ARI events WebSocket connected")
+                        self.stateContinuation.yield(upState)
+                        for try await message in inbound.messages(maxSize: 1 << 22) {
+                            guard case .text(let text) = message else { continue }
+                            try self.deliver(text)
+                        }
                     }
                 }
                 if let closeFrame {
@@ -143,6 +154,30 @@ public final class ARIEventStream: Service, Sendable {
             } catch {
                 break
             }
+        }
+    }
+
+    /// Runs a connection attempt, failing it when the upgrade has not completed within `requestTimeout`
+    /// (a server that accepts TCP but never answers must not stall the reconnect loop).
+    private func connectWithTimeout(
+        flag: AttemptFlag,
+        _ connect: @escaping @Sendable () async throws -> WebSocketCloseFrame?
+    ) async throws -> WebSocketCloseFrame? {
+        let timeout = self.configuration.requestTimeout
+        return try await withThrowingTaskGroup(of: WebSocketCloseFrame??.self) { group in
+            group.addTask { .some(try await connect()) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                guard flag.connected.withLock({ $0 }) else { throw StreamError.connectTimeout }
+                return .none
+            }
+            while let result = try await group.next() {
+                if case .some(let closeFrame) = result {
+                    group.cancelAll()
+                    return closeFrame
+                }
+            }
+            return nil
         }
     }
 
