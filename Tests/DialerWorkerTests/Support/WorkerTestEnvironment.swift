@@ -20,6 +20,13 @@ let testLogger: Logger = {
     return logger
 }()
 
+/// For the simulator, whose cancellation at the end of a test logs errors that say nothing about the test.
+let quietLogger: Logger = {
+    var logger = Logger(label: "ari-simulator")
+    logger.logLevel = .critical
+    return logger
+}()
+
 /// A name no other test (or run) uses.
 func unique(_ prefix: String) -> String {
     "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
@@ -73,52 +80,72 @@ struct WorkerTestEnvironment: Sendable {
     ]
 
     /// Runs `body` in a fresh environment and tears it down afterwards.
+    ///
+    /// - Parameter postgres: a server of the test's own (one it stops and starts); by default a fresh database on
+    ///   the shared test server.
     static func run<Result: Sendable>(
         partitions: Int32 = 4,
         simulator simulatorConfiguration: ARISimulatorConfiguration = .init(),
+        postgres: ThrowawayPostgres? = nil,
+        _ body: @escaping @Sendable (WorkerTestEnvironment) async throws -> Result
+    ) async throws -> Result {
+        guard let postgres else {
+            return try await TestDatabase.withStore { store, databaseURL in
+                try await run(partitions, simulatorConfiguration, store, databaseURL, body)
+            }
+        }
+        return try await TestDatabase.withClient(url: postgres.url) { client in
+            try await Migrator(client: client, logger: testLogger).migrate()
+            return try await run(partitions, simulatorConfiguration, CallStore(client: client, logger: testLogger), postgres.url, body)
+        }
+    }
+
+    private static func run<Result: Sendable>(
+        _ partitions: Int32,
+        _ simulatorConfiguration: ARISimulatorConfiguration,
+        _ store: CallStore,
+        _ databaseURL: String,
         _ body: @Sendable (WorkerTestEnvironment) async throws -> Result
     ) async throws -> Result {
-        try await TestDatabase.withStore { store, databaseURL in
-            let topics = CallTopics(
-                originate: unique("originate"), control: unique("control"), status: unique("status"))
-            let kafka = try EmbeddedKafkaCluster(
-                brokers: 1,
-                topics: [topics.originate: partitions, topics.control: 2, topics.status: partitions],
-                logger: testLogger)
-            defer { kafka.shutdown() }
-            let simulator = try ARISimulator(configuration: simulatorConfiguration, logger: testLogger)
-            let configuration = KafkaConfiguration(
-                bootstrapServers: kafka.bootstrapServers, clientID: unique("tests"), properties: fastGroupProperties)
-            let producer = try KafkaProducer(configuration: configuration, deliveryTimeout: .seconds(30), logger: testLogger)
-            let statusReader = try KafkaFanOutReader(
-                configuration: configuration, topic: topics.status, start: .beginning, logger: testLogger)
-            let statusLog = StatusLog()
-            return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
-                group.addTask { _ = try? await simulator.run() }
-                group.addTask { try? await producer.run() }
-                group.addTask { try? await statusReader.run() }
-                group.addTask {
-                    do {
-                        for try await message in statusReader.messages {
-                            statusLog.record(message)
-                        }
-                    } catch {}
-                }
-                defer { group.cancelAll() }
-                _ = try await statusReader.waitUntilReady()
-                let environment = WorkerTestEnvironment(
-                    kafka: kafka,
-                    simulator: simulator,
-                    ariBaseURL: try await simulator.baseURL,
-                    store: store,
-                    databaseURL: databaseURL,
-                    topics: topics,
-                    publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
-                    statusLog: statusLog,
-                    nodeID: unique("node")
-                )
-                return try await body(environment)
+        let topics = CallTopics(
+            originate: unique("originate"), control: unique("control"), status: unique("status"))
+        let kafka = try EmbeddedKafkaCluster(
+            brokers: 1,
+            topics: [topics.originate: partitions, topics.control: 2, topics.status: partitions],
+            logger: testLogger)
+        defer { kafka.shutdown() }
+        let simulator = try ARISimulator(configuration: simulatorConfiguration, logger: quietLogger)
+        let configuration = KafkaConfiguration(
+            bootstrapServers: kafka.bootstrapServers, clientID: unique("tests"), properties: fastGroupProperties)
+        let producer = try KafkaProducer(configuration: configuration, deliveryTimeout: .seconds(30), logger: testLogger)
+        let statusReader = try KafkaFanOutReader(
+            configuration: configuration, topic: topics.status, start: .beginning, logger: testLogger)
+        let statusLog = StatusLog()
+        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+            group.addTask { _ = try? await simulator.run() }
+            group.addTask { try? await producer.run() }
+            group.addTask { try? await statusReader.run() }
+            group.addTask {
+                do {
+                    for try await message in statusReader.messages {
+                        statusLog.record(message)
+                    }
+                } catch {}
             }
+            defer { group.cancelAll() }
+            _ = try await statusReader.waitUntilReady()
+            let environment = WorkerTestEnvironment(
+                kafka: kafka,
+                simulator: simulator,
+                ariBaseURL: try await simulator.baseURL,
+                store: store,
+                databaseURL: databaseURL,
+                topics: topics,
+                publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
+                statusLog: statusLog,
+                nodeID: unique("node")
+            )
+            return try await body(environment)
         }
     }
 

@@ -55,7 +55,9 @@ public struct WorkerConfiguration: Sendable {
     /// How often live calls are compared with the node's channels (`RECONCILE_INTERVAL_SECONDS`).
     public var reconcileInterval: Duration
     /// How long past its ring timeout a call may stay unanswered and non-terminal before it counts as stuck, and how
-    /// long another worker's vanished call is left to its owner (`STUCK_MARGIN_SECONDS`).
+    /// long another worker's vanished call is left to its owner (`STUCK_MARGIN_SECONDS`). Keep it above the Kafka
+    /// session timeout, so that a dead worker's last status events are in the history before its calls count as
+    /// orphans.
     public var stuckMargin: Duration
     /// The most messages the history writer stores in one transaction (`HISTORY_BATCH_SIZE`).
     public var historyBatchSize: Int
@@ -83,7 +85,7 @@ public struct WorkerConfiguration: Sendable {
         drainTimeout: Duration = .seconds(30),
         reconcileGrace: Duration = .seconds(2),
         reconcileInterval: Duration = .seconds(10),
-        stuckMargin: Duration = .seconds(30),
+        stuckMargin: Duration = .seconds(60),
         historyBatchSize: Int = 500
     ) {
         self.nodeID = nodeID
@@ -195,7 +197,7 @@ public struct WorkerConfiguration: Sendable {
             drainTimeout: try seconds("DRAIN_TIMEOUT_SECONDS", 30, 0...86_400),
             reconcileGrace: try seconds("RECONCILE_GRACE_SECONDS", 2, 0...600),
             reconcileInterval: try seconds("RECONCILE_INTERVAL_SECONDS", 10, 0.1...3600),
-            stuckMargin: try seconds("STUCK_MARGIN_SECONDS", 30, 0...86_400),
+            stuckMargin: try seconds("STUCK_MARGIN_SECONDS", 60, 0...86_400),
             historyBatchSize: try environment.int("HISTORY_BATCH_SIZE", default: 500, range: 1...10_000)
         )
     }

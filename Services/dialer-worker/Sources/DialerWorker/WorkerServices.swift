@@ -91,14 +91,20 @@ public func buildServiceGroup(
     }
     let producer = try KafkaProducer(
         configuration: kafka, deliveryTimeout: configuration.kafkaDeliveryTimeout, logger: logger)
+    // Both consumers want commands and events as soon as they are written: a short fetch wait keeps the history
+    // current within a fraction of a second (an operator's KAFKA_PROP_FETCH_WAIT_MAX_MS still wins).
+    var consumerKafka = kafka
+    if consumerKafka.properties["fetch.wait.max.ms"] == nil {
+        consumerKafka.properties["fetch.wait.max.ms"] = "100"
+    }
     let dialerConsumer = try KafkaConsumer(
-        configuration: kafka, groupID: configuration.dialerGroupID, topics: [configuration.topics.originate],
+        configuration: consumerKafka, groupID: configuration.dialerGroupID, topics: [configuration.topics.originate],
         logger: logger)
     let historyConsumer = try KafkaConsumer(
-        configuration: kafka, groupID: configuration.historyGroupID,
+        configuration: consumerKafka, groupID: configuration.historyGroupID,
         topics: [configuration.topics.originate, configuration.topics.status], logger: logger)
     let controlReader = try KafkaFanOutReader(
-        configuration: kafka, topic: configuration.topics.control, start: .end, logger: logger)
+        configuration: consumerKafka, topic: configuration.topics.control, start: .end, logger: logger)
 
     let ari = ARIClient(configuration: configuration.ari, logger: logger)
     let events = ARIEventStream(configuration: configuration.ari, logger: logger)
