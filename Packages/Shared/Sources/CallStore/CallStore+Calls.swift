@@ -6,18 +6,6 @@ import PostgresNIO
 extension CallStore {
     // MARK: - Recording commands
 
-    /// Records originate commands as `queued` calls, in one transaction; a call already known keeps its state and
-    /// only gains the request's fields (its status event may have overtaken the command).
-    public func recordQueued(_ commands: [OriginateCommand]) async throws {
-        guard !commands.isEmpty else { return }
-        let logger = self.logger
-        try await client.withTransaction(logger: logger) { connection in
-            for command in commands {
-                try await Self.upsertCommand(command, on: connection, logger: logger)
-            }
-        }
-    }
-
     static func upsertCommand(
         _ command: OriginateCommand, on connection: PostgresConnection, logger: Logger
     )
@@ -148,87 +136,6 @@ extension CallStore {
     }
 
     // MARK: - Applying status events
-
-    /// Applies one status event idempotently.
-    public func apply(_ event: CallStatusEvent) async throws -> ApplyResult {
-        try await apply([event])[0]
-    }
-
-    /// Applies a batch of status events in one transaction, each idempotently and in `seq` order per call.
-    ///
-    /// An event at or below the stored `seq` is ignored, an illegal move is refused, a terminal status is final.
-    /// A call not yet known (its originate command is still on its way to the history writer) is created from the
-    /// event, and the command fills in the request's fields when it arrives.
-    public func apply(_ events: [CallStatusEvent]) async throws -> [ApplyResult] {
-        guard !events.isEmpty else { return [] }
-        // Per call in seq order, so a batch holding several changes of one call applies them all.
-        let order = events.indices.sorted {
-            events[$0].callID == events[$1].callID
-                ? events[$0].seq < events[$1].seq : events[$0].callID < events[$1].callID
-        }
-        let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
-            var results = [ApplyResult](repeating: .stale, count: events.count)
-            for index in order {
-                results[index] = try await Self.apply(events[index], on: connection, logger: logger)
-            }
-            return results
-        }
-    }
-
-    static func apply(
-        _ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger
-    ) async throws
-        -> ApplyResult
-    {
-        let metadata = String(decoding: try WireCoding.encode(event.metadata), as: UTF8.self)
-        try await connection.query(
-            """
-            INSERT INTO calls (id, status, seq, to_number, metadata, created_at)
-            VALUES (\(event.callID.uuid), 'queued', 0, \(event.to), \(metadata)::jsonb,
-                \(event.callID.timestamp ?? event.occurredAt))
-            ON CONFLICT (id) DO NOTHING
-            """,
-            logger: logger)
-        let allowedFrom = event.status.allowedPredecessors.map(\.rawValue)
-        let ends = event.status.isTerminal
-        let updated = try await connection.query(
-            """
-            UPDATE calls SET status = \(event.status.rawValue), seq = \(event.seq),
-                node_id = COALESCE(\(event.nodeID), node_id), worker_id = COALESCE(\(event.workerID), worker_id),
-                channel_id = COALESCE(\(event.channelID), channel_id),
-                hangup_cause = COALESCE(\(event.hangupCause?.code), hangup_cause),
-                hangup_cause_text = COALESCE(\(event.hangupCause?.text), hangup_cause_text),
-                failure_reason = COALESCE(\(event.failureReason?.rawValue), failure_reason),
-                detail = COALESCE(\(event.detail), detail),
-                dispatched_at = CASE WHEN \(event.status.rawValue) = 'dispatched' THEN \(event.occurredAt)
-                    ELSE dispatched_at END,
-                answered_at = COALESCE(\(event.answeredAt), answered_at),
-                ended_at = CASE WHEN \(ends) THEN COALESCE(\(event.endedAt), \(event.occurredAt)) ELSE ended_at END,
-                updated_at = now()
-            WHERE id = \(event.callID.uuid) AND seq < \(event.seq) AND status = ANY(\(allowedFrom))
-            RETURNING id
-            """,
-            logger: logger)
-        var applied = false
-        for try await _ in updated { applied = true }
-        if applied {
-            try await insertTimeline(event, on: connection, logger: logger)
-            return .applied
-        }
-        guard let current = try await currentStatus(of: event.callID, on: connection, logger: logger) else {
-            throw StoreError.corruptRow("call \(event.callID) vanished")
-        }
-        if current.seq >= event.seq { return .stale }
-        if current.status.isTerminal { return .alreadyTerminal(current.status) }
-        logger.warning(
-            "refused an illegal status transition",
-            metadata: [
-                "call.id": "\(event.callID)", "call.status": "\(current.status.rawValue)",
-                "event.status": "\(event.status.rawValue)", "event.seq": "\(event.seq)",
-            ])
-        return .illegalTransition(from: current.status)
-    }
 
     static func insertTimeline(_ event: CallStatusEvent, on connection: PostgresConnection, logger: Logger) async throws
     {
