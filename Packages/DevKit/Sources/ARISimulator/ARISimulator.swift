@@ -145,16 +145,13 @@ public final class ARISimulator: Service, Sendable {
 
     /// Closes every WebSocket, releases hung requests and stops every call timer.
     private func stopEverything() {
-        let (aborts, waiters) = self.state.withLock { state in
+        let aborts = self.state.withLock { state in
             for callID in Array(state.calls.keys) { state.cancelTimer(callID) }
             let aborts = state.dropConnections(application: nil)
             state.faults.unresponsive = false
-            let waiters = state.unresponsiveWaiters
-            state.unresponsiveWaiters = []
-            return (aborts, waiters)
+            return aborts
         }
         for abort in aborts { abort() }
-        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: - Fault controls
@@ -189,19 +186,12 @@ public final class ARISimulator: Service, Sendable {
 
     /// While `true`, REST requests get no answer at all (they wait until this is turned off).
     public func setUnresponsive(_ unresponsive: Bool) {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.faults.unresponsive = unresponsive
-            guard !unresponsive else { return [] }
-            defer { state.unresponsiveWaiters = [] }
-            return state.unresponsiveWaiters
-        }
-        for waiter in waiters { waiter.resume() }
+        self.state.withLock { $0.faults.unresponsive = unresponsive }
     }
 
     /// Clears every fault (refusals, latency, unresponsiveness). Calls, counters and sockets are kept.
     public func resetFaults() {
         self.state.withLock { $0.faults = Faults() }
-        self.setUnresponsive(false)
     }
 
     /// Clears the counters.
@@ -288,20 +278,29 @@ public final class ARISimulator: Service, Sendable {
         return String(decoding: data, as: UTF8.self) == expected
     }
 
-    /// Applies latency and unresponsiveness to a REST request.
+    /// Applies latency and unresponsiveness to a REST request. An unresponsive request polls until the
+    /// fault is lifted or the server stops (cancellation), so a shutdown never waits for it.
     func applyRequestFaults() async {
-        let (latency, unresponsive) = self.state.withLock { ($0.faults.latency, $0.faults.unresponsive) }
+        let latency = self.state.withLock { $0.faults.latency }
         if latency > .zero {
             try? await Task.sleep(for: latency)
         }
-        guard unresponsive || latency > .zero else { return }
+        while self.state.withLock({ $0.faults.unresponsive }), !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Waits until every writer has passed its flush marker; a writer that disappears without draining
+    /// (its socket closed) cannot hold the response for more than two seconds.
+    func waitForFlush(_ writers: [AsyncStream<OutboundItem>.Continuation]) async {
+        guard !writers.isEmpty else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let waiting = self.state.withLock { state -> Bool in
-                guard state.faults.unresponsive else { return false }
-                state.unresponsiveWaiters.append(continuation)
-                return true
+            let countdown = FlushCountdown(count: writers.count, continuation: continuation)
+            let guardTimer = self.eventLoop.scheduleTask(in: .seconds(2)) { countdown.finishAll() }
+            countdown.onFinish { guardTimer.cancel() }
+            for writer in writers {
+                if case .terminated = writer.yield(.flushed({ countdown.done() })) { countdown.done() }
             }
-            if !waiting { continuation.resume() }
         }
     }
 
@@ -324,21 +323,49 @@ struct SimulatorRequestContext: RequestContext {
     }
 }
 
-/// Counts down flush acknowledgements and resumes the waiting request when all arrived.
+/// Counts down flush acknowledgements and resumes the waiting request when all arrived (or on
+/// `finishAll`), exactly once.
 final class FlushCountdown: Sendable {
-    private let state: Mutex<(remaining: Int, continuation: CheckedContinuation<Void, Never>?)>
+    private struct State {
+        var remaining: Int
+        var continuation: CheckedContinuation<Void, Never>?
+        var onFinish: (@Sendable () -> Void)?
+    }
+
+    private let state: Mutex<State>
 
     init(count: Int, continuation: CheckedContinuation<Void, Never>) {
-        self.state = Mutex((count, continuation))
+        self.state = Mutex(State(remaining: count, continuation: continuation))
+    }
+
+    /// Runs `action` once the countdown completes.
+    func onFinish(_ action: @escaping @Sendable () -> Void) {
+        let finishedAlready = self.state.withLock { state -> Bool in
+            guard state.continuation != nil else { return true }
+            state.onFinish = action
+            return false
+        }
+        if finishedAlready { action() }
     }
 
     func done() {
-        let continuation = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.remaining -= 1
-            guard state.remaining <= 0 else { return nil }
-            defer { state.continuation = nil }
-            return state.continuation
+        self.complete { $0.remaining -= 1 }
+    }
+
+    func finishAll() {
+        self.complete { $0.remaining = 0 }
+    }
+
+    private func complete(_ update: (inout State) -> Void) {
+        let finished = self.state.withLock { state -> (CheckedContinuation<Void, Never>, (@Sendable () -> Void)?)? in
+            update(&state)
+            guard state.remaining <= 0, let continuation = state.continuation else { return nil }
+            state.continuation = nil
+            defer { state.onFinish = nil }
+            return (continuation, state.onFinish)
         }
-        continuation?.resume()
+        guard let (continuation, onFinish) = finished else { return }
+        continuation.resume()
+        onFinish?()
     }
 }

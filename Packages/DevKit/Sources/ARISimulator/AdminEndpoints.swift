@@ -19,6 +19,9 @@ import Synchronization
 /// | `POST /__sim/hangup?channel=ID[&cause=16]` | the network side hangs up a live channel |
 /// | `GET /__sim/stats` | `{"total_originates", "accepted_originates", "live_channels", "websockets", ...}` |
 /// | `GET /__sim/originates?channel=ID` | `{"channel_id", "originates", "accepted"}` |
+/// | `GET /__sim/originate-log` | every channel id originated since the last counter reset, with its counts and the |
+/// | | wall-clock arrival of its first originate: `{"originates": [{"channel_id", "originates", "accepted", |
+/// | | "first_at"}]}` (`first_at` in seconds since 1970), for benchmarks that time the way to the node |
 struct AdminEndpoints {
     let simulator: ARISimulator
 
@@ -65,6 +68,8 @@ struct AdminEndpoints {
             output.append(",\"originates\":\(self.simulator.originateCount(channelID: channel))")
             output.append(",\"accepted\":\(self.simulator.acceptedOriginateCount(channelID: channel))}")
             return SimulatorResponder.json(.ok, output)
+        case (.get, "originate-log"):
+            return SimulatorResponder.json(.ok, self.originateLog())
         default:
             return SimulatorResponder.json(.notFound, JSONText.message("unknown admin action"))
         }
@@ -85,6 +90,26 @@ struct AdminEndpoints {
                 "unresponsive":\(faults.unresponsive)}
                 """
         }
+    }
+
+    private func originateLog() -> String {
+        let counters = self.simulator.state.withLock { $0.counters }
+        var output = "{\"originates\":["
+        output.reserveCapacity(counters.originatesByChannelID.count * 120)
+        var first = true
+        for (channel, count) in counters.originatesByChannelID {
+            if !first { output.append(",") }
+            first = false
+            output.append("{")
+            JSONText.appendField("channel_id", channel, to: &output)
+            output.append(",\"originates\":\(count),\"accepted\":\(counters.acceptedByChannelID[channel] ?? 0)")
+            if let arrival = counters.firstOriginateAt[channel] {
+                output.append(",\"first_at\":\(arrival)")
+            }
+            output.append("}")
+        }
+        output.append("]}")
+        return output
     }
 
     private static func badRequest(_ text: String) -> Response {

@@ -44,6 +44,7 @@ extension SimulatorState {
         self.counters.totalOriginates += 1
         if let id = parameters.channelID {
             self.counters.originatesByChannelID[id, default: 0] += 1
+            self.counters.noteFirstOriginate(of: id)
         }
         if let status = self.faults.takeRefusal(now: now) {
             return .refused(status: status, body: Self.refusalBody(status: status))

@@ -108,11 +108,15 @@ public struct OutcomeRule: Sendable, Equatable {
 /// | 11 | originate refused, HTTP 503 | - | - |
 /// | 12 | originate fails, HTTP 500 `{"error":"Allocation failed"}` | - | - |
 /// | 13 | callee hangs up before answer with cause AAHH (e.g. `0038` → 38) | cause | cause |
+/// | 14 | answer, then the callee hangs up after a random hold | ring time, 100 ms units | longest hold, 10 ms |
 public enum NumberingPlan {
     /// The rule's pattern: OC, AA and HH captured as groups 1 to 3.
     public static let pattern = #"1?55501(\d{2})(\d{2})(\d{2})"#
 
     /// Decodes the outcome for the three two-digit groups; `nil` for an unassigned code.
+    ///
+    /// Code 14 draws its hold time uniformly from 0 to HH × 10 ms on every call, so a stream of calls to one
+    /// number (`+155501140010`: answers at once, up 0-100 ms) ends at a realistic spread of times.
     public static func outcome(code: Int, first: Int, second: Int) -> SimulatedOutcome? {
         let delay = Duration.milliseconds(first * 100)
         switch code {
@@ -130,6 +134,7 @@ public enum NumberingPlan {
         case 11: return .refuse(status: 503)
         case 12: return .refuse(status: 500)
         case 13: return .calleeHangup(cause: first * 100 + second, after: .zero)
+        case 14: return .answer(ringing: delay, hold: .milliseconds(Int.random(in: 0...(second * 10))))
         default: return nil
         }
     }

@@ -168,14 +168,7 @@ struct SimulatorResponder: HTTPResponder {
                     }
                 )
             }
-            if !flush.isEmpty {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let countdown = FlushCountdown(count: flush.count, continuation: continuation)
-                    for writer in flush {
-                        if case .terminated = writer.yield(.flushed({ countdown.done() })) { countdown.done() }
-                    }
-                }
-            }
+            await self.simulator.waitForFlush(flush)
             return Self.json(.ok, json)
         }
     }

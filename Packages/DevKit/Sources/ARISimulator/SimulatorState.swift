@@ -49,6 +49,16 @@ struct Counters: Sendable {
     var totalOriginates = 0
     var acceptedOriginates = 0
     var earlyEventOriginates = 0
+    /// When the first originate naming each channel id arrived, in seconds since 1970 (wall clock, so a benchmark
+    /// in another process can compare it with its own timestamps).
+    var firstOriginateAt: [String: Double] = [:]
+
+    /// Remembers when the first originate naming `channelID` arrived (later ones keep the first time).
+    mutating func noteFirstOriginate(of channelID: String) {
+        if self.firstOriginateAt[channelID] == nil {
+            self.firstOriginateAt[channelID] = Date().timeIntervalSince1970
+        }
+    }
 }
 
 /// Everything the simulator knows, behind one lock. Methods run with the lock held: they mutate, build
@@ -70,7 +80,6 @@ struct SimulatorState: Sendable {
     var originateSequence = 0
     var counters = Counters()
     var faults = Faults()
-    var unresponsiveWaiters: [CheckedContinuation<Void, Never>] = []
     var rules: RuleTable
     let configuration: ARISimulatorConfiguration
     let technologies: Set<String>
