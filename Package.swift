@@ -195,5 +195,41 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Faults under load with the real processes; `make test-faults` runs it, `make test` skips it.
+        .testTarget(
+            name: "FaultTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Hostile input and security checks against the real processes (part of `make test`).
+        .testTarget(
+            name: "SecurityTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -1,0 +1,171 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import TestSupport
+import Testing
+
+/// The system under a steady load of call requests while one fault at a time hits it: the real processes
+/// (`devstack up`: api-gateway, two dialer-workers, the embedded Kafka cluster, the ARI simulator) on a PostgreSQL
+/// server of the suite's own, which it stops and starts.
+///
+/// After each fault the suite checks, from PostgreSQL, the status topic and the simulator's counters, that every
+/// call answered 202 reached exactly one terminal status, that no call id was dialed twice, that every event on the
+/// topic is in PostgreSQL, that no call is stuck, and that every refused request was told so (503, or no answer while
+/// the gateway was down), never a 202 that was then lost. It prints the table kept in the README.
+///
+/// Run it with `make test-faults` (a few minutes); `make test` leaves it out.
+@Suite(.serialized) struct FaultSuiteTests {
+    /// One fault: what to do while the load runs.
+    struct Fault: Sendable {
+        var name: String
+        var mix: [NumberProfile] = NumberProfile.standardMix
+        /// Load before the fault starts.
+        var lead: Duration = .seconds(3)
+        /// Load after the fault ended.
+        var tail: Duration = .seconds(4)
+        var inject: @Sendable (StackControl) async throws -> Void
+    }
+
+    /// Requests per second (`FAULT_LOAD_RATE`, default 25).
+    static var rate: Double {
+        ProcessInfo.processInfo.environment["FAULT_LOAD_RATE"].flatMap(Double.init) ?? 25
+    }
+
+    static let faults: [Fault] = [
+        Fault(name: "none (baseline)") { _ in try await Task.sleep(for: .seconds(5)) },
+        Fault(name: "worker SIGKILL, restarted") { control in
+            let pid = try control.signal("worker-1", SIGKILL)
+            _ = try await control.waitForRestart(of: "worker-1", previous: pid, timeout: .seconds(60))
+            try await Task.sleep(for: .seconds(2))
+        },
+        Fault(name: "ARI WebSocket dropped") { control in
+            try await control.simulator("drop-websockets")
+            try await Task.sleep(for: .seconds(3))
+        },
+        Fault(name: "originates refused 5xx for 5 s") { control in
+            try await control.simulator("refuse-originates?seconds=5&status=503")
+            try await Task.sleep(for: .seconds(5))
+        },
+        Fault(name: "Kafka brokers down 10 s") { control in
+            try await control.setBrokers(up: false)
+            do {
+                try await Task.sleep(for: .seconds(10))
+            } catch {
+                try? await control.setBrokers(up: true)
+                throw error
+            }
+            try await control.setBrokers(up: true)
+        },
+        Fault(name: "PostgreSQL stopped 10 s") { control in
+            guard let postgres = control.postgres else { throw TestEnvironmentError("no suite PostgreSQL") }
+            try postgres.stop()
+            try? await Task.sleep(for: .seconds(10))
+            try postgres.start()
+        },
+        Fault(name: "gateway SIGKILL, restarted") { control in
+            let pid = try control.signal("api-gateway", SIGKILL)
+            _ = try await control.waitForRestart(of: "api-gateway", previous: pid, timeout: .seconds(60))
+            try await control.waitForOK("\(control.stack.apiURL)/ready", timeout: .seconds(60))
+        },
+        Fault(name: "worker SIGTERM with calls live (drain)", mix: NumberProfile.drainMix, tail: .seconds(6)) {
+            control in
+            let pid = try control.signal("worker-2", SIGTERM)
+            _ = try await control.waitForRestart(of: "worker-2", previous: pid, timeout: .seconds(90))
+        },
+    ]
+
+    @Test func everyAcceptedCallEndsExactlyOnceUnderFaults() async throws {
+        let postgres = try SuitePostgres.create()
+        defer { postgres.destroy() }
+        let stack = try await DevStackProcess.start(
+            databaseURL: postgres.url, workers: 2,
+            extraEnvironment: [
+                // The suite's load must fit the budget of two workers: faults, not throttling, are under test.
+                "MAX_CALLS_PER_SECOND": "100", "MAX_CONCURRENT_CALLS": "400", "LOG_LEVEL": "info",
+            ])
+        let client = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(
+                timeout: .init(connect: .seconds(2), read: .seconds(20)),
+                connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)))
+        var rows: [PhaseRow] = []
+        do {
+            let control = StackControl(stack: stack, client: client, postgres: postgres)
+            let token = try await APIClient(baseURL: stack.apiURL, client: client)
+                .token(username: "admin", password: stack.adminPassword)
+            let verifier = PhaseVerifier(
+                databaseURL: postgres.url, bootstrapServers: stack.bootstrapServers, control: control,
+                margin: .seconds(90))
+            for fault in Self.faults {
+                let row = try await Self.run(fault, control: control, token: token, verifier: verifier)
+                rows.append(row)
+                print(Self.table(rows))
+            }
+        } catch {
+            try? await client.shutdown()
+            _ = try? await stack.stop()
+            throw error
+        }
+        try await client.shutdown()
+        let table = Self.table(rows)
+        print("\nFault table (\(Self.rate) requests/s):\n\n\(table)")
+        if let path = ProcessInfo.processInfo.environment["FAULT_REPORT"] {
+            try table.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        for row in rows {
+            #expect(row.violations == 0, "\(row.fault): \(row.problems.prefix(20).joined(separator: "\n"))")
+            #expect(row.accepted > 0, "\(row.fault): the load got no call accepted")
+            #expect(row.lost == 0 && row.doubleDialed == 0 && row.stuck == 0, "\(row.fault)")
+        }
+        #expect(try await stack.stop() == 0)
+    }
+
+    /// Runs the load, injects the fault after the lead time, keeps the load for the tail, then verifies.
+    static func run(_ fault: Fault, control: StackControl, token: String, verifier: PhaseVerifier) async throws
+        -> PhaseRow
+    {
+        let load = LoadGenerator(
+            apiURL: control.stack.apiURL, token: token, client: control.client, rate: rate, phase: fault.name,
+            mix: fault.mix)
+        let running = Task { await load.run() }
+        let started = ContinuousClock.now
+        do {
+            try await Task.sleep(for: fault.lead)
+            try await fault.inject(control)
+            try await Task.sleep(for: fault.tail)
+        } catch {
+            load.stop()
+            _ = await running.value
+            throw error
+        }
+        load.stop()
+        let requests = await running.value
+        let stopped = ContinuousClock.now
+        var row = try await verifier.verify(phase: fault.name, requests: requests, loadStopped: stopped)
+        row.loadSeconds = PhaseVerifier.seconds(stopped - started)
+        return row
+    }
+
+    /// The table kept in the README's "Fault tolerance" section.
+    static func table(_ rows: [PhaseRow]) -> String {
+        var lines = [
+            "| fault | requests | accepted | refused | lost | double-dialed | stuck | other checks |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in rows {
+            let refused =
+                row.refusedWithoutAnswer > 0 ? "\(row.refused) (\(row.refusedWithoutAnswer) unanswered)" : "\(row.refused)"
+            let checks = [
+                "unexpected answers \(row.unexpected)", "terminal≠1 \(row.terminalMismatch)",
+                "topic events missing in PostgreSQL \(row.missingFromPostgres)",
+                "answered but cut \(row.answeredNotCompleted)", "bad endpoints \(row.badEndpoints)",
+                "refused then dialed \(row.refusedThenDialed)", "re-originated ids \(row.reoriginated)",
+                "settled in \(String(format: "%.0f", row.settleSeconds)) s",
+            ].joined(separator: ", ")
+            lines.append(
+                "| \(row.fault) | \(row.requests) | \(row.accepted) | \(refused) | \(row.lost) | \(row.doubleDialed) "
+                    + "| \(row.stuck) | \(checks) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

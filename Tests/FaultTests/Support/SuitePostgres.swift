@@ -1,0 +1,96 @@
+import Foundation
+import TestSupport
+
+/// A PostgreSQL server of the fault suite alone (initdb in a temporary directory, one loopback port for its whole
+/// life), so that the suite can stop it and start it again under the running system.
+///
+/// PostgreSQL refuses to run as root: when the tests run as root, the server runs as the `postgres` user, which then
+/// owns the directory.
+final class SuitePostgres: Sendable {
+    /// The cluster's directory (data, socket, server log).
+    let directory: URL
+    /// The loopback port, kept across restarts so that the clients reconnect to the same address.
+    let port: Int
+    private let binDirectory: String
+
+    /// The connection URL (trust authentication on loopback).
+    var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+
+    private init(directory: URL, port: Int, binDirectory: String) {
+        self.directory = directory
+        self.port = port
+        self.binDirectory = binDirectory
+    }
+
+    /// Creates a cluster and starts it.
+    static func create() throws -> SuitePostgres {
+        let directory = URL(fileURLWithPath: "/tmp/fault-pg-\(UUID().uuidString.prefix(8))", isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let server = SuitePostgres(directory: directory, port: try DevStackProcess.freePort(), binDirectory: try binDir())
+        if getuid() == 0 { try run("/bin/chown", ["-R", "postgres", directory.path]) }
+        try server.asOwner(
+            "initdb", ["-D", server.dataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        try server.start()
+        return server
+    }
+
+    private var dataDirectory: String { directory.appendingPathComponent("data").path }
+
+    /// Starts the server and waits until it accepts connections.
+    func start() throws {
+        try asOwner(
+            "pg_ctl",
+            [
+                "-D", dataDirectory, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "60",
+                "-o",
+                "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off "
+                    + "-c synchronous_commit=off -c full_page_writes=off",
+                "start",
+            ])
+    }
+
+    /// Stops the server at once, as a crash would: sessions are cut, nothing is checkpointed (the WAL replays on the
+    /// next start).
+    func stop() throws {
+        try asOwner("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"])
+    }
+
+    /// Stops the server if it runs and removes its directory.
+    func destroy() {
+        _ = try? asOwner("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "stop"])
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func asOwner(_ tool: String, _ arguments: [String]) throws {
+        let path = "\(binDirectory)/\(tool)"
+        if getuid() == 0 {
+            try Self.run("/usr/sbin/runuser", ["-u", "postgres", "--", path] + arguments)
+        } else {
+            try Self.run(path, arguments)
+        }
+    }
+
+    private static func binDir() throws -> String {
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        guard let newest = versions.compactMap(Int.init).max() else {
+            throw TestEnvironmentError("PostgreSQL is not installed (make test-faults installs it)")
+        }
+        return "/usr/lib/postgresql/\(newest)/bin"
+    }
+
+    private static func run(_ executable: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestEnvironmentError(
+                "\(executable) \(arguments.first ?? "") failed: \(String(decoding: text, as: UTF8.self))")
+        }
+    }
+}
