@@ -11,16 +11,21 @@ import Testing
 @Suite struct CaptureParityTests {
     /// The captures' extensions with shorter times (ring 300 ms, hold 600 ms) so the tests run quickly;
     /// the event order does not depend on the durations.
-    static let fastRules: [OutcomeRule] = [
-        OutcomeRule(name: "answer", pattern: "answer", outcome: .answer(ringing: .zero, hold: .milliseconds(600))),
-        OutcomeRule(
-            name: "ring-answer",
-            pattern: "ring-answer",
-            outcome: .answer(ringing: .milliseconds(300), hold: .milliseconds(600))
-        ),
-        OutcomeRule(name: "answer-long", pattern: "answer-long", outcome: .answer(ringing: .zero, hold: .seconds(60))),
-        OutcomeRule(name: "nosuchcontext", pattern: "x", outcome: .nonexistent),
-    ] + OutcomeRule.defaults
+    static let fastRules: [OutcomeRule] =
+        [
+            OutcomeRule(name: "answer", pattern: "answer", outcome: .answer(ringing: .zero, hold: .milliseconds(600))),
+            OutcomeRule(
+                name: "ring-answer",
+                pattern: "ring-answer",
+                outcome: .answer(ringing: .milliseconds(300), hold: .milliseconds(600))
+            ),
+            OutcomeRule(
+                name: "answer-long",
+                pattern: "answer-long",
+                outcome: .answer(ringing: .zero, hold: .seconds(60))
+            ),
+            OutcomeRule(name: "nosuchcontext", pattern: "x", outcome: .nonexistent),
+        ] + OutcomeRule.defaults
 
     struct Scenario: Sendable, CustomTestStringConvertible {
         var capture: String
@@ -53,7 +58,13 @@ import Testing
             defer { events.stop() }
             let id = uniqueName("call")
             _ = try await harness.client(application: application).originate(
-                .init(channelID: id, endpoint: scenario.endpoint, app: application, appArgs: "x", timeout: scenario.timeout)
+                .init(
+                    channelID: id,
+                    endpoint: scenario.endpoint,
+                    app: application,
+                    appArgs: "x",
+                    timeout: scenario.timeout
+                )
             )
             try await events.waitForDestroyed(id)
             try await events.waitForDestroyed(id + ";2")
@@ -99,7 +110,13 @@ import Testing
             let client = harness.client(application: application)
             let id = uniqueName("call")
             _ = try await client.originate(
-                .init(channelID: id, endpoint: "Local/noanswer@dialer-test", app: application, appArgs: "x", timeout: 30)
+                .init(
+                    channelID: id,
+                    endpoint: "Local/noanswer@dialer-test",
+                    app: application,
+                    appArgs: "x",
+                    timeout: 30
+                )
             )
             try await events.waitUntil("Dial RINGING") { values in
                 values.contains { $0["type"]?.stringValue == "Dial" && $0["dialstatus"]?.stringValue == "RINGING" }

@@ -88,12 +88,14 @@ import Testing
 
     @Test func theSchemaValidatorRejectsBrokenEvents() throws {
         let schema = try SpecSchema.load()
-        let missingCause = #"{"type":"ChannelDestroyed","timestamp":"2026-11-26T18:59:58.449+0000","#
+        let missingCause =
+            #"{"type":"ChannelDestroyed","timestamp":"2026-11-26T18:59:58.449+0000","#
             + #""cause_txt":"x","channel":{"id":"a"},"application":"a"}"#
         let errors = schema.validateEvent(missingCause)
         #expect(errors.contains { $0.contains("cause: required") })
         #expect(errors.contains { $0.contains("channel.name: required") })
-        let wrongType = #"{"type":"ChannelHangupRequest","timestamp":"2026-11-26T18:59:58.449+0000","#
+        let wrongType =
+            #"{"type":"ChannelHangupRequest","timestamp":"2026-11-26T18:59:58.449+0000","#
             + #""cause":"16","soft":1,"application":"a","channel":{}}"#
         let typeErrors = schema.validateEvent(wrongType)
         #expect(typeErrors.contains { $0.contains("cause: expected integer") })

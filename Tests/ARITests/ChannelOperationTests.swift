@@ -13,10 +13,14 @@ import Testing
             defer { events.stop() }
             let client = harness.client(application: application)
             let id = uniqueName("call")
-            _ = try await client.originate(.init(channelID: id, endpoint: "Local/answer-long@dialer-test", app: application))
+            _ = try await client.originate(
+                .init(channelID: id, endpoint: "Local/answer-long@dialer-test", app: application)
+            )
             let conflict = ARIError.conflict("Channel with given unique ID already exists")
             await #expect(throws: conflict) {
-                try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application))
+                try await client.originate(
+                    .init(channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application)
+                )
             }
             await #expect(throws: conflict) {
                 try await client.originate(
@@ -56,26 +60,37 @@ import Testing
             let client = harness.client(application: application)
             for (reason, cause) in [("busy", 17), ("congestion", 34), ("no_answer", 19), ("normal", 16)] {
                 let id = uniqueName("call")
-                _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application))
+                _ = try await client.originate(
+                    .init(channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application)
+                )
                 try await events.waitForEvents("StasisStart") { events in
                     events.contains { if case .stasisStart(let e) = $0 { e.channel.id == id } else { false } }
                 }
                 try await client.hangup(channelID: id, reason: reason)
                 let all = try await events.waitForDestroyed(id)
-                #expect(all.suffix(4).map(signature) == [
-                    "HangupRequest(32,soft)", "StasisEnd", "Varset(STASISSTATUS=SUCCESS)", "Destroyed(\(cause))",
-                ])
+                #expect(
+                    all.suffix(4).map(signature) == [
+                        "HangupRequest(32,soft)", "StasisEnd", "Varset(STASISSTATUS=SUCCESS)", "Destroyed(\(cause))",
+                    ]
+                )
             }
             let ringing = uniqueName("call")
-            _ = try await client.originate(.init(channelID: ringing, endpoint: "PJSIP/155501050000@carrier", app: application))
+            _ = try await client.originate(
+                .init(channelID: ringing, endpoint: "PJSIP/155501050000@carrier", app: application)
+            )
             try await events.waitForEvents("ringing") { events in
-                events.contains { if case .dial(let e) = $0 { e.peer.id == ringing && e.dialstatus == "RINGING" } else { false } }
+                events.contains {
+                    if case .dial(let e) = $0 { e.peer.id == ringing && e.dialstatus == "RINGING" } else { false }
+                }
             }
             try await client.hangup(channelID: ringing, reasonCode: 21)
             let ringingEvents = try await events.waitForDestroyed(ringing)
-            #expect(ringingEvents.map(signature) == [
-                "Dial()", "State(Ringing)", "Dial(RINGING)", "HangupRequest(32,soft)", "Dial(NOANSWER)", "Destroyed(21)",
-            ])
+            #expect(
+                ringingEvents.map(signature) == [
+                    "Dial()", "State(Ringing)", "Dial(RINGING)", "HangupRequest(32,soft)", "Dial(NOANSWER)",
+                    "Destroyed(21)",
+                ]
+            )
         }
     }
 
@@ -92,7 +107,10 @@ import Testing
             }
             let both = try await httpRequest(.DELETE, harness.baseURL + "/channels/\(id)?reason=busy&reason_code=17")
             #expect(both.status == 400)
-            #expect(try JSONValue.parse(both.body)["message"]?.stringValue == "The reason and reason_code can't both be specified")
+            #expect(
+                try JSONValue.parse(both.body)["message"]?.stringValue
+                    == "The reason and reason_code can't both be specified"
+            )
             #expect(harness.simulator.liveChannelCount == 1)
             try await client.hangup(channelID: id)
             try await eventually("hung up") { harness.simulator.liveChannelCount == 0 }
@@ -106,15 +124,24 @@ import Testing
             defer { events.stop() }
             let client = harness.client(application: application)
             let id = uniqueName("call")
-            _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501001000@carrier", app: application))
+            _ = try await client.originate(
+                .init(channelID: id, endpoint: "PJSIP/155501001000@carrier", app: application)
+            )
             try await events.waitForEvents("ringing") { events in
-                events.contains { if case .dial(let e) = $0 { e.peer.id == id && e.dialstatus == "RINGING" } else { false } }
+                events.contains {
+                    if case .dial(let e) = $0 { e.peer.id == id && e.dialstatus == "RINGING" } else { false }
+                }
             }
             await #expect(throws: ARIError.conflict("Channel not in Stasis application")) {
                 try await client.continueInDialplan(channelID: id, context: "agents", extension: "s", priority: 1)
             }
             await #expect(throws: ARIError.notFound("Channel not found")) {
-                try await client.continueInDialplan(channelID: uniqueName(), context: "agents", extension: "s", priority: 1)
+                try await client.continueInDialplan(
+                    channelID: uniqueName(),
+                    context: "agents",
+                    extension: "s",
+                    priority: 1
+                )
             }
             try await events.waitForEvents("StasisStart") { events in
                 events.contains { if case .stasisStart(let e) = $0 { e.channel.id == id } else { false } }
@@ -122,7 +149,11 @@ import Testing
             try await client.continueInDialplan(channelID: id, context: "agents", extension: "100", priority: 1)
             try await events.waitForEvents("dialplan Wait") { events in
                 events.contains {
-                    if case .channelDialplan(let e) = $0 { e.channel.id == id && e.dialplanApp == "Wait" } else { false }
+                    if case .channelDialplan(let e) = $0 {
+                        e.channel.id == id && e.dialplanApp == "Wait"
+                    } else {
+                        false
+                    }
                 }
             }
             let channel = try await client.channel(id: id)
@@ -134,11 +165,13 @@ import Testing
             }
             try await client.hangup(channelID: id)
             let all = try await events.waitForDestroyed(id)
-            #expect(all.map(signature) == [
-                "Dial()", "State(Ringing)", "Dial(RINGING)", "State(Up)", "Dial(ANSWER)", "Varset(STASISSTATUS=)",
-                "StasisStart", "StasisEnd", "Dialplan(Answer)", "Dialplan(Wait)", "HangupRequest(32,soft)",
-                "HangupRequest(16,soft)", "Varset(STASISSTATUS=SUCCESS)", "Destroyed(16)",
-            ])
+            #expect(
+                all.map(signature) == [
+                    "Dial()", "State(Ringing)", "Dial(RINGING)", "State(Up)", "Dial(ANSWER)", "Varset(STASISSTATUS=)",
+                    "StasisStart", "StasisEnd", "Dialplan(Answer)", "Dialplan(Wait)", "HangupRequest(32,soft)",
+                    "HangupRequest(16,soft)", "Varset(STASISSTATUS=SUCCESS)", "Destroyed(16)",
+                ]
+            )
         }
     }
 
@@ -159,13 +192,15 @@ import Testing
             let half = events.events(for: id + ";2")
             #expect(own.map(signature) == ["Dial()", "HangupRequest(17)", "Dial(BUSY)", "Destroyed(17)"])
             #expect(half.map(signature).last == "Destroyed(17)")
-            #expect(half.allSatisfy { event in
-                switch event {
-                case .channelHangupRequest(let e): e.channel.isLocalSecondHalf
-                case .channelDestroyed(let e): e.channel.isLocalSecondHalf
-                default: true
+            #expect(
+                half.allSatisfy { event in
+                    switch event {
+                    case .channelHangupRequest(let e): e.channel.isLocalSecondHalf
+                    case .channelDestroyed(let e): e.channel.isLocalSecondHalf
+                    default: true
+                    }
                 }
-            })
+            )
         }
     }
 }

@@ -1,8 +1,8 @@
 import ARI
 import ARISimulator
 import Foundation
-import NIOHTTP1
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Testing
 
@@ -17,7 +17,9 @@ import Testing
             defer { events.stop() }
             let client = harness.client(application: application)
             let id = uniqueName("call")
-            _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application))
+            _ = try await client.originate(
+                .init(channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application)
+            )
             try await events.waitForEvents("StasisStart") { events in
                 events.contains { if case .stasisStart = $0 { true } else { false } }
             }
@@ -56,7 +58,9 @@ import Testing
             }
             let id = uniqueName("call")
             // The application has no WebSocket during the gap: the answered call cannot enter Stasis.
-            _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501020000@carrier", app: application))
+            _ = try await client.originate(
+                .init(channelID: id, endpoint: "PJSIP/155501020000@carrier", app: application)
+            )
             try await eventually("busy call gone") { harness.simulator.liveChannelCount == 0 }
             try await events.waitForState("reconnected") { $0.contains(.reconnected) }
             #expect(events.events(for: id).isEmpty)
@@ -71,7 +75,9 @@ import Testing
             let second = try await EventRecorder.connected(harness.configuration(application: application))
             defer { second.stop() }
             try await first.waitForEvents("ApplicationReplaced") { events in
-                events.contains { if case .applicationReplaced(let e) = $0 { e.application == application } else { false } }
+                events.contains {
+                    if case .applicationReplaced(let e) = $0 { e.application == application } else { false }
+                }
             }
             let id = uniqueName("call")
             _ = try await harness.client(application: application).originate(
@@ -118,7 +124,9 @@ import Testing
             )
             #expect(accepted.hasPrefix("HTTP/1.1 101"), "\(accepted)")
 
-            let events = EventRecorder(configuration: harness.configuration(application: application, password: "wrong"))
+            let events = EventRecorder(
+                configuration: harness.configuration(application: application, password: "wrong")
+            )
             defer { events.stop() }
             try await events.waitForState("unauthorized") { $0.contains(.disconnected(reason: "unauthorized")) }
             #expect(!events.connectionStates.contains(.connected))
@@ -148,7 +156,8 @@ import Testing
                 }
             }
         return try await channel.executeThenClose { inbound, outbound in
-            let request = "GET \(path) HTTP/1.1\r\nHost: \(authority)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            let request =
+                "GET \(path) HTTP/1.1\r\nHost: \(authority)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             try await outbound.write(ByteBuffer(string: request))
             var received = ""

@@ -75,7 +75,9 @@ import Testing
                 try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501050000@carrier", app: "x"))
             }
             _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/155501050000@carrier", app: "x"))
-            let counts = try JSONValue.parse(try await httpRequest(.GET, admin + "/originates?channel=\(id)", headers: []).body)
+            let counts = try JSONValue.parse(
+                try await httpRequest(.GET, admin + "/originates?channel=\(id)", headers: []).body
+            )
             #expect(counts["originates"]?.intValue == 2)
             #expect(counts["accepted"]?.intValue == 1)
             let stats = try JSONValue.parse(try await httpRequest(.GET, admin + "/stats", headers: []).body)
@@ -125,9 +127,14 @@ import Testing
     }
 
     @Test func theNumberingPlanDecodesOutcomes() {
-        #expect(NumberingPlan.outcome(code: 0, first: 5, second: 3) == .answer(ringing: .milliseconds(500), hold: .seconds(3)))
+        #expect(
+            NumberingPlan.outcome(code: 0, first: 5, second: 3)
+                == .answer(ringing: .milliseconds(500), hold: .seconds(3))
+        )
         #expect(NumberingPlan.outcome(code: 0, first: 0, second: 0) == .answer(ringing: .zero, hold: nil))
-        #expect(NumberingPlan.outcome(code: 2, first: 1, second: 0) == .calleeHangup(cause: 17, after: .milliseconds(100)))
+        #expect(
+            NumberingPlan.outcome(code: 2, first: 1, second: 0) == .calleeHangup(cause: 17, after: .milliseconds(100))
+        )
         #expect(NumberingPlan.outcome(code: 13, first: 0, second: 38) == .calleeHangup(cause: 38, after: .zero))
         #expect(NumberingPlan.outcome(code: 11, first: 0, second: 0) == .refuse(status: 503))
         #expect(NumberingPlan.outcome(code: 42, first: 0, second: 0) == nil)
@@ -143,7 +150,10 @@ import Testing
             """
         let file = try RuleFile.parse(Data(json.utf8))
         #expect(file.rules.count == 3)
-        #expect(file.rules[0] == OutcomeRule(name: "vip", pattern: "49.*", outcome: .answer(ringing: .seconds(1), hold: .seconds(5))))
+        #expect(
+            file.rules[0]
+                == OutcomeRule(name: "vip", pattern: "49.*", outcome: .answer(ringing: .seconds(1), hold: .seconds(5)))
+        )
         #expect(file.rules[1].decision == .fixed(.calleeHangup(cause: 38, after: .milliseconds(200))))
         #expect(file.fallback == .busy(after: .zero))
         let withDefaults = try RuleFile.parse(Data(#"{"rules": []}"#.utf8))

@@ -178,7 +178,8 @@ func signature(_ event: ARIEvent) -> String {
     switch event {
     case .dial(let e): "Dial(\(e.dialstatus))"
     case .channelStateChange(let e): "State(\(e.channel.state))"
-    case .channelHangupRequest(let e): "HangupRequest(\(e.cause.map(String.init) ?? "-")\(e.soft == true ? ",soft" : ""))"
+    case .channelHangupRequest(let e):
+        "HangupRequest(\(e.cause.map(String.init) ?? "-")\(e.soft == true ? ",soft" : ""))"
     case .channelDestroyed(let e): "Destroyed(\(e.cause))"
     case .channelVarset(let e): "Varset(\(e.variable)=\(e.value))"
     case .channelDialplan(let e): "Dialplan(\(e.dialplanApp))"
@@ -230,7 +231,9 @@ final class RawEventRecorder: Sendable {
     /// Waits for `ChannelDestroyed` of `channelID`.
     func waitForDestroyed(_ channelID: String) async throws {
         try await self.waitUntil("ChannelDestroyed of \(channelID)") { values in
-            values.contains { $0["type"]?.stringValue == "ChannelDestroyed" && $0["channel"]?["id"]?.stringValue == channelID }
+            values.contains {
+                $0["type"]?.stringValue == "ChannelDestroyed" && $0["channel"]?["id"]?.stringValue == channelID
+            }
         }
     }
 

@@ -15,7 +15,8 @@ enum JSONValue: Equatable, CustomStringConvertible {
         case (.number(let a, _), .number(let b, _)): a == b
         case (.string(let a), .string(let b)): a == b
         case (.array(let a), .array(let b)): a == b
-        case (.object(let a), .object(let b)): a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case (.object(let a), .object(let b)):
+            a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         default: false
         }
     }
@@ -83,9 +84,15 @@ enum JSONValue: Equatable, CustomStringConvertible {
             case UInt8(ascii: "{"): return try object()
             case UInt8(ascii: "["): return try array()
             case UInt8(ascii: "\""): return .string(try string())
-            case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-            case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-            case UInt8(ascii: "n"): try literal("null"); return .null
+            case UInt8(ascii: "t"):
+                try literal("true")
+                return .bool(true)
+            case UInt8(ascii: "f"):
+                try literal("false")
+                return .bool(false)
+            case UInt8(ascii: "n"):
+                try literal("null")
+                return .null
             default: return try number()
             }
         }
@@ -102,7 +109,9 @@ enum JSONValue: Equatable, CustomStringConvertible {
             let start = index
             var isInteger = true
             while index < bytes.count, "+-0123456789.eE".utf8.contains(bytes[index]) {
-                if [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) { isInteger = false }
+                if [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[index]) {
+                    isInteger = false
+                }
                 index += 1
             }
             guard let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else {

@@ -88,7 +88,9 @@ import Testing
                 _ = try await client.originate(.init(channelID: id, endpoint: endpoint, app: application, appArgs: "x"))
                 if number.hasPrefix("15550100") {
                     try await events.waitUntil("StasisStart") { values in
-                        values.contains { $0["type"]?.stringValue == "StasisStart" && $0["channel"]?["id"]?.stringValue == id }
+                        values.contains {
+                            $0["type"]?.stringValue == "StasisStart" && $0["channel"]?["id"]?.stringValue == id
+                        }
                     }
                     try await client.hangup(channelID: id)
                 }
@@ -110,18 +112,24 @@ import Testing
             defer { first.stop() }
             let events = try await RawEventRecorder.connected(url: harness.eventsURL(application: application))
             defer { events.stop() }
-            try await first.waitUntil("ApplicationReplaced") { $0.contains { $0["type"]?.stringValue == "ApplicationReplaced" } }
+            try await first.waitUntil("ApplicationReplaced") {
+                $0.contains { $0["type"]?.stringValue == "ApplicationReplaced" }
+            }
             let client = harness.client(application: application)
             let silent = uniqueName("call")
             _ = try await client.originate(
                 .init(channelID: silent, endpoint: "Local/155501050000@dialer-test", app: application, timeout: 1)
             )
             let kept = uniqueName("call")
-            _ = try await client.originate(.init(channelID: kept, endpoint: "Local/155501000000@dialer-test", app: application))
+            _ = try await client.originate(
+                .init(channelID: kept, endpoint: "Local/155501000000@dialer-test", app: application)
+            )
             try await events.waitUntil("StasisStart") { $0.contains { $0["type"]?.stringValue == "StasisStart" } }
             try await client.continueInDialplan(channelID: kept, context: "agents", extension: "s", priority: 1)
             try await events.waitUntil("dialplan after continue") { values in
-                values.contains { $0["type"]?.stringValue == "ChannelDialplan" && $0["channel"]?["id"]?.stringValue == kept }
+                values.contains {
+                    $0["type"]?.stringValue == "ChannelDialplan" && $0["channel"]?["id"]?.stringValue == kept
+                }
             }
             try await client.hangup(channelID: kept, reason: "busy")
             try await events.waitForDestroyed(kept)
@@ -150,12 +158,15 @@ import Testing
             let noTarget = try await httpRequest(.POST, base + "/channels?endpoint=PJSIP/1@c")
             #expect(noTarget.status == 400)
             #expect(
-                try JSONValue.parse(noTarget.body)["message"]?.stringValue == "Application or extension must be specified"
+                try JSONValue.parse(noTarget.body)["message"]?.stringValue
+                    == "Application or extension must be specified"
             )
             let longID = String(repeating: "a", count: 150)
             let tooLong = try await httpRequest(.POST, base + "/channels/\(longID)?endpoint=PJSIP/1@c&app=x")
             #expect(tooLong.status == 400)
-            #expect(try JSONValue.parse(tooLong.body)["message"]?.stringValue == "Uniqueid length exceeds maximum of 149")
+            #expect(
+                try JSONValue.parse(tooLong.body)["message"]?.stringValue == "Uniqueid length exceeds maximum of 149"
+            )
             let badJSON = try await httpRequest(.POST, base + "/channels?endpoint=PJSIP/1@c&app=x", body: "{not json")
             #expect(badJSON.status == 400)
             #expect(try JSONValue.parse(badJSON.body)["message"]?.stringValue == "Error parsing request body")

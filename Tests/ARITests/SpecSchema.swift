@@ -21,8 +21,10 @@ struct SpecSchema: Sendable {
     let models: [String: Model]
     let parents: [String: String]
     /// Types referenced by the shipped files but defined in resource files that are not shipped.
-    let missingModels: Set<String> = ["DeviceState", "Endpoint", "Bridge", "Playback", "LiveRecording", "Mailbox",
-        "Sound", "StoredRecording", "TextMessage"]
+    let missingModels: Set<String> = [
+        "DeviceState", "Endpoint", "Bridge", "Playback", "LiveRecording", "Mailbox",
+        "Sound", "StoredRecording", "TextMessage",
+    ]
     let directory: String
 
     /// Where the spec lives: `ARI_SPEC_DIR`, else `<repository>/../shared/ari-spec`.
@@ -107,7 +109,9 @@ struct SpecSchema: Sendable {
         if type.hasPrefix("List["), type.hasSuffix("]") {
             let element = String(type.dropFirst(5).dropLast())
             guard case .array(let values) = value else { return ["\(path): expected array for \(type), got \(value)"] }
-            return values.enumerated().flatMap { self.validate($1, as: element, path: "\(path)[\($0)]", strict: strict) }
+            return values.enumerated().flatMap {
+                self.validate($1, as: element, path: "\(path)[\($0)]", strict: strict)
+            }
         }
         switch type {
         case "string":

@@ -45,7 +45,9 @@ struct AdminEndpoints {
                 return Self.badRequest("count or seconds is required")
             }
         case (.post, "latency"):
-            guard let milliseconds = query["ms"].flatMap({ Int64($0) }) else { return Self.badRequest("ms is required") }
+            guard let milliseconds = query["ms"].flatMap({ Int64($0) }) else {
+                return Self.badRequest("ms is required")
+            }
             self.simulator.setLatency(.milliseconds(milliseconds))
         case (.post, "unresponsive"):
             self.simulator.setUnresponsive(query["enabled"].map { $0 == "true" || $0 == "1" } ?? true)

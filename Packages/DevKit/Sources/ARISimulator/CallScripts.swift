@@ -23,7 +23,12 @@ enum OriginateDecision: Sendable {
     /// Created. `json` is the response body. When `startAfterResponse`, the first events wait until the
     /// response has been written; otherwise they are queued already and `flush` lists the writers to wait
     /// for before responding.
-    case created(json: String, callID: String, startAfterResponse: Bool, flush: [AsyncStream<OutboundItem>.Continuation])
+    case created(
+        json: String,
+        callID: String,
+        startAfterResponse: Bool,
+        flush: [AsyncStream<OutboundItem>.Continuation]
+    )
 }
 
 /// What `continue` gets.
@@ -66,9 +71,11 @@ extension SimulatorState {
         guard app != nil || dialplanExtension != nil else {
             return .refused(status: 400, body: JSONText.message("Application or extension must be specified"))
         }
-        guard let technology = self.configuration.technologies.first(where: {
-            $0.lowercased() == endpoint.technology.lowercased()
-        }) else {
+        guard
+            let technology = self.configuration.technologies.first(where: {
+                $0.lowercased() == endpoint.technology.lowercased()
+            })
+        else {
             return .refused(status: 500, body: #"{"error":"Allocation failed"}"#)
         }
         let channelID = parameters.channelID.flatMap { $0.isEmpty ? nil : $0 } ?? self.generatedUniqueID()
@@ -154,8 +161,10 @@ extension SimulatorState {
             app: app,
             appArgs: parameters.appArgs,
             dialplanTarget: app == nil
-                ? (parameters.context.flatMap { $0.isEmpty ? nil : $0 } ?? "default", dialplanExtension ?? "s",
-                    parameters.priority ?? 1)
+                ? (
+                    parameters.context.flatMap { $0.isEmpty ? nil : $0 } ?? "default", dialplanExtension ?? "s",
+                    parameters.priority ?? 1
+                )
                 : nil,
             outcome: outcome,
             hold: hold,
@@ -185,7 +194,12 @@ extension SimulatorState {
             self.counters.earlyEventOriginates += 1
             let subscribers = call.subscribers
             self.start(channelID)
-            return .created(json: json, callID: channelID, startAfterResponse: false, flush: self.writers(for: subscribers))
+            return .created(
+                json: json,
+                callID: channelID,
+                startAfterResponse: false,
+                flush: self.writers(for: subscribers)
+            )
         }
         return .created(json: json, callID: channelID, startAfterResponse: true, flush: [])
     }
@@ -293,7 +307,10 @@ extension SimulatorState {
         }
         call.primary.state = "Ringing"
         self.send(call, EventText.channelEvent("ChannelStateChange", call.primary, asteriskID: id))
-        self.send(call, EventText.dial(status: "RINGING", dialstring: call.dialstring, peer: call.primary, asteriskID: id))
+        self.send(
+            call,
+            EventText.dial(status: "RINGING", dialstring: call.dialstring, peer: call.primary, asteriskID: id)
+        )
         if var peer = call.peer {
             peer.locate(priority: 2, app: "Wait", data: wait.waitArgument)
             self.send(call, EventText.dialplan(peer, asteriskID: id))
@@ -316,7 +333,10 @@ extension SimulatorState {
         }
         call.primary.state = "Up"
         self.send(call, EventText.channelEvent("ChannelStateChange", call.primary, asteriskID: id))
-        self.send(call, EventText.dial(status: "ANSWER", dialstring: call.dialstring, peer: call.primary, asteriskID: id))
+        self.send(
+            call,
+            EventText.dial(status: "ANSWER", dialstring: call.dialstring, peer: call.primary, asteriskID: id)
+        )
         call.answeredAt = .now
         if let app = call.app {
             let appArgs = call.appArgs.flatMap { $0.isEmpty ? nil : $0 }
@@ -456,7 +476,10 @@ extension SimulatorState {
             if peerFirst, let peer = peerDestroyed {
                 self.send(call, EventText.destroyed(cause: cause, peer, asteriskID: id))
             }
-            self.send(call, EventText.dial(status: status, dialstring: call.dialstring, peer: call.primary, asteriskID: id))
+            self.send(
+                call,
+                EventText.dial(status: status, dialstring: call.dialstring, peer: call.primary, asteriskID: id)
+            )
             self.send(call, EventText.destroyed(cause: cause, call.primary, asteriskID: id))
             if !peerFirst, let peer = peerDestroyed {
                 self.send(call, EventText.destroyed(cause: cause, peer, asteriskID: id))
@@ -494,7 +517,10 @@ extension SimulatorState {
         self.send(call, EventText.hangupRequest(cause: 32, soft: true, call.primary, asteriskID: id))
         switch call.phase {
         case .dialing, .ringing:
-            self.send(call, EventText.dial(status: "NOANSWER", dialstring: call.dialstring, peer: call.primary, asteriskID: id))
+            self.send(
+                call,
+                EventText.dial(status: "NOANSWER", dialstring: call.dialstring, peer: call.primary, asteriskID: id)
+            )
         case .stasis:
             self.send(call, EventText.channelEvent("StasisEnd", call.primary, asteriskID: id))
             self.send(call, EventText.varset("STASISSTATUS", "SUCCESS", call.primary, asteriskID: id))

@@ -281,10 +281,15 @@ struct SimulatorResponder: HTTPResponder {
             let priority = query["priority"].map { Int($0) ?? 0 }
             return Response(
                 status: .noContent,
-                    body: ResponseBody(contentLength: 0) { writer in
+                body: ResponseBody(contentLength: 0) { writer in
                     defer {
                         simulator.state.withLock {
-                            $0.continueCall(id, context: query["context"], exten: query["extension"], priority: priority)
+                            $0.continueCall(
+                                id,
+                                context: query["context"],
+                                exten: query["extension"],
+                                priority: priority
+                            )
                         }
                     }
                     try await writer.finish(nil)

@@ -66,7 +66,8 @@ struct Counters: Sendable {
 /// event loop (also non-blocking). Emitting under the lock is what keeps every application's events in
 /// the order the state changed.
 struct SimulatorState: Sendable {
-    typealias Schedule = @Sendable (_ callID: String, _ generation: UInt64, _ step: SimulatedCall.Step, _ delay: Duration)
+    typealias Schedule =
+        @Sendable (_ callID: String, _ generation: UInt64, _ step: SimulatedCall.Step, _ delay: Duration)
         -> Scheduled<Void>
 
     var calls: [String: SimulatedCall] = [:]
@@ -138,9 +139,8 @@ struct SimulatorState: Sendable {
             if index > 0 { output.append(",") }
             JSONText.appendString(id, to: &output)
         }
-        output.append(
-            "],\"bridge_ids\":[],\"endpoint_ids\":[],\"device_names\":[],\"events_allowed\":[],\"events_disallowed\":[]}"
-        )
+        output.append("],\"bridge_ids\":[],\"endpoint_ids\":[],\"device_names\":[],")
+        output.append("\"events_allowed\":[],\"events_disallowed\":[]}")
         return output
     }
 
