@@ -37,12 +37,20 @@ public func buildApplication(
     try await buildGateway(configuration: configuration, registry: registry, logger: logger).application
 }
 
-/// The application together with its router (tests compare the router's routes with the OpenAPI document).
+/// The application with the parts tests look at: the router (its routes are compared with the OpenAPI document)
+/// and the status reader (a test waits until it reads before publishing events).
+struct BuiltGateway {
+    var application: Application<RouterResponder<GatewayRequestContext>>
+    var router: Router<GatewayRequestContext>
+    var statusReader: KafkaFanOutReader
+}
+
+/// Builds the gateway and returns its parts.
 func buildGateway(
     configuration: GatewayConfiguration,
-    registry: PrometheusCollectorRegistry,
+    registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     logger: Logger
-) async throws -> (application: Application<RouterResponder<GatewayRequestContext>>, router: Router<GatewayRequestContext>) {
+) async throws -> BuiltGateway {
     let metrics = GatewayMetrics(registry: registry)
     let postgres = PostgresClient(
         configuration: try DatabaseConfiguration.client(
@@ -83,7 +91,7 @@ func buildGateway(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
         logger: logger)
     application.addServices(postgres, producer, reader, feed)
-    return (application, router)
+    return BuiltGateway(application: application, router: router, statusReader: reader)
 }
 
 /// The routes: operations and docs at the root, the token endpoint, and the authenticated API under `/api/v1`

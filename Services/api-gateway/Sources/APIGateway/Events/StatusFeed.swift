@@ -17,29 +17,27 @@ struct StatusFeed: Service {
     let logger: Logger
 
     func run() async throws {
+        // Ends every stream however the feed stops, so no SSE response outlives it.
         defer { hub.close() }
-        try await withGracefulShutdownHandler {
-            do {
-                for try await message in reader.messages {
-                    do {
-                        let (event, _) = try CallMessageDecoder.status(message)
-                        metrics.statusEventsReceived.increment()
-                        hub.publish(event)
-                    } catch {
-                        logger.warning(
-                            "skipping an undecodable status message",
-                            metadata: [
-                                "kafka.topic": .string(message.topic),
-                                "kafka.partition": .stringConvertible(message.partition),
-                                "kafka.offset": .stringConvertible(message.offset), "error": .string("\(error)"),
-                            ])
-                    }
+        do {
+            // Graceful shutdown ends the iteration (the reader itself stops after the feed).
+            for try await message in reader.messages.cancelOnGracefulShutdown() {
+                do {
+                    let (event, _) = try CallMessageDecoder.status(message)
+                    metrics.statusEventsReceived.increment()
+                    hub.publish(event)
+                } catch {
+                    logger.warning(
+                        "skipping an undecodable status message",
+                        metadata: [
+                            "kafka.topic": .string(message.topic),
+                            "kafka.partition": .stringConvertible(message.partition),
+                            "kafka.offset": .stringConvertible(message.offset), "error": .string("\(error)"),
+                        ])
                 }
-            } catch is CancellationError {
-                return
             }
-        } onGracefulShutdown: {
-            hub.close()
+        } catch is CancellationError {
+            return
         }
     }
 }

@@ -34,7 +34,7 @@ public final class GatewayMetrics: Sendable {
     let tokenRequestsLimited: Metrics.Counter
 
     /// Creates the metrics on `registry` (the process-wide one in production, a fresh one in tests).
-    public init(registry: PrometheusCollectorRegistry) {
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
         var factory = PrometheusMetricsFactory(registry: registry)
         let buckets: [Duration] = [
