@@ -174,7 +174,9 @@ import Testing
             #expect(enable.status == .ok)
             #expect(try await gateway.request(.get, "/api/v1/calls", token: viewerToken).status == .ok)
 
-            #expect(try await gateway.request(.delete, "/api/v1/users/\(viewer.id)", token: adminToken).status == .noContent)
+            #expect(
+                try await gateway.request(.delete, "/api/v1/users/\(viewer.id)", token: adminToken).status == .noContent
+            )
             #expect(try await gateway.request(.get, "/api/v1/calls", token: viewerToken).status == .unauthorized)
 
             // A user disabled directly in the database is refused too.
@@ -210,7 +212,8 @@ import Testing
             }
             let endpoints = [
                 Endpoint(method: .get, path: "/api/v1/calls", minimum: .viewer, allowedStatus: .ok),
-                Endpoint(method: .get, path: "/api/v1/calls/\(unknownCall)", minimum: .viewer, allowedStatus: .notFound),
+                Endpoint(
+                    method: .get, path: "/api/v1/calls/\(unknownCall)", minimum: .viewer, allowedStatus: .notFound),
                 Endpoint(
                     method: .post, path: "/api/v1/calls", json: #"{"to":"123","unknown_field":1}"#, minimum: .operator,
                     allowedStatus: .unprocessableContent),
@@ -224,7 +227,8 @@ import Testing
                 Endpoint(
                     method: .patch, path: "/api/v1/users/\(unknownUser)", json: #"{"disabled":true}"#, minimum: .admin,
                     allowedStatus: .notFound),
-                Endpoint(method: .delete, path: "/api/v1/users/\(unknownUser)", minimum: .admin, allowedStatus: .notFound),
+                Endpoint(
+                    method: .delete, path: "/api/v1/users/\(unknownUser)", minimum: .admin, allowedStatus: .notFound),
             ]
             for endpoint in endpoints {
                 let anonymous = try await gateway.request(endpoint.method, endpoint.path, json: endpoint.json)
@@ -232,7 +236,8 @@ import Testing
                 for role in UserRole.allCases {
                     let response = try await gateway.request(
                         endpoint.method, endpoint.path, token: tokens[role], json: endpoint.json)
-                    let expected: HTTPResponse.Status = role.includes(endpoint.minimum) ? endpoint.allowedStatus : .forbidden
+                    let expected: HTTPResponse.Status =
+                        role.includes(endpoint.minimum) ? endpoint.allowedStatus : .forbidden
                     #expect(response.status == expected, "\(endpoint.method) \(endpoint.path) as \(role)")
                     if expected == .forbidden {
                         #expect(response.problemType == "https://outbound-dialer.example/problems/forbidden")

@@ -36,10 +36,12 @@ import Testing
         }
         // Header forgery in the caller id name, injections in its number.
         for name in [
-            "\"x\" <1>\r\nVia: y", "x\"y", "<sip:evil@x>", "a\rb", "a\nb", "nul\u{0}", "", String(repeating: "n", count: 81),
+            "\"x\" <1>\r\nVia: y", "x\"y", "<sip:evil@x>", "a\rb", "a\nb", "nul\u{0}", "",
+            String(repeating: "n", count: 81),
             "bidi\u{202E}override", "zero\u{200B}width",
         ] {
-            cases.append(("{\"to\":\"123\",\"caller_id\":{\"name\":\(quoted(name)),\"number\":\"123\"}}", ["caller_id.name"]))
+            cases.append(
+                ("{\"to\":\"123\",\"caller_id\":{\"name\":\(quoted(name)),\"number\":\"123\"}}", ["caller_id.name"]))
         }
         for number in ["1&2", "a", "", "12\r\n", long] {
             cases.append(("{\"to\":\"123\",\"caller_id\":{\"number\":\(quoted(number))}}", ["caller_id.number"]))
@@ -91,7 +93,8 @@ import Testing
         // Everything wrong at once: every field is named in one answer.
         cases.append(
             (
-                "{\"to\":\"1,2\",\"caller_id\":{\"name\":\"<x>\",\"number\":\"a\"},\"context\":\"nope\",\"extension\":\"1&2\","
+                "{\"to\":\"1,2\",\"caller_id\":{\"name\":\"<x>\",\"number\":\"a\"},\"context\":\"nope\","
+                    + "\"extension\":\"1&2\","
                     + "\"priority\":0,\"timeout_seconds\":1,\"variables\":{\"9\":\"&\"},\"metadata\":\(bigMetadata),"
                     + "\"ttl_seconds\":0,\"surprise\":true}",
                 [
@@ -114,7 +117,8 @@ import Testing
                 #expect(response.json["status"] as? Int == 422)
                 #expect(response.json["title"] is String && response.json["detail"] is String)
                 for field in fields {
-                    #expect(response.errorFields.contains(field), "\(shown) should name \(field): \(response.errorFields)")
+                    #expect(
+                        response.errorFields.contains(field), "\(shown) should name \(field): \(response.errorFields)")
                 }
                 // Nothing the client sent is echoed raw in a way that could carry a header break.
                 #expect(!response.text.contains("\r\nVia"), "\(shown)")
@@ -136,7 +140,10 @@ import Testing
                 ("to=123", [.contentType: "application/x-www-form-urlencoded"], .unsupportedMediaType),
                 ("{\"to\":\"123\"}", [.contentType: "text/plain"], .unsupportedMediaType),
                 ("{\"to\":\"123\"}", [:], .unsupportedMediaType),
-                ("{\"to\":\"\(String(repeating: "1", count: 3000))\"}", [.contentType: "application/json"], .contentTooLarge),
+                (
+                    "{\"to\":\"\(String(repeating: "1", count: 3000))\"}", [.contentType: "application/json"],
+                    .contentTooLarge
+                ),
                 ("\u{FEFF}{\"to\":\"123\"", [.contentType: "application/json"], .badRequest),
             ]
             for (body, headers, status) in cases {
@@ -146,7 +153,8 @@ import Testing
                 #expect(response.status == status, "\(body.prefix(40)) \(headers)")
                 #expect(response.headers[.contentType] == "application/problem+json")
             }
-            let idempotency = try await gateway.postCall("{\"to\":\"123\"}", token: token, idempotencyKey: "has a space")
+            let idempotency = try await gateway.postCall(
+                "{\"to\":\"123\"}", token: token, idempotencyKey: "has a space")
             #expect(idempotency.status == .unprocessableContent)
             #expect(idempotency.errorFields == ["Idempotency-Key"])
         }
@@ -161,8 +169,10 @@ import Testing
                 #"{"to":"0049301234567890123","caller_id":{"name":"Zoë Ångström-Øster","number":"1"}}"#,
                 #"{"to":"123","caller_id":{"name":"محمد","number":"+1"}}"#,
                 #"{"to":"123","context":"sales-queue","extension":"*100#"}"#,
-                #"{"to":"123","context":"outbound","extension":"s","priority":99999,"timeout_seconds":5,"ttl_seconds":86400}"#,
-                #"{"to":"123","variables":{"_A":"","B_2":"a b.c_d-e+f=g:h*i#j%k"},"metadata":{"n":null,"l":[1,true,"x"]}}"#,
+                #"{"to":"123","context":"outbound","extension":"s","priority":99999,"timeout_seconds":5,"#
+                    + #""ttl_seconds":86400}"#,
+                #"{"to":"123","variables":{"_A":"","B_2":"a b.c_d-e+f=g:h*i#j%k"},"#
+                    + #""metadata":{"n":null,"l":[1,true,"x"]}}"#,
                 #"{"to":"123","caller_id":null,"variables":null,"metadata":null}"#,
             ]
             for body in bodies {

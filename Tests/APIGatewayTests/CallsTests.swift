@@ -64,7 +64,8 @@ import Testing
         try await GatewayHarness.run(environment: ["DEFAULT_TIMEOUT": "42", "CALL_TTL_SECONDS": "120"]) { gateway in
             let (_, token) = try await gateway.user(.operator)
             #expect(try await gateway.postCall(#"{"to":"123"}"#, token: token).status == .accepted)
-            let (command, _) = try CallMessageDecoder.originate(try #require(try await gateway.messages(on: gateway.topics.originate).first))
+            let (command, _) = try CallMessageDecoder.originate(
+                try #require(try await gateway.messages(on: gateway.topics.originate).first))
             #expect(command.timeoutSeconds == 42)
             #expect(abs(command.expiresAt.timeIntervalSince(command.requestedAt) - 120) < 0.01)
             #expect(command.dialplan == nil && command.callerID == nil)
@@ -93,7 +94,8 @@ import Testing
             #expect(found.json["to"] as? String == "555123")
             #expect((found.json["metadata"] as? [String: Any])?["k"] as? String == "v")
             let timeline = found.json["timeline"] as? [[String: Any]] ?? []
-            #expect(timeline.compactMap { $0["status"] as? String } == ["queued", "dispatched", "initiated", "ringing"])
+            #expect(
+                timeline.compactMap { $0["status"] as? String } == ["queued", "dispatched", "initiated", "ringing"])
             #expect(timeline.compactMap { $0["seq"] as? Int } == [0, 1, 2, 3])
 
             let badID = try await gateway.request(.get, "/api/v1/calls/not-a-uuid", token: token)
@@ -229,13 +231,16 @@ import Testing
             #expect(try await gateway.messages(on: gateway.topics.originate).count == 1)
 
             // The same key with another body is a conflict; another user's same key is another call.
-            let conflict = try await gateway.postCall(#"{"to":"+4930999999"}"#, token: token, idempotencyKey: "order-4711")
+            let conflict = try await gateway.postCall(
+                #"{"to":"+4930999999"}"#, token: token, idempotencyKey: "order-4711")
             #expect(conflict.status == .conflict)
             #expect(conflict.problemType == "https://outbound-dialer.example/problems/idempotency-conflict")
             let (other, otherToken) = try await gateway.user(.operator)
             let otherCall = try await gateway.postCall(body, token: otherToken, idempotencyKey: "order-4711")
             #expect(otherCall.status == .accepted)
-            #expect(otherCall.json["id"] as? String == CallID.derived(userID: other.id, idempotencyKey: "order-4711").description)
+            #expect(
+                otherCall.json["id"] as? String
+                    == CallID.derived(userID: other.id, idempotencyKey: "order-4711").description)
         }
     }
 
@@ -302,7 +307,9 @@ import Testing
             // ... so the retry with the same key succeeds, under the id derived from the key.
             let retried = try await gateway.postCall(#"{"to":"125"}"#, token: token, idempotencyKey: "retry-me")
             #expect(retried.status == .accepted)
-            #expect(retried.json["id"] as? String == CallID.derived(userID: user.id, idempotencyKey: "retry-me").description)
+            #expect(
+                retried.json["id"] as? String == CallID.derived(userID: user.id, idempotencyKey: "retry-me").description
+            )
             #expect(retried.headers[.idempotentReplayed] == nil)
             try await eventually("ready again") { try await gateway.request(.get, "/ready").status == .ok }
         }

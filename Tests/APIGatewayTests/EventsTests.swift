@@ -44,8 +44,10 @@ import Testing
                 let events = try frames.map(Self.event)
                 #expect(events.map(\.status) == [.dispatched, .initiated, .ringing])
                 #expect(events.allSatisfy { $0.callID == callID })
-                #expect(try SchemaValidator.validate(frames.map { Array($0.data.utf8) }, against: "call-status-event.v1.json")
-                    == [nil, nil, nil])
+                #expect(
+                    try SchemaValidator.validate(
+                        frames.map { Array($0.data.utf8) }, against: "call-status-event.v1.json")
+                        == [nil, nil, nil])
                 try await first.nextHeartbeat()
                 await first.close()
 

@@ -33,7 +33,9 @@ import Testing
             let document = response.json
             #expect(document["openapi"] as? String == "3.1.0")
             let documented = Self.operations(document)
-            #expect(documented == gateway.routes, """
+            #expect(
+                documented == gateway.routes,
+                """
                 only in the document: \(documented.subtracting(gateway.routes).sorted())
                 only in the router: \(gateway.routes.subtracting(documented).sorted())
                 """)
@@ -66,11 +68,15 @@ import Testing
                             let value = (example as? [String: Any])?["value"] ?? [:]
                             let body: String
                             if media == "application/x-www-form-urlencoded" {
-                                body = (value as? [String: String] ?? [:]).sorted { $0.key < $1.key }
-                                    .map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }
-                                    .joined(separator: "&")
+                                let fields = (value as? [String: String] ?? [:]).sorted { $0.key < $1.key }
+                                body = fields.map { field in
+                                    let encoded = field.value.addingPercentEncoding(
+                                        withAllowedCharacters: .alphanumerics)
+                                    return "\(field.key)=\(encoded ?? "")"
+                                }.joined(separator: "&")
                             } else {
-                                body = String(decoding: try JSONSerialization.data(withJSONObject: value), as: UTF8.self)
+                                body = String(
+                                    decoding: try JSONSerialization.data(withJSONObject: value), as: UTF8.self)
                             }
                             let uri = path.replacingOccurrences(of: "{id}", with: target.id.uuidString.lowercased())
                             var headers: HTTPFields = [.contentType: media]
@@ -83,7 +89,8 @@ import Testing
                                 HTTPRequest.Method(method.uppercased())!, uri, headers: headers, body: body)
                             #expect(
                                 (200..<300).contains(Int(response.status.code)),
-                                "\(method.uppercased()) \(path) example \(name) (\(media)): \(response.status) \(response.text)")
+                                "\(method.uppercased()) \(path) \(name) (\(media)): \(response.status) \(response.text)"
+                            )
                             posted += 1
                         }
                     }

@@ -31,8 +31,8 @@ import Testing
             #expect(metrics.status == .ok)
             #expect(metrics.headers[.contentType]?.hasPrefix("text/plain") == true)
             let text = metrics.text
-            #expect(text.contains(#"http_requests_total{method="POST",route="/api/v1/calls",status="202"} 1"#))
-            #expect(text.contains(#"http_requests_total{method="GET",route="/api/v1/calls/{id}",status="404"} 1"#))
+            #expect(text.contains(#"http_requests_total{route="/api/v1/calls",method="POST",status="202"} 1"#))
+            #expect(text.contains(#"http_requests_total{route="/api/v1/calls/{id}",method="GET",status="404"} 1"#))
             #expect(text.contains("http_request_duration_seconds_bucket"))
             #expect(text.contains("gateway_calls_accepted_total 1"))
             #expect(text.contains(#"gateway_kafka_publish_duration_seconds_count{command="originate"} 1"#))

@@ -29,7 +29,9 @@ final class SSEConnection: @unchecked Sendable {
     }
 
     /// Opens `path` with a bearer token (and `Last-Event-ID` when given).
-    static func open(port: Int, path: String, token: String?, lastEventID: String? = nil) async throws
+    static func open(
+        port: Int, path: String, token: String?, lastEventID: String? = nil
+    ) async throws
         -> SSEConnection
     {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)

@@ -62,7 +62,8 @@ public enum AdminTasks {
     ) async throws -> Result {
         let configuration: PostgresClient.Configuration
         do {
-            configuration = try DatabaseConfiguration.client(url: url, maximumConnections: 2, applicationName: "api-gateway")
+            configuration = try DatabaseConfiguration.client(
+                url: url, maximumConnections: 2, applicationName: "api-gateway")
         } catch {
             throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
         }

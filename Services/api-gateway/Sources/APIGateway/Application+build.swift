@@ -65,7 +65,8 @@ func buildGateway(
     let producer = try KafkaProducer(
         configuration: producerConfiguration, deliveryTimeout: publishTimeout, logger: logger)
     let kafkaHealth = KafkaHealth(
-        probe: FanOutReaderProbe(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger))
+        probe: FanOutReaderProbe(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger)
+    )
     let publisher = KafkaCommandPublisher(
         publisher: CallMessagePublisher(
             producer: producer, topics: configuration.topics, source: "/api-gateway/\(configuration.instanceID)"),
@@ -96,7 +97,9 @@ func buildGateway(
 
 /// The routes: operations and docs at the root, the token endpoint, and the authenticated API under `/api/v1`
 /// with its own request context.
-func buildRouter(configuration: GatewayConfiguration, dependencies: GatewayDependencies) -> Router<GatewayRequestContext> {
+func buildRouter(
+    configuration: GatewayConfiguration, dependencies: GatewayDependencies
+) -> Router<GatewayRequestContext> {
     let router = Router(context: GatewayRequestContext.self)
     router.addMiddleware {
         ObservationMiddleware(

@@ -59,7 +59,9 @@ public enum GatewayEntryPoint {
             let created = try await AdminTasks.createUser(
                 databaseURL: url, username: username, role: role, password: password, bcryptCost: cost,
                 logger: Logger(label: "api-gateway.create-user"))
-            var lines = ["created user \(created.username) (\(created.role.rawValue)) id \(created.id.uuidString.lowercased())"]
+            var lines = [
+                "created user \(created.username) (\(created.role.rawValue)) id \(created.id.uuidString.lowercased())"
+            ]
             if let generated = created.generatedPassword {
                 lines.append("generated password (shown once): \(generated)")
             }

@@ -27,7 +27,9 @@ public protocol CallRepository: Sendable {
     /// One page of calls, newest first.
     func listCalls(filter: CallFilter, limit: Int, cursor: CallCursor?) async throws -> CallPage
     /// Binds an idempotency key to a fingerprint and call id unless it is bound already.
-    func reserveIdempotencyKey(userID: UUID, key: String, fingerprint: String, callID: CallID) async throws
+    func reserveIdempotencyKey(
+        userID: UUID, key: String, fingerprint: String, callID: CallID
+    ) async throws
         -> IdempotencyReservation
     /// Removes a reservation whose command could not be published.
     func releaseIdempotencyKey(userID: UUID, key: String) async throws

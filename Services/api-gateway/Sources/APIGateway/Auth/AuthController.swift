@@ -37,7 +37,8 @@ struct AuthController: Sendable {
     @Sendable func token(_ request: Request, context: Context) async throws -> Response {
         if case .limited(let retryAfter) = limiter.check(context.clientAddress) {
             metrics.tokenRequestsLimited.increment()
-            context.logger.notice("token request rate limited", metadata: ["client.address": .string(context.clientAddress)])
+            context.logger.notice(
+                "token request rate limited", metadata: ["client.address": .string(context.clientAddress)])
             throw Problem.retryLater(
                 .rateLimited, detail: "too many token requests from this address; retry later", after: retryAfter)
         }
@@ -52,7 +53,8 @@ struct AuthController: Sendable {
         // The hash is checked even for an unknown or disabled user, so every refusal takes the same time.
         let matches = try await hasher.verify(password, against: user?.passwordHash)
         guard let user, matches, !user.disabled else {
-            context.logger.info("token refused", metadata: ["auth.username": .string(JSONObjectReader.printable(username))])
+            context.logger.info(
+                "token refused", metadata: ["auth.username": .string(JSONObjectReader.printable(username))])
             throw Problem(.invalidCredentials, detail: "the username or password is wrong, or the user is disabled")
         }
         let issued = try await tokens.issue(for: user)
@@ -104,7 +106,8 @@ struct AuthController: Sendable {
                 throw Problem(.malformedRequest, detail: "the form body is not valid URL encoding")
             }
             if fields[name] != nil {
-                throw Problem(.malformedRequest, detail: "the form field \(JSONObjectReader.printable(name)) is repeated")
+                throw Problem(
+                    .malformedRequest, detail: "the form field \(JSONObjectReader.printable(name)) is repeated")
             }
             fields[name] = .string(value)
         }

@@ -229,7 +229,9 @@ final class IdempotencyCoalescer: Sendable {
     /// Thrown to a waiter that arrived just after the first request finished.
     struct CoalescerRace: Error {}
 
-    private func finish(scope: String, fingerprint: String, acceptance: CallAcceptance?)
+    private func finish(
+        scope: String, fingerprint: String, acceptance: CallAcceptance?
+    )
         -> [CheckedContinuation<CallAcceptance, any Error>]
     {
         state.withLock { state in

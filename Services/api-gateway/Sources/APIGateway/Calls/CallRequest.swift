@@ -115,7 +115,9 @@ public struct CallRequest: Sendable, Hashable {
     }
 
     /// `context` and `extension` come together; `priority` (default 1) only with them.
-    private static func readDialplan(_ reader: inout JSONObjectReader, allowedContexts: Set<String>)
+    private static func readDialplan(
+        _ reader: inout JSONObjectReader, allowedContexts: Set<String>
+    )
         -> DialplanTarget?
     {
         let contextGiven = reader.has("context")

@@ -214,9 +214,11 @@ struct CallsController: Sendable {
         let command: ControlCommand =
             record.status == .queued
             ? .cancel(
-                CancelCommand(callID: id, requestedAt: now, requestedBy: context.user.username, requestID: context.requestID))
+                CancelCommand(
+                    callID: id, requestedAt: now, requestedBy: context.user.username, requestID: context.requestID))
             : .hangup(
-                HangupCommand(callID: id, requestedAt: now, requestedBy: context.user.username, requestID: context.requestID))
+                HangupCommand(
+                    callID: id, requestedAt: now, requestedBy: context.user.username, requestID: context.requestID))
         do {
             try await publisher.publish(command, traceParent: TraceContext.traceParent(requestID: context.requestID))
         } catch {

@@ -63,7 +63,8 @@ public struct GatewayConfiguration: Sendable {
     public var topics: CallTopics
     /// `PUBLISH_TIMEOUT_SECONDS`: how long a request waits for Kafka's acknowledgement before answering 503.
     public var publishTimeoutSeconds: Double
-    /// `ALLOWED_CONTEXTS`: dialplan contexts a client may send calls to (default: `DEFAULT_CONTEXT` if set).
+    /// `ALLOWED_CONTEXTS`: dialplan contexts a client may send calls to (default: `DEFAULT_CONTEXT`, itself
+    /// `default` when unset, like the worker's).
     public var allowedContexts: Set<String>
     /// `DEFAULT_TIMEOUT`: ring timeout in seconds when a request gives none.
     public var defaultTimeoutSeconds: Int
@@ -147,7 +148,8 @@ public struct GatewayConfiguration: Sendable {
         accessTokenExpireMinutes = try env.int("ACCESS_TOKEN_EXPIRE_MINUTES", default: 30, range: 1...10_080)
         jwtIssuer = env.string("JWT_ISSUER", default: "outbound-dialer")
         jwtAudience = env.string("JWT_AUDIENCE", default: "outbound-dialer-api")
-        tokenRateLimit = try Self.readRateLimit(env, name: "TOKEN_RATE_LIMIT", default: RateLimit(count: 10, seconds: 60))
+        tokenRateLimit = try Self.readRateLimit(
+            env, name: "TOKEN_RATE_LIMIT", default: RateLimit(count: 10, seconds: 60))
         bcryptCost = try env.int("BCRYPT_COST", default: 12, range: 12...16)
         userCacheSeconds = try env.double("USER_CACHE_SECONDS", default: 5, range: 0...300)
 
@@ -161,7 +163,7 @@ public struct GatewayConfiguration: Sendable {
         kafka = try Self.readKafka(env)
         topics = CallTopics.fromEnvironment(env.values)
         publishTimeoutSeconds = try env.double("PUBLISH_TIMEOUT_SECONDS", default: 5, range: 0.1...120)
-        let contexts = env.list("ALLOWED_CONTEXTS", default: env.raw("DEFAULT_CONTEXT").map { [$0] } ?? [])
+        let contexts = env.list("ALLOWED_CONTEXTS", default: [env.string("DEFAULT_CONTEXT", default: "default")])
         for context in contexts {
             do {
                 try DialplanTarget.validateContextSyntax(context)
@@ -205,7 +207,9 @@ public struct GatewayConfiguration: Sendable {
         return SecretKey(bytes: bytes)
     }
 
-    static func readRateLimit(_ env: EnvironmentReader, name: String, default defaultValue: RateLimit) throws
+    static func readRateLimit(
+        _ env: EnvironmentReader, name: String, default defaultValue: RateLimit
+    ) throws
         -> RateLimit
     {
         guard let text = env.raw(name) else { return defaultValue }

@@ -46,14 +46,14 @@ enum OpenAPIDocument {
     }
 
     private static var callIDParameter: [String: Any] {
-            [
+        [
             "name": "id", "in": "path", "required": true, "description": "The call id (a UUID).",
             "schema": ["type": "string", "format": "uuid"],
         ]
     }
 
     private static var userIDParameter: [String: Any] {
-            [
+        [
             "name": "id", "in": "path", "required": true, "description": "The user id (a UUID).",
             "schema": ["type": "string", "format": "uuid"],
         ]
@@ -90,20 +90,20 @@ enum OpenAPIDocument {
                 "version": OperationsController.version,
                 "summary": "Place outbound calls through Asterisk, follow them live, query their history.",
                 "description": """
-                    Clients ask for a call with `POST /api/v1/calls`; the gateway validates it, publishes an \
-                    originate command to Kafka and answers `202` once Kafka acknowledged it. Dialer workers place \
-                    the call and publish its status events, which `GET /api/v1/calls/{id}/events` streams live \
-                    and the history (`GET /api/v1/calls/{id}`) records.
+                Clients ask for a call with `POST /api/v1/calls`; the gateway validates it, publishes an \
+                originate command to Kafka and answers `202` once Kafka acknowledged it. Dialer workers place \
+                the call and publish its status events, which `GET /api/v1/calls/{id}/events` streams live \
+                and the history (`GET /api/v1/calls/{id}`) records.
 
-                    Authenticate with `POST /api/v1/auth/token`, then send `Authorization: Bearer <token>`. Roles: \
-                    `viewer` reads; `operator` also places and hangs up calls; `admin` also manages users.
+                Authenticate with `POST /api/v1/auth/token`, then send `Authorization: Bearer <token>`. Roles: \
+                `viewer` reads; `operator` also places and hangs up calls; `admin` also manages users.
 
-                    Errors are `application/problem+json` (RFC 9457) with a stable `type` URI per kind \
-                    (`\(Problem.typeBase)<kind>`) and, for validation, every rejected field in `errors`.
+                Errors are `application/problem+json` (RFC 9457) with a stable `type` URI per kind \
+                (`\(Problem.typeBase)<kind>`) and, for validation, every rejected field in `errors`.
 
-                    Every request may carry `X-Request-ID` (1-128 printable ASCII characters); it is echoed, \
-                    logged, and carried to Kafka as the W3C `traceparent` of the command.
-                    """,
+                Every request may carry `X-Request-ID` (1-128 printable ASCII characters); it is echoed, \
+                logged, and carried to Kafka as the W3C `traceparent` of the command.
+                """,
             ] as [String: Any],
             "servers": [["url": "/"]],
             "tags": [
@@ -126,28 +126,34 @@ enum OpenAPIDocument {
         return [
             "tags": ["auth"], "operationId": "createToken", "summary": "Get an access token",
             "description": """
-                The OAuth2 password grant: `application/x-www-form-urlencoded` (as OAuth2 clients send it) or JSON. \
-                Rate limited to \(limit.count) requests per \(limit.seconds) s per client address (429 with \
-                `Retry-After` beyond). An unknown user, a wrong password and a disabled user get the same 401.
-                """,
+            The OAuth2 password grant: `application/x-www-form-urlencoded` (as OAuth2 clients send it) or JSON. \
+            Rate limited to \(limit.count) requests per \(limit.seconds) s per client address (429 with \
+            `Retry-After` beyond). An unknown user, a wrong password and a disabled user get the same 401.
+            """,
             "requestBody": [
                 "required": true,
                 "content": [
                     "application/x-www-form-urlencoded": [
                         "schema": formSchema,
                         "examples": [
-                            "form": ["summary": "Password grant", "value": [
-                                "grant_type": "password", "username": "operator1",
-                                "password": "correct-horse-battery-staple",
-                            ]]
+                            "form": [
+                                "summary": "Password grant",
+                                "value": [
+                                    "grant_type": "password", "username": "operator1",
+                                    "password": "correct-horse-battery-staple",
+                                ],
+                            ]
                         ],
                     ],
                     "application/json": [
                         "schema": formSchema,
                         "examples": [
-                            "json": ["summary": "JSON", "value": [
-                                "username": "operator1", "password": "correct-horse-battery-staple",
-                            ]]
+                            "json": [
+                                "summary": "JSON",
+                                "value": [
+                                    "username": "operator1", "password": "correct-horse-battery-staple",
+                                ],
+                            ]
                         ],
                     ],
                 ] as [String: Any],
@@ -183,22 +189,25 @@ enum OpenAPIDocument {
             ]
         }
         let contexts = options.allowedContexts.sorted()
+        let allowed =
+            contexts.isEmpty
+            ? "none (calls go to the worker's default)" : contexts.map { "`\($0)`" }.joined(separator: ", ")
         return [
             "tags": ["calls"], "operationId": "createCall", "summary": "Place a call",
             "description": """
-                Validates the request (every invalid field is reported at once, 422), publishes an originate \
-                command to Kafka and answers `202` with the call (`status: queued`) and `Location` only after \
-                Kafka acknowledged it. If Kafka does not acknowledge within the publish timeout: `503` with \
-                `Retry-After` (the call was not accepted). Requires the operator role.
+            Validates the request (every invalid field is reported at once, 422), publishes an originate \
+            command to Kafka and answers `202` with the call (`status: queued`) and `Location` only after \
+            Kafka acknowledged it. If Kafka does not acknowledge within the publish timeout: `503` with \
+            `Retry-After` (the call was not accepted). Requires the operator role.
 
-                Allowed contexts: \(contexts.isEmpty ? "none (calls go to the worker's default)" : contexts.map { "`\($0)`" }.joined(separator: ", ")).
+            Allowed contexts: \(allowed).
 
-                **Idempotency-Key**: the key is recorded (user, key, fingerprint of the request, call id) before \
-                publishing, and the call id is derived from (user, key). Repeating the request with the same key \
-                never makes a second call: the answer is the original call (same id) with \
-                `Idempotent-Replayed: true` — `200` with its current state when the history already has it, else \
-                `202`. The same key with a different body gets `409`. A failed publish releases the key.
-                """,
+            **Idempotency-Key**: the key is recorded (user, key, fingerprint of the request, call id) before \
+            publishing, and the call id is derived from (user, key). Repeating the request with the same key \
+            never makes a second call: the answer is the original call (same id) with \
+            `Idempotent-Replayed: true` — `200` with its current state when the history already has it, else \
+            `202`. The same key with a different body gets `409`. A failed publish releases the key.
+            """,
             "parameters": [
                 [
                     "name": "Idempotency-Key", "in": "header", "required": false,
@@ -243,15 +252,19 @@ enum OpenAPIDocument {
         return [
             "tags": ["calls"], "operationId": "listCalls", "summary": "List calls, newest first",
             "description": """
-                Keyset pagination: pass `next_cursor` of one page as `cursor` to get the next; `null` on the last \
-                page. Unknown or repeated query parameters and bad values are refused (422); a cursor this API did \
-                not return is a 400. Requires the viewer role.
-                """,
+            Keyset pagination: pass `next_cursor` of one page as `cursor` to get the next; `null` on the last \
+            page. Unknown or repeated query parameters and bad values are refused (422); a cursor this API did \
+            not return is a 400. Requires the viewer role.
+            """,
             "parameters": [
                 query("status", "Only calls in this status.", ref("CallStatus")),
                 query("to", "Only calls to this number.", ["type": "string", "pattern": "^\\+?[0-9]{3,20}$"]),
-                query("created_after", "Only calls created at or after (RFC 3339).", ["type": "string", "format": "date-time"]),
-                query("created_before", "Only calls created before (RFC 3339).", ["type": "string", "format": "date-time"]),
+                query(
+                    "created_after", "Only calls created at or after (RFC 3339).",
+                    ["type": "string", "format": "date-time"]),
+                query(
+                    "created_before", "Only calls created before (RFC 3339).",
+                    ["type": "string", "format": "date-time"]),
                 query("limit", "Page size (default 50).", ["type": "integer", "minimum": 1, "maximum": 200]),
                 query("cursor", "The `next_cursor` of the previous page.", ["type": "string", "maxLength": 128]),
             ],
@@ -266,9 +279,9 @@ enum OpenAPIDocument {
         [
             "tags": ["calls"], "operationId": "getCall", "summary": "A call with its status timeline",
             "description": """
-                A call accepted a moment ago is a `404` until the history writer has recorded it (normally within \
-                milliseconds of the `202`). Requires the viewer role.
-                """,
+            A call accepted a moment ago is a `404` until the history writer has recorded it (normally within \
+            milliseconds of the `202`). Requires the viewer role.
+            """,
             "parameters": [callIDParameter],
             "responses": merge(
                 ["200": ["description": "The call.", "content": jsonContent(ref("Call"))]],
@@ -281,11 +294,11 @@ enum OpenAPIDocument {
         [
             "tags": ["calls"], "operationId": "hangupCall", "summary": "Cancel a queued call or hang up a live one",
             "description": """
-                Publishes a cancel command (the call is still queued: it will never be dialed) or a hangup command \
-                (it is being dialed or is up) to `calls.control.v1` and answers `202` with the call as it was. \
-                `404` for an unknown call (including one not yet recorded), `409` for one that already ended. \
-                Requires the operator role.
-                """,
+            Publishes a cancel command (the call is still queued: it will never be dialed) or a hangup command \
+            (it is being dialed or is up) to `calls.control.v1` and answers `202` with the call as it was. \
+            `404` for an unknown call (including one not yet recorded), `409` for one that already ended. \
+            Requires the operator role.
+            """,
             "parameters": [callIDParameter],
             "responses": merge(
                 ["202": ["description": "The command is in Kafka.", "content": jsonContent(ref("Call"))]],
@@ -295,7 +308,7 @@ enum OpenAPIDocument {
     }
 
     private static var lastEventIDParameter: [String: Any] {
-            [
+        [
             "name": "Last-Event-ID", "in": "header", "required": false,
             "description": "The id of the last event received; the stream resumes after it.",
             "schema": ["type": "string"],
@@ -318,12 +331,12 @@ enum OpenAPIDocument {
         [
             "tags": ["events"], "operationId": "streamCallEvents", "summary": "Live status of one call (SSE)",
             "description": """
-                Server-Sent Events: `id:` is the event's `seq`, `event: status`, `data:` the CallStatusEvent JSON \
-                (as on `calls.status.v1`). First the events the history holds after `Last-Event-ID` (all of them \
-                when absent), then live ones, without gaps or duplicates. Comment lines are heartbeats. A client \
-                that falls too far behind is disconnected and should reconnect with `Last-Event-ID`. The stream \
-                stays open after the call ended; close it when you saw a terminal status. Requires the viewer role.
-                """,
+            Server-Sent Events: `id:` is the event's `seq`, `event: status`, `data:` the CallStatusEvent JSON \
+            (as on `calls.status.v1`). First the events the history holds after `Last-Event-ID` (all of them \
+            when absent), then live ones, without gaps or duplicates. Comment lines are heartbeats. A client \
+            that falls too far behind is disconnected and should reconnect with `Last-Event-ID`. The stream \
+            stays open after the call ended; close it when you saw a terminal status. Requires the viewer role.
+            """,
             "parameters": [callIDParameter, lastEventIDParameter],
             "responses": merge(
                 ["200": sseResponse("The event stream.")], problems(["401", "403", "422", "503"])),
@@ -335,10 +348,10 @@ enum OpenAPIDocument {
         [
             "tags": ["events"], "operationId": "streamAllEvents", "summary": "Live status of every call (SSE)",
             "description": """
-                Like the per-call stream, for every call, live only: `id:` is `<call id>:<seq>`. A \
-                `Last-Event-ID` resumes only as far as this gateway instance's recent events reach; use the \
-                per-call stream or `GET /api/v1/calls` to catch up reliably. Requires the viewer role.
-                """,
+            Like the per-call stream, for every call, live only: `id:` is `<call id>:<seq>`. A \
+            `Last-Event-ID` resumes only as far as this gateway instance's recent events reach; use the \
+            per-call stream or `GET /api/v1/calls` to catch up reliably. Requires the viewer role.
+            """,
             "parameters": [lastEventIDParameter],
             "responses": merge(["200": sseResponse("The event stream.")], problems(["401", "403"])),
             "security": bearer,
@@ -349,20 +362,26 @@ enum OpenAPIDocument {
         [
             "tags": ["users"], "operationId": "createUser", "summary": "Create a user",
             "description": """
-                Without `password`, one is generated and returned once as `generated_password`. Requires the admin \
-                role.
-                """,
+            Without `password`, one is generated and returned once as `generated_password`. Requires the admin \
+            role.
+            """,
             "requestBody": [
                 "required": true,
                 "content": jsonContent(
                     ref("UserCreate"),
                     examples: [
-                        "withPassword": ["summary": "With a password", "value": [
-                            "username": "viewer.jane", "password": "a-long-passphrase-1", "role": "viewer",
-                        ]],
-                        "generated": ["summary": "Generated password", "value": [
-                            "username": "ops.bot", "role": "operator",
-                        ]],
+                        "withPassword": [
+                            "summary": "With a password",
+                            "value": [
+                                "username": "viewer.jane", "password": "a-long-passphrase-1", "role": "viewer",
+                            ],
+                        ],
+                        "generated": [
+                            "summary": "Generated password",
+                            "value": [
+                                "username": "ops.bot", "role": "operator",
+                            ],
+                        ],
                     ]),
             ] as [String: Any],
             "responses": merge(
@@ -392,9 +411,9 @@ enum OpenAPIDocument {
         [
             "tags": ["users"], "operationId": "updateUser", "summary": "Disable or enable a user",
             "description": """
-                A disabled user cannot get tokens and their tokens are refused (within `USER_CACHE_SECONDS`). An \
-                admin cannot disable their own account. Requires the admin role.
-                """,
+            A disabled user cannot get tokens and their tokens are refused (within `USER_CACHE_SECONDS`). An \
+            admin cannot disable their own account. Requires the admin role.
+            """,
             "parameters": [userIDParameter],
             "requestBody": [
                 "required": true,
@@ -452,7 +471,10 @@ enum OpenAPIDocument {
             "tags": ["operations"], "operationId": id, "summary": summary,
             "description": "Served unless `DOCS_ENABLED=false`.",
             "responses": [
-                "200": ["description": summary, "content": [type: ["schema": ["type": type == "text/html" ? "string" : "object"]]]]
+                "200": [
+                    "description": summary,
+                    "content": [type: ["schema": ["type": type == "text/html" ? "string" : "object"]]],
+                ]
                     as [String: Any]
             ],
         ]
@@ -463,9 +485,9 @@ enum OpenAPIDocument {
             "tags": ["operations"], "operationId": "benchBaseline",
             "summary": "Benchmark baseline (only with BENCH_BASELINE_ROUTE=true)",
             "description": """
-                Answers the same 202 body shape as `POST /api/v1/calls` with no authentication, validation or \
-                Kafka, so that a benchmark can measure the HTTP stack alone. Never enable it in production.
-                """,
+            Answers the same 202 body shape as `POST /api/v1/calls` with no authentication, validation or \
+            Kafka, so that a benchmark can measure the HTTP stack alone. Never enable it in production.
+            """,
             "requestBody": [
                 "required": false,
                 "content": jsonContent(
@@ -542,7 +564,8 @@ enum OpenAPIDocument {
                 ] as [String: Any],
                 "context": [
                     "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$",
-                    "description": "Dialplan context for the answered call; one of ALLOWED_CONTEXTS. Requires extension.",
+                    "description":
+                        "Dialplan context for the answered call; one of ALLOWED_CONTEXTS. Requires extension.",
                 ],
                 "extension": [
                     "type": "string", "pattern": "^[A-Za-z0-9_+*#-]{1,64}$",

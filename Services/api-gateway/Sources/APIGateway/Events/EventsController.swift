@@ -109,7 +109,8 @@ struct EventsController: Sendable {
         let channel = context.channel
         let subscription = hub.subscribe(callID: nil) { channel?.close(promise: nil) }
         let initial: [CallStatusEvent] =
-            if let lastEventID, let index = subscription.recent.firstIndex(where: { Self.globalID($0) == lastEventID }) {
+            if let lastEventID, let index = subscription.recent.firstIndex(where: { Self.globalID($0) == lastEventID })
+            {
                 Array(subscription.recent[(index + 1)...])
             } else {
                 []

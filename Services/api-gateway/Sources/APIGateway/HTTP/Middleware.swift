@@ -86,7 +86,9 @@ struct ObservationMiddleware: RouterMiddleware {
 
     /// Every error becomes problem+json: our own `Problem`s as they are, Hummingbird's errors by status, anything
     /// else a 500 whose cause is logged but not shown.
-    static func problemResponse(for error: any Error, request: Request, requestID: String, logger: Logger)
+    static func problemResponse(
+        for error: any Error, request: Request, requestID: String, logger: Logger
+    )
         -> Response
     {
         let problem: Problem

@@ -48,7 +48,8 @@ public final class GatewayMetrics: Sendable {
         requestTimers = Mutex([:])
         callsAccepted = Metrics.Counter(label: "gateway_calls_accepted_total", dimensions: [], factory: factory)
         callsReplayed = Metrics.Counter(label: "gateway_calls_replayed_total", dimensions: [], factory: factory)
-        publishFailures = Metrics.Counter(label: "gateway_kafka_publish_failures_total", dimensions: [], factory: factory)
+        publishFailures = Metrics.Counter(
+            label: "gateway_kafka_publish_failures_total", dimensions: [], factory: factory)
         publishLatencyOriginate = Metrics.Timer(
             label: "gateway_kafka_publish_duration_seconds", dimensions: [("command", "originate")], factory: factory)
         publishLatencyControl = Metrics.Timer(
@@ -56,7 +57,8 @@ public final class GatewayMetrics: Sendable {
         streamClients = Metrics.Meter(label: "gateway_event_stream_clients", dimensions: [], factory: factory)
         streamClientsDropped = Metrics.Counter(
             label: "gateway_event_stream_clients_dropped_total", dimensions: [], factory: factory)
-        statusEventsReceived = Metrics.Counter(label: "gateway_status_events_received_total", dimensions: [], factory: factory)
+        statusEventsReceived = Metrics.Counter(
+            label: "gateway_status_events_received_total", dimensions: [], factory: factory)
         tokenRequestsLimited = Metrics.Counter(
             label: "gateway_token_requests_rate_limited_total", dimensions: [], factory: factory)
     }
