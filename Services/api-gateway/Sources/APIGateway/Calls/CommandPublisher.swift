@@ -35,20 +35,28 @@ struct KafkaCommandPublisher: CommandPublishing {
     let logger: Logger
 
     func publish(_ command: OriginateCommand, traceParent: String) async throws(PublishFailure) {
-        try await send(timer: metrics.publishLatencyOriginate, callID: command.callID) {
+        try await send(timer: metrics.publishLatencyOriginate, callID: command.callID, requestID: command.requestID) {
             try await publisher.publish(command, traceParent: traceParent)
         }
     }
 
     func publish(_ command: ControlCommand, traceParent: String) async throws(PublishFailure) {
-        try await send(timer: metrics.publishLatencyControl, callID: command.callID) {
+        let requestID: String? =
+            switch command {
+            case .hangup(let hangup): hangup.requestID
+            case .cancel(let cancel): cancel.requestID
+            }
+        try await send(timer: metrics.publishLatencyControl, callID: command.callID, requestID: requestID) {
             try await publisher.publish(command, traceParent: traceParent)
         }
     }
 
     private func send(
-        timer: Metrics.Timer, callID: CallID, _ operation: @escaping @Sendable () async throws -> KafkaDeliveryReceipt
+        timer: Metrics.Timer, callID: CallID, requestID: String?,
+        _ operation: @escaping @Sendable () async throws -> KafkaDeliveryReceipt
     ) async throws(PublishFailure) {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = requestID.map { .string($0) }
         let start = ContinuousClock.now
         let outcome = await Deadline.run(timeout: timeout, operation)
         let elapsed = ContinuousClock.now - start

@@ -11,23 +11,41 @@ import NIOCore
 public struct Problem: Error, HTTPResponseError, Sendable {
     /// The kind of problem; its raw value is the last segment of the `type` URI.
     public enum Kind: String, Sendable, CaseIterable {
+        /// 422: fields of the request are invalid (`errors` lists each).
         case validation
+        /// 400: the body is not JSON (or not an object), a cursor or header is unusable.
         case malformedRequest = "malformed-request"
+        /// 415: the body has a content type the endpoint does not take.
         case unsupportedMediaType = "unsupported-media-type"
+        /// 413: the body exceeds `MAX_BODY_BYTES`.
         case payloadTooLarge = "payload-too-large"
+        /// 401: no valid bearer token (missing, malformed, expired, wrong issuer or audience, user disabled).
         case unauthenticated
+        /// 401: the token endpoint refused the username and password.
         case invalidCredentials = "invalid-credentials"
+        /// 403: the caller's role does not allow the action.
         case forbidden
+        /// 404: no such route, call or user.
         case notFound = "not-found"
+        /// 405: the route exists but not with this method.
         case methodNotAllowed = "method-not-allowed"
+        /// 409: a hangup for a call that already ended.
         case callEnded = "call-ended"
+        /// 409: an `Idempotency-Key` reused with a different request.
         case idempotencyConflict = "idempotency-conflict"
+        /// 409: a user with that name exists.
         case usernameTaken = "username-taken"
+        /// 409: another conflict with the current state (an admin locking themselves out).
         case conflict
+        /// 429: too many requests; see `Retry-After`.
         case rateLimited = "rate-limited"
+        /// 503: Kafka did not acknowledge the command in time; nothing was accepted. See `Retry-After`.
         case kafkaUnavailable = "kafka-unavailable"
+        /// 503: PostgreSQL is unavailable. See `Retry-After`.
         case databaseUnavailable = "database-unavailable"
+        /// 503: `/ready` found a dependency unreachable.
         case notReady = "not-ready"
+        /// 500: a bug; the cause is logged under the request id.
         case internalError = "internal-error"
 
         /// The HTTP status of this kind.
