@@ -37,8 +37,10 @@ struct ConsumerStateMachine {
         case failed(KafkaError)
     }
 
-    /// Fetching is paused when this many messages wait in the buffer, and resumed when it is down to
-    /// `lowWater`, so a slow reader bounds memory instead of accumulating librdkafka's prefetch.
+    /// The poll thread stops taking messages from librdkafka when this many wait in the buffer, and starts
+    /// again when it is down to `lowWater`: a slow reader leaves the backlog in librdkafka's bounded prefetch
+    /// (`queued.max.messages.kbytes`) instead of growing this buffer. (Pausing the partitions instead would make
+    /// librdkafka drop and refetch its prefetch on every cycle, which costs far more.)
     let highWater: Int
     let lowWater: Int
 
@@ -48,7 +50,7 @@ struct ConsumerStateMachine {
     /// Set when the sequence of messages has ended (shutdown: `.success`, fatal error: `.failure`).
     private var end: Result<Void, KafkaError>?
     private(set) var isPausedByApplication = false
-    private var isFlowControlled = false
+    private var isHoldingBack = false
     /// Whether the poll thread has paused fetching in librdkafka.
     private(set) var isFetchPaused = false
     private(set) var assignment: Set<KafkaTopicPartition> = []
@@ -56,7 +58,7 @@ struct ConsumerStateMachine {
     private var nextCommitID: UInt64 = 1
     private var readiness = Readiness.waiting([])
 
-    init(highWater: Int = 1000, lowWater: Int = 250) {
+    init(highWater: Int = 2000, lowWater: Int = 1000) {
         self.highWater = highWater
         self.lowWater = lowWater
     }
@@ -131,8 +133,8 @@ struct ConsumerStateMachine {
     /// Takes the next deliverable message without suspending, if there is one.
     mutating func takeNext() -> NextResult {
         if !isPausedByApplication, let message = buffer.popFirst() {
-            // Crossing the low-water mark lets the poll thread resume fetching without waiting for its timeout.
-            return .message(message, wakePoller: isFlowControlled && buffer.count <= lowWater)
+            // Crossing the low-water mark wakes the poll thread that held back, without waiting for its timeout.
+            return .message(message, wakePoller: isHoldingBack && buffer.count == lowWater)
         }
         if end != nil {
             return .end(endResult)
@@ -194,18 +196,26 @@ struct ConsumerStateMachine {
         }
     }
 
-    /// Decides whether librdkafka's fetching should now be paused or resumed; returns the new setting when it
-    /// changed (for the poll thread to apply to the assignment), else nil.
+    /// Decides whether librdkafka's fetching should now be paused or resumed (it follows the application's pause);
+    /// returns the new setting when it changed, for the poll thread to apply to the assignment, else nil.
     mutating func fetchPauseChange() -> Bool? {
-        if buffer.count >= highWater {
-            isFlowControlled = true
+        guard isPausedByApplication != isFetchPaused else { return nil }
+        isFetchPaused = isPausedByApplication
+        return isFetchPaused
+    }
+
+    /// Whether the poll thread should hold back from taking more messages (the buffer is full). Never while
+    /// paused: then librdkafka delivers nothing new, and polling must go on to serve rebalances and to stay
+    /// within `max.poll.interval.ms`.
+    mutating func shouldHoldBack() -> Bool {
+        if isPausedByApplication || end != nil {
+            isHoldingBack = false
+        } else if buffer.count >= highWater {
+            isHoldingBack = true
         } else if buffer.count <= lowWater {
-            isFlowControlled = false
+            isHoldingBack = false
         }
-        let desired = isPausedByApplication || isFlowControlled
-        guard desired != isFetchPaused else { return nil }
-        isFetchPaused = desired
-        return desired
+        return isHoldingBack
     }
 
     // MARK: - Assignment

@@ -68,46 +68,25 @@ public final class KafkaProducer: Service, Sendable {
     ) async throws -> KafkaDeliveryReceipt {
         try Task.checkCancellation()
         let start = DispatchTime.now().uptimeNanoseconds
-        let id = try state.withLock { state throws(KafkaError) in try state.register(topic: topic, nowNanoseconds: start) }
-        var headerList = client.makeHeaders(headers)
-        defer { if let headerList { client.destroy(headers: headerList) } }
-        var backoff = Duration.milliseconds(1)
-        let queueDeadline = ContinuousClock.now + deliveryTimeout
-        produceLoop: while true {
-            switch client.produce(topic: topic, key: key, value: value, headers: headerList, opaque: id) {
-            case .enqueued:
-                headerList = nil
-                break produceLoop
-            case .failed(let error):
-                state.withLock { $0.abandon(id) }
-                metrics.failed.increment()
-                throw error
-            case .queueFull:
-                let phase = state.withLock { $0.phase }
-                guard phase == .running, ContinuousClock.now < queueDeadline else {
-                    state.withLock { $0.abandon(id) }
-                    metrics.failed.increment()
-                    throw phase == .running
-                        ? KafkaError(
-                            code: .queueFull,
-                            message: "the local producer queue stayed full for \(deliveryTimeout); message not sent"
-                        )
-                        : KafkaError.shutdown("the Kafka producer is shutting down; the message was not sent")
-                }
-                do {
-                    try await Task.sleep(for: backoff)
-                } catch {
-                    state.withLock { $0.abandon(id) }
-                    throw error
-                }
-                backoff = min(backoff * 2, .milliseconds(50))
-            }
+        let id = try state.withLock { state throws(KafkaError) in try state.register(nowNanoseconds: start) }
+        do {
+            try await produce(topic: topic, key: key, value: value, headers: headers, id: id)
+        } catch {
+            state.withLock { $0.abandon(id) }
+            metrics.failed.increment()
+            throw error
         }
         metrics.produced.increment()
-        return try await withCheckedThrowingContinuation { continuation in
-            if let resumption = state.withLock({ $0.awaitReport(id, continuation: continuation) }) {
-                complete(resumption)
+        let outcome = await withUnsafeContinuation { continuation in
+            if let outcome = state.withLock({ $0.awaitReport(id, continuation: continuation) }) {
+                continuation.resume(returning: outcome)
             }
+        }
+        switch outcome {
+        case .delivered(let partition, let offset):
+            return KafkaDeliveryReceipt(topic: topic, partition: partition, offset: offset)
+        case .failed(let error):
+            throw error
         }
     }
 
@@ -121,18 +100,103 @@ public final class KafkaProducer: Service, Sendable {
         try await send(topic: topic, key: Array(key.utf8), value: value, headers: headers)
     }
 
-    private func complete(_ resumption: ProducerStateMachine.Resumption) {
-        switch resumption.result {
-        case .success(let receipt):
-            metrics.delivered.increment()
-            if resumption.startNanoseconds > 0 {
-                let now = DispatchTime.now().uptimeNanoseconds
-                metrics.deliveryLatency.recordNanoseconds(Int64(now &- resumption.startNanoseconds))
+    /// Sends messages in order and returns, once every one of them is acknowledged or failed, one result per
+    /// message in the same order.
+    ///
+    /// For bulk producers (load generators, replays): one suspension for the whole batch instead of one per
+    /// message. Messages with the same key keep their order. A full local queue is waited out as for a single
+    /// send; a message that cannot be handed to librdkafka gets a failed result, and the others still go.
+    ///
+    /// - Throws: ``KafkaError`` with code ``KafkaError/Code/shutdown`` when the producer is shutting down before
+    ///   the batch started, or `CancellationError` when the task was cancelled before it started.
+    public func send(_ messages: [KafkaOutgoingMessage]) async throws -> [Result<KafkaDeliveryReceipt, KafkaError>] {
+        try Task.checkCancellation()
+        guard !messages.isEmpty else { return [] }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let (batch, firstID) = try state.withLock { state throws(KafkaError) in
+            try state.registerBatch(count: messages.count, nowNanoseconds: start)
+        }
+        var produced = 0
+        for (index, message) in messages.enumerated() {
+            let id = firstID + UInt64(index)
+            do {
+                try await produce(
+                    topic: message.topic,
+                    key: message.key,
+                    value: message.value,
+                    headers: message.headers,
+                    id: id
+                )
+                produced += 1
+            } catch {
+                let failure = error as? KafkaError ?? KafkaError.shutdown("the send was cancelled: \(error)")
+                state.withLock { $0.batchMessageFailed(batch: batch, id: id, index: index, error: failure) }
+                metrics.failed.increment()
             }
-            resumption.continuation.resume(returning: receipt)
-        case .failure(let error):
-            metrics.failed.increment()
-            resumption.continuation.resume(throwing: error)
+        }
+        metrics.produced.increment(by: produced)
+        let outcomes = await withUnsafeContinuation { continuation in
+            if let outcomes = state.withLock({ $0.awaitBatch(batch, continuation: continuation) }) {
+                continuation.resume(returning: outcomes)
+            }
+        }
+        return zip(messages, outcomes).map { message, outcome in
+            switch outcome {
+            case .delivered(let partition, let offset):
+                return .success(KafkaDeliveryReceipt(topic: message.topic, partition: partition, offset: offset))
+            case .failed(let error):
+                return .failure(error)
+            }
+        }
+    }
+
+    /// Hands one message to librdkafka, waiting out a full local queue for at most the delivery timeout.
+    private func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) async throws {
+        var headerList = client.makeHeaders(headers)
+        defer { if let headerList { client.destroy(headers: headerList) } }
+        var backoff = Duration.milliseconds(1)
+        var queueDeadline: ContinuousClock.Instant?
+        while true {
+            switch client.produce(topic: topic, key: key, value: value, headers: headerList, opaque: id) {
+            case .enqueued:
+                headerList = nil
+                return
+            case .failed(let error):
+                throw error
+            case .queueFull:
+                let deadline = queueDeadline ?? ContinuousClock.now + deliveryTimeout
+                queueDeadline = deadline
+                guard state.withLock({ $0.phase }) == .running else {
+                    throw KafkaError.shutdown("the Kafka producer is shutting down; the message was not sent")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw KafkaError(
+                        code: .queueFull,
+                        message: "the local producer queue stayed full for \(deliveryTimeout); message not sent"
+                    )
+                }
+                // The poll thread keeps serving delivery reports meanwhile, which frees room in the queue.
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .milliseconds(50))
+            }
+        }
+    }
+
+    private func complete(_ resumption: ProducerStateMachine.Resumption) {
+        switch resumption {
+        case .single(let continuation, let outcome):
+            count(outcome)
+            continuation.resume(returning: outcome)
+        case .batch(let continuation, let outcomes):
+            outcomes.forEach(count)
+            continuation.resume(returning: outcomes)
+        }
+    }
+
+    private func count(_ outcome: DeliveryOutcome) {
+        switch outcome {
+        case .delivered: metrics.delivered.increment()
+        case .failed: metrics.failed.increment()
         }
     }
 
@@ -222,9 +286,15 @@ public final class KafkaProducer: Service, Sendable {
         if !reports.isEmpty {
             var resumptions: [ProducerStateMachine.Resumption] = []
             resumptions.reserveCapacity(reports.count)
-            state.withLock { $0.reportsArrived(reports, into: &resumptions) }
+            var latencies: [UInt64] = []
+            latencies.reserveCapacity(reports.count)
+            let now = DispatchTime.now().uptimeNanoseconds
+            state.withLock { $0.reportsArrived(reports, nowNanoseconds: now, into: &resumptions, latencies: &latencies) }
             for resumption in resumptions {
                 complete(resumption)
+            }
+            for latency in latencies {
+                metrics.deliveryLatency.recordNanoseconds(Int64(latency))
             }
         }
         return fatal

@@ -24,6 +24,26 @@ public struct KafkaHeader: Sendable, Hashable {
     }
 }
 
+/// A message to send in a batch (``KafkaProducer/send(_:)``).
+public struct KafkaOutgoingMessage: Sendable, Hashable {
+    /// The destination topic.
+    public var topic: String
+    /// The partitioning key, or `nil` for round-robin partitioning.
+    public var key: [UInt8]?
+    /// The value.
+    public var value: [UInt8]
+    /// The headers.
+    public var headers: [KafkaHeader]
+
+    /// Creates a message to send.
+    public init(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader] = []) {
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
+}
+
 /// The broker's acknowledgement of a produced message: where it was written.
 public struct KafkaDeliveryReceipt: Sendable, Hashable {
     /// The topic the message was written to.

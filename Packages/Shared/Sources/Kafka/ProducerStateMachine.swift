@@ -1,10 +1,12 @@
 /// The producer's bookkeeping of messages awaiting their delivery report.
 ///
-/// A send registers an id before handing the message to librdkafka; the delivery report (from the poll thread)
-/// may arrive before the send suspends, so an entry holds either the waiting continuation or the early result.
-/// Methods return what to resume; callers resume continuations outside the lock.
+/// A send registers ids before handing messages to librdkafka; a delivery report (from the poll thread) may arrive
+/// before the sender suspends, so an entry holds either its waiter or the early outcome. A single send waits on its
+/// own continuation; a batch send waits once for all of its messages. Methods return what to resume; callers
+/// resume continuations outside the lock.
 struct ProducerStateMachine {
-    typealias Continuation = CheckedContinuation<KafkaDeliveryReceipt, any Error>
+    typealias SingleContinuation = UnsafeContinuation<DeliveryOutcome, Never>
+    typealias BatchContinuation = UnsafeContinuation<[DeliveryOutcome], Never>
 
     enum Phase {
         case running
@@ -14,22 +16,34 @@ struct ProducerStateMachine {
         case closed
     }
 
-    struct Entry {
-        var topic: String
-        var startNanoseconds: UInt64
-        var continuation: Continuation?
-        var result: Result<KafkaDeliveryReceipt, KafkaError>?
+    private enum Waiter {
+        case none
+        case single(SingleContinuation)
+        /// Message `index` of batch `batch`.
+        case batch(UInt64, index: Int)
     }
 
-    /// A continuation and what to resume it with.
-    struct Resumption {
-        var continuation: Continuation
-        var result: Result<KafkaDeliveryReceipt, KafkaError>
+    private struct Entry {
         var startNanoseconds: UInt64
+        var waiter: Waiter
+        var outcome: DeliveryOutcome?
+    }
+
+    private struct Batch {
+        var outcomes: [DeliveryOutcome?]
+        var remaining: Int
+        var continuation: BatchContinuation?
+    }
+
+    /// What to resume: a single sender or a whole batch.
+    enum Resumption {
+        case single(SingleContinuation, DeliveryOutcome)
+        case batch(BatchContinuation, [DeliveryOutcome])
     }
 
     private(set) var phase = Phase.running
     private var entries: [UInt64: Entry] = [:]
+    private var batches: [UInt64: Batch] = [:]
     private var nextID: UInt64 = 1
     private var hasRun = false
 
@@ -39,14 +53,20 @@ struct ProducerStateMachine {
         return !hasRun
     }
 
-    /// Allocates an id for a message about to be produced.
-    mutating func register(topic: String, nowNanoseconds: UInt64) throws(KafkaError) -> UInt64 {
+    private func requireRunning() throws(KafkaError) {
         guard case .running = phase else {
             throw KafkaError.shutdown("the Kafka producer is shutting down; the message was not sent")
         }
+    }
+
+    // MARK: - Single sends
+
+    /// Allocates an id for a message about to be produced.
+    mutating func register(nowNanoseconds: UInt64) throws(KafkaError) -> UInt64 {
+        try requireRunning()
         let id = nextID
         nextID += 1
-        entries[id] = Entry(topic: topic, startNanoseconds: nowNanoseconds)
+        entries[id] = Entry(startNanoseconds: nowNanoseconds, waiter: .none)
         return id
     }
 
@@ -55,49 +75,95 @@ struct ProducerStateMachine {
         entries[id] = nil
     }
 
-    /// The sender suspends for the report of `id`; returns a resumption when the outcome is already known.
-    mutating func awaitReport(_ id: UInt64, continuation: Continuation) -> Resumption? {
+    /// The sender suspends for the report of `id`; returns the outcome at once when it is already known.
+    mutating func awaitReport(_ id: UInt64, continuation: SingleContinuation) -> DeliveryOutcome? {
         guard var entry = entries[id] else {
-            return Resumption(
-                continuation: continuation,
-                result: .failure(KafkaError.shutdown("the Kafka producer shut down before delivery was confirmed")),
-                startNanoseconds: 0
-            )
+            return .failed(KafkaError.shutdown("the Kafka producer shut down before delivery was confirmed"))
         }
-        if let result = entry.result {
+        if let outcome = entry.outcome {
             entries[id] = nil
-            return Resumption(continuation: continuation, result: result, startNanoseconds: entry.startNanoseconds)
+            return outcome
         }
-        entry.continuation = continuation
+        entry.waiter = .single(continuation)
         entries[id] = entry
         return nil
     }
 
-    /// Delivery reports from the poll thread; the result builder receives the entry's topic.
+    // MARK: - Batches
+
+    /// Allocates a batch and one id per message (consecutive, starting at the returned `firstID`).
+    mutating func registerBatch(count: Int, nowNanoseconds: UInt64) throws(KafkaError) -> (batch: UInt64, firstID: UInt64) {
+        try requireRunning()
+        let batch = nextID
+        let firstID = nextID + 1
+        nextID += UInt64(count) + 1
+        batches[batch] = Batch(outcomes: Array(repeating: nil, count: count), remaining: count)
+        for index in 0..<count {
+            entries[firstID + UInt64(index)] = Entry(startNanoseconds: nowNanoseconds, waiter: .batch(batch, index: index))
+        }
+        return (batch, firstID)
+    }
+
+    /// Message `index` of a batch will get no report (it failed before reaching librdkafka).
+    mutating func batchMessageFailed(batch: UInt64, id: UInt64, index: Int, error: KafkaError) {
+        entries[id] = nil
+        var resumptions: [Resumption] = []
+        resolve(batch: batch, index: index, outcome: .failed(error), into: &resumptions)
+        precondition(resumptions.isEmpty, "a batch resumes only after its sender suspended")
+    }
+
+    /// The batch's sender suspends; returns the outcomes at once when all are known.
+    mutating func awaitBatch(_ batch: UInt64, continuation: BatchContinuation) -> [DeliveryOutcome]? {
+        guard var record = batches[batch] else { return [] }
+        if record.remaining == 0 {
+            batches[batch] = nil
+            return record.outcomes.map { $0! }
+        }
+        record.continuation = continuation
+        batches[batch] = record
+        return nil
+    }
+
+    private mutating func resolve(batch: UInt64, index: Int, outcome: DeliveryOutcome, into resumptions: inout [Resumption]) {
+        // Mutated in place: copying the record out would copy its outcomes array for every message.
+        // (The temporary copy in `map` is released before the in-place mutation below.)
+        guard batches[batch].map({ $0.outcomes[index] == nil }) == true else { return }
+        batches[batch]!.outcomes[index] = outcome
+        batches[batch]!.remaining -= 1
+        guard batches[batch]!.remaining == 0, let continuation = batches[batch]!.continuation else { return }
+        let record = batches.removeValue(forKey: batch)!
+        resumptions.append(.batch(continuation, record.outcomes.map { $0! }))
+    }
+
+    // MARK: - Reports
+
+    /// Delivery reports from the poll thread. `latencies` receives the send-to-report time of each delivered one.
     mutating func reportsArrived(
         _ reports: [(id: UInt64, outcome: DeliveryOutcome)],
-        into resumptions: inout [Resumption]
+        nowNanoseconds: UInt64,
+        into resumptions: inout [Resumption],
+        latencies: inout [UInt64]
     ) {
         for report in reports {
             guard var entry = entries[report.id] else { continue }
-            let result: Result<KafkaDeliveryReceipt, KafkaError>
-            switch report.outcome {
-            case .delivered(let partition, let offset):
-                result = .success(KafkaDeliveryReceipt(topic: entry.topic, partition: partition, offset: offset))
-            case .failed(let error):
-                result = .failure(error)
+            if case .delivered = report.outcome {
+                latencies.append(nowNanoseconds &- entry.startNanoseconds)
             }
-            if let continuation = entry.continuation {
+            switch entry.waiter {
+            case .single(let continuation):
                 entries[report.id] = nil
-                resumptions.append(
-                    Resumption(continuation: continuation, result: result, startNanoseconds: entry.startNanoseconds)
-                )
-            } else {
-                entry.result = result
+                resumptions.append(.single(continuation, report.outcome))
+            case .batch(let batch, let index):
+                entries[report.id] = nil
+                resolve(batch: batch, index: index, outcome: report.outcome, into: &resumptions)
+            case .none:
+                entry.outcome = report.outcome
                 entries[report.id] = entry
             }
         }
     }
+
+    // MARK: - Shutdown
 
     /// Stops accepting sends. Returns true when this call began the drain.
     mutating func beginDrain() -> Bool {
@@ -110,14 +176,16 @@ struct ProducerStateMachine {
     mutating func close(failingWith error: KafkaError) -> [Resumption] {
         phase = .closed
         var resumptions: [Resumption] = []
-        for (id, var entry) in entries where entry.result == nil {
-            if let continuation = entry.continuation {
+        for (id, var entry) in entries where entry.outcome == nil {
+            switch entry.waiter {
+            case .single(let continuation):
                 entries[id] = nil
-                resumptions.append(
-                    Resumption(continuation: continuation, result: .failure(error), startNanoseconds: entry.startNanoseconds)
-                )
-            } else {
-                entry.result = .failure(error)
+                resumptions.append(.single(continuation, .failed(error)))
+            case .batch(let batch, let index):
+                entries[id] = nil
+                resolve(batch: batch, index: index, outcome: .failed(error), into: &resumptions)
+            case .none:
+                entry.outcome = .failed(error)
                 entries[id] = entry
             }
         }
@@ -126,7 +194,7 @@ struct ProducerStateMachine {
 }
 
 /// What a delivery report said about one message.
-enum DeliveryOutcome: Sendable {
+enum DeliveryOutcome: Sendable, Equatable {
     case delivered(partition: Int32, offset: Int64)
     case failed(KafkaError)
 }

@@ -145,6 +145,7 @@ final class ConsumerCore: Sendable {
         var lastOffsets: [KafkaTopicPartition: Int64] = [:]
         var lastLagUpdate = ContinuousClock.now
         var fatal: KafkaError?
+        var holdingBack = false
     }
 
     /// The poll thread's body: start, serve events until shutdown, then close.
@@ -162,9 +163,21 @@ final class ConsumerCore: Sendable {
             context.fatal = error
         }
         while context.fatal == nil, state.withLock({ $0.phase }) == .running {
-            serveEvents(timeoutMilliseconds: 100, context: context)
+            let holdBack = state.withLock { $0.shouldHoldBack() }
+            if holdBack != context.holdingBack {
+                context.holdingBack = holdBack
+                client.forwardCommitResults(!holdBack)
+            }
+            if holdBack {
+                serveCommitResults(timeoutMilliseconds: 100)
+            } else {
+                serveEvents(timeoutMilliseconds: 100, context: context)
+            }
             applyFetchPause()
             updateLagIfDue(context)
+        }
+        if context.holdingBack {
+            client.forwardCommitResults(true)
         }
         return close(context)
     }
@@ -239,6 +252,21 @@ final class ConsumerCore: Sendable {
             if context.fatal != nil { break }
         }
         flushCollected(context)
+    }
+
+    /// Serves commit results only, while the buffer is full and messages stay in librdkafka.
+    private func serveCommitResults(timeoutMilliseconds: Int32) {
+        var timeout = timeoutMilliseconds
+        while let event = client.pollCommitResults(timeoutMilliseconds: timeout) {
+            timeout = 0
+            if client.kind(of: event) == .offsetCommit {
+                let (id, result) = client.readCommitResult(event)
+                if let resumption = state.withLock({ $0.commitFinished(id, result: result) }) {
+                    complete(resumption)
+                }
+            }
+            client.destroy(event: event)
+        }
     }
 
     private func flushCollected(_ context: PollContext) {

@@ -21,6 +21,10 @@ final class RdKafkaClient: @unchecked Sendable {
     /// The queue all events of this client arrive on: the main queue of a producer, the consumer queue (with the
     /// main queue forwarded into it) of a consumer.
     let eventQueue: OpaquePointer
+    /// A consumer's queue for offset-commit results. It is forwarded into `eventQueue` except while the poll thread
+    /// holds back from polling messages (its buffer is full): commit results must still reach a caller that waits
+    /// for one before it consumes more.
+    let commitQueue: OpaquePointer?
     let role: Role
     let logger: Logger
 
@@ -77,11 +81,20 @@ final class RdKafkaClient: @unchecked Sendable {
         }
         self.handle = handle
         self.eventQueue = queue
+        if role == .consumer, let commitQueue = rd_kafka_queue_new(handle) {
+            rd_kafka_queue_forward(commitQueue, queue)
+            self.commitQueue = commitQueue
+        } else {
+            self.commitQueue = nil
+        }
         self.role = role
         self.logger = logger
     }
 
     deinit {
+        if let commitQueue {
+            rd_kafka_queue_destroy(commitQueue)
+        }
         rd_kafka_queue_destroy(eventQueue)
         rd_kafka_destroy(handle)
     }
@@ -98,9 +111,24 @@ final class RdKafkaClient: @unchecked Sendable {
         rd_kafka_queue_poll(eventQueue, timeoutMilliseconds)
     }
 
-    /// Wakes a thread blocked in ``poll(timeoutMilliseconds:)``.
+    /// Waits up to `timeoutMilliseconds` for the next offset-commit result (while they are not forwarded).
+    func pollCommitResults(timeoutMilliseconds: Int32) -> OpaquePointer? {
+        guard let commitQueue else { return nil }
+        return rd_kafka_queue_poll(commitQueue, timeoutMilliseconds)
+    }
+
+    /// Routes commit results into the event queue (`true`) or keeps them apart (`false`).
+    func forwardCommitResults(_ forward: Bool) {
+        guard let commitQueue else { return }
+        rd_kafka_queue_forward(commitQueue, forward ? eventQueue : nil)
+    }
+
+    /// Wakes a thread blocked in ``poll(timeoutMilliseconds:)`` or ``pollCommitResults(timeoutMilliseconds:)``.
     func wakeUp() {
         rd_kafka_queue_yield(eventQueue)
+        if let commitQueue {
+            rd_kafka_queue_yield(commitQueue)
+        }
     }
 
     func destroy(event: OpaquePointer) {
@@ -182,39 +210,45 @@ final class RdKafkaClient: @unchecked Sendable {
             topic.withCString { topicName in
                 value.withUnsafeBytes { valueBytes in
                     Self.withOptionalBytes(key) { keyBytes in
-                        var fields = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6)
-                        var count = 0
-                        func append(_ type: rd_kafka_vtype_t, _ fill: (inout rd_kafka_vu_t) -> Void) {
-                            fields[count].vtype = type
-                            fill(&fields[count])
-                            count += 1
-                        }
-                        append(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topicName }
-                        append(RD_KAFKA_VTYPE_VALUE) {
-                            $0.u.mem.ptr = UnsafeMutableRawPointer(
-                                mutating: valueBytes.count > 0 ? valueBytes.baseAddress : UnsafeRawPointer(empty)
-                            )
-                            $0.u.mem.size = valueBytes.count
-                        }
-                        if let keyBytes {
-                            append(RD_KAFKA_VTYPE_KEY) {
-                                $0.u.mem.ptr = UnsafeMutableRawPointer(
-                                    mutating: keyBytes.count > 0 ? keyBytes.baseAddress : UnsafeRawPointer(empty)
-                                )
-                                $0.u.mem.size = keyBytes.count
+                        // On the stack: this runs once per message.
+                        withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 6) { fields in
+                            var count = 0
+                            func append(_ type: rd_kafka_vtype_t, _ fill: (inout rd_kafka_vu_t) -> Void) {
+                                var field = rd_kafka_vu_t()
+                                field.vtype = type
+                                fill(&field)
+                                fields.initializeElement(at: count, to: field)
+                                count += 1
                             }
+                            append(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topicName }
+                            append(RD_KAFKA_VTYPE_VALUE) {
+                                $0.u.mem.ptr = UnsafeMutableRawPointer(
+                                    mutating: valueBytes.count > 0 ? valueBytes.baseAddress : UnsafeRawPointer(empty)
+                                )
+                                $0.u.mem.size = valueBytes.count
+                            }
+                            if let keyBytes {
+                                append(RD_KAFKA_VTYPE_KEY) {
+                                    $0.u.mem.ptr = UnsafeMutableRawPointer(
+                                        mutating: keyBytes.count > 0 ? keyBytes.baseAddress : UnsafeRawPointer(empty)
+                                    )
+                                    $0.u.mem.size = keyBytes.count
+                                }
+                            }
+                            append(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(opaque)) }
+                            append(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+                            if let headers {
+                                append(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers }
+                            }
+                            let error = rd_kafka_produceva(handle, fields.baseAddress, count)
+                            fields.baseAddress?.deinitialize(count: count)
+                            guard let error else { return ProduceOutcome.enqueued }
+                            if rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                                rd_kafka_error_destroy(error)
+                                return .queueFull
+                            }
+                            return .failed(KafkaError(consuming: error))
                         }
-                        append(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(opaque)) }
-                        append(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
-                        if let headers {
-                            append(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers }
-                        }
-                        guard let error = rd_kafka_produceva(handle, fields, count) else { return .enqueued }
-                        if rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                            rd_kafka_error_destroy(error)
-                            return .queueFull
-                        }
-                        return .failed(KafkaError(consuming: error))
                     }
                 }
             }
@@ -332,7 +366,7 @@ final class RdKafkaClient: @unchecked Sendable {
         let error = rd_kafka_commit_queue(
             handle,
             list,
-            eventQueue,
+            commitQueue ?? eventQueue,
             nil,
             UnsafeMutableRawPointer(bitPattern: UInt(opaque))
         )
