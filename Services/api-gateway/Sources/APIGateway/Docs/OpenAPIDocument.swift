@@ -335,7 +335,9 @@ enum OpenAPIDocument {
             (as on `calls.status.v1`). First the events the history holds after `Last-Event-ID` (all of them \
             when absent), then live ones, without gaps or duplicates. Comment lines are heartbeats. A client \
             that falls too far behind is disconnected and should reconnect with `Last-Event-ID`. The stream \
-            stays open after the call ended; close it when you saw a terminal status. Requires the viewer role.
+            stays open after the call ended; close it when you saw a terminal status. An id the history does \
+            not know yet is not an error (a call accepted a moment ago may not be recorded yet): the stream waits \
+            for its events. Requires the viewer role.
             """,
             "parameters": [callIDParameter, lastEventIDParameter],
             "responses": merge(
