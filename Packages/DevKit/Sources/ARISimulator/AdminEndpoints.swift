@@ -21,7 +21,8 @@ import Synchronization
 /// | `GET /__sim/originates?channel=ID` | `{"channel_id", "originates", "accepted"}` |
 /// | `GET /__sim/originate-log` | every channel id originated since the last counter reset, with its counts and the |
 /// | | wall-clock arrival of its first originate: `{"originates": [{"channel_id", "originates", "accepted", |
-/// | | "first_at"}]}` (`first_at` in seconds since 1970), for benchmarks that time the way to the node |
+/// | | "first_at", "endpoints"}]}` (`first_at` in seconds since 1970, for benchmarks that time the way to the |
+/// | | node; `endpoints`: the endpoint of each originate, in order, for tests of what a worker dials) |
 struct AdminEndpoints {
     let simulator: ARISimulator
 
@@ -108,6 +109,12 @@ struct AdminEndpoints {
             if let arrival = counters.firstOriginateAt[channel] {
                 output.append(",\"first_at\":\(arrival)")
             }
+            output.append(",\"endpoints\":[")
+            for (index, endpoint) in (counters.endpointsByChannelID[channel] ?? []).enumerated() {
+                if index > 0 { output.append(",") }
+                JSONText.appendString(endpoint, to: &output)
+            }
+            output.append("]")
             output.append("}")
         }
         output.append("]}")

@@ -50,6 +50,7 @@ extension SimulatorState {
         if let id = parameters.channelID {
             self.counters.originatesByChannelID[id, default: 0] += 1
             self.counters.noteFirstOriginate(of: id)
+            self.counters.endpointsByChannelID[id, default: []].append(parameters.endpoint ?? "")
         }
         if let status = self.faults.takeRefusal(now: now) {
             return .refused(status: status, body: Self.refusalBody(status: status))

@@ -145,7 +145,10 @@ struct SimulatorResponder: HTTPResponder {
                 // Bad bodies are still originate requests: count them like Asterisk's 400s.
                 self.simulator.state.withLock { state in
                     state.counters.totalOriginates += 1
-                    if let id = parameters.channelID { state.counters.originatesByChannelID[id, default: 0] += 1 }
+                    if let id = parameters.channelID {
+                        state.counters.originatesByChannelID[id, default: 0] += 1
+                        state.counters.endpointsByChannelID[id, default: []].append(parameters.endpoint ?? "")
+                    }
                 }
                 return error
             }

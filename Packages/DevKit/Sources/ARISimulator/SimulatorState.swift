@@ -52,6 +52,9 @@ struct Counters: Sendable {
     /// When the first originate naming each channel id arrived, in seconds since 1970 (wall clock, so a benchmark
     /// in another process can compare it with its own timestamps).
     var firstOriginateAt: [String: Double] = [:]
+    /// The `endpoint` each originate naming a channel id asked for, in order, so that tests can check what a worker
+    /// dialed (security tests: only the template and the validated number).
+    var endpointsByChannelID: [String: [String]] = [:]
 
     /// Remembers when the first originate naming `channelID` arrived (later ones keep the first time).
     mutating func noteFirstOriginate(of channelID: String) {
