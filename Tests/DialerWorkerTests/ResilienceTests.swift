@@ -78,7 +78,7 @@ struct ResilienceTests {
                 for command in commands { try await environment.publish(command) }
                 try await eventually("some calls dialed") { environment.simulator.totalOriginates >= 5 }
 
-                try postgres.stop()
+                try await postgres.stop()
                 try await eventually(timeout: .seconds(30), "intake paused for PostgreSQL") {
                     worker.status.pauseReason == "database_unreachable"
                 }
@@ -88,7 +88,7 @@ struct ResilienceTests {
                 #expect(!(await worker.status.isReady()))
                 // A claim needs PostgreSQL: nothing was dialed during the outage.
                 #expect(environment.simulator.totalOriginates == originatesWhilePaused)
-                try postgres.start()
+                try await postgres.start()
 
                 for command in commands {
                     let record = try await environment.waitForEnd(command.callID, timeout: .seconds(120))

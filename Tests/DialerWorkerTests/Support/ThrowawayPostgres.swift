@@ -28,46 +28,78 @@ final class ThrowawayPostgres: Sendable {
             try Self.shell(["/bin/chown", "postgres", directory])
         }
         try Self.shell(runAs + ["\(binaries)/initdb", "-D", "\(directory)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        try start()
+        try Self.shell(startCommand)
     }
 
-    /// Starts the server (again) and waits until it accepts connections.
-    func start() throws {
-        try Self.shell(
-            runAs + [
-                "\(binaries)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "30",
-                "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
-                "start",
-            ])
+    private var startCommand: [String] {
+        runAs + [
+            "\(binaries)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "30",
+            "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            "start",
+        ]
+    }
+
+    private var stopCommand: [String] {
+        runAs + ["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"]
+    }
+
+    /// Starts the server again and waits until it accepts connections.
+    func start() async throws {
+        try await Self.onThread(startCommand)
     }
 
     /// Stops the server at once (clients see their connections closed).
-    func stop() throws {
-        try Self.shell(runAs + ["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"])
+    func stop() async throws {
+        try await Self.onThread(stopCommand)
     }
 
     /// Stops the server and removes its files.
     func destroy() {
-        try? stop()
+        try? Self.shell(stopCommand)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    @discardableResult
-    private static func shell(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TestEnvironmentError("\(arguments.joined(separator: " ")) failed: \(text)")
+    /// Runs a command on a thread of its own, keeping the concurrency pool free while it waits.
+    private static func onThread(_ arguments: [String]) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Thread.detachNewThread {
+                do {
+                    try shell(arguments)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
         }
-        return text
+    }
+
+    /// Runs a command and waits for it, with `posix_spawn` and `waitpid` rather than `Process`: `pg_ctl start`
+    /// leaves a server daemon behind that inherits the parent's descriptors, and `Process` (which watches them)
+    /// would never see the command end. Output goes to a file, shown when the command fails.
+    private static func shell(_ arguments: [String]) throws {
+        let outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("dialer-pg-cmd-\(UUID().uuidString.prefix(8)).log").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, &argv, environ)
+        guard spawned == 0 else {
+            throw TestEnvironmentError("cannot run \(arguments[0]): error \(spawned)")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        // WIFEXITED && WEXITSTATUS == 0, spelled out (the macros are not imported).
+        guard status & 0x7F == 0, (status >> 8) & 0xFF == 0 else {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            throw TestEnvironmentError("\(arguments.joined(separator: " ")) failed (\(status)): \(text)")
+        }
     }
 }
 

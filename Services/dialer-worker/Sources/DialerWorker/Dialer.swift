@@ -236,13 +236,19 @@ final class Dialer: Service {
         }
         let dispatched: CallStatusEvent
         switch claim {
+        case .won(let event):
+            dispatched = event
         case .alreadyTaken(let status):
+            // An attempt that timed out may have been applied: a call dispatched by this worker that this task
+            // registered (no other task or predecessor holds it) is this task's own claim.
+            if status == .dispatched, let own = await ownClaim(of: command, logger: logger) {
+                dispatched = own
+                break
+            }
             perform(context.tracker.claimLost(callID))
             context.metrics.claimsLost.increment()
             logger.info("command skipped: the call is already taken", metadata: ["call.status": "\(status.rawValue)"])
             return Placement(tracked: true, refundToken: true, durable: true)
-        case .won(let event):
-            dispatched = event
         }
         let (originate, actions) = context.tracker.claimWon(dispatched)
         perform(actions)
@@ -287,6 +293,22 @@ final class Dialer: Service {
         }
         let published = await context.tracker.waitForPublications(callID)
         return Placement(tracked: true, refundToken: false, durable: published)
+    }
+
+    /// The `dispatched` event of a claim this worker made for `command` but did not hear back about.
+    private func ownClaim(of command: OriginateCommand, logger: Logger) async -> CallStatusEvent? {
+        let store = context.store
+        let callID = command.callID
+        guard
+            let record = await context.withDatabaseRetry("check claim", logger: logger, { try await store.call(id: callID) }),
+            let record, record.status == .dispatched, record.seq == 1,
+            record.workerID == configuration.workerID, record.nodeID == configuration.nodeID
+        else { return nil }
+        logger.info("a claim that timed out had been applied: it is this worker's")
+        return CallStatusEvent(
+            callID: callID, seq: 1, status: .dispatched, previousStatus: .queued,
+            occurredAt: record.dispatchedAt ?? Date(), nodeID: configuration.nodeID, workerID: configuration.workerID,
+            channelID: callID.description, to: command.to.value, metadata: command.metadata)
     }
 
     // MARK: - Actions
@@ -565,8 +587,9 @@ final class Dialer: Service {
     private func probeDatabase() async {
         while (try? await Task.sleep(for: .milliseconds(500))) != nil {
             guard !context.gate.databaseAvailable else { continue }
+            let store = context.store
             do {
-                try await context.store.ping()
+                try await WorkerContext.withTimeout(configuration.databaseTimeout) { try await store.ping() }
                 logger.info("PostgreSQL reachable again; resuming intake")
                 context.gate.setDatabaseAvailable(true)
             } catch {

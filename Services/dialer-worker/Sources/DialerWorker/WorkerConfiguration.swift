@@ -43,6 +43,9 @@ public struct WorkerConfiguration: Sendable {
     public var databaseURL: String
     /// Pool size of the PostgreSQL client (`DATABASE_MAX_CONNECTIONS`).
     public var databaseMaxConnections: Int
+    /// How long one PostgreSQL operation of the dialer may take before PostgreSQL counts as unreachable
+    /// (`DATABASE_TIMEOUT_SECONDS`).
+    public var databaseTimeout: Duration
     /// Address of the operations HTTP server (`WORKER_HOST`, default `0.0.0.0`).
     public var host: String
     /// Port of the operations HTTP server (`WORKER_PORT`, default 8081; 0 picks a free port).
@@ -80,6 +83,7 @@ public struct WorkerConfiguration: Sendable {
         kafkaDeliveryTimeout: Duration = .seconds(30),
         databaseURL: String,
         databaseMaxConnections: Int = 10,
+        databaseTimeout: Duration = .seconds(5),
         host: String = "0.0.0.0",
         port: Int = 8081,
         drainTimeout: Duration = .seconds(30),
@@ -104,6 +108,7 @@ public struct WorkerConfiguration: Sendable {
         self.kafkaDeliveryTimeout = kafkaDeliveryTimeout
         self.databaseURL = databaseURL
         self.databaseMaxConnections = databaseMaxConnections
+        self.databaseTimeout = databaseTimeout
         self.host = host
         self.port = port
         self.drainTimeout = drainTimeout
@@ -192,6 +197,7 @@ public struct WorkerConfiguration: Sendable {
             kafkaDeliveryTimeout: try seconds("KAFKA_DELIVERY_TIMEOUT_SECONDS", 30, 1...600),
             databaseURL: databaseURL,
             databaseMaxConnections: try environment.int("DATABASE_MAX_CONNECTIONS", default: 10, range: 2...200),
+            databaseTimeout: try seconds("DATABASE_TIMEOUT_SECONDS", 5, 0.1...600),
             host: environment.string("WORKER_HOST", default: "0.0.0.0"),
             port: try environment.int("WORKER_PORT", default: 8081, range: 0...65_535),
             drainTimeout: try seconds("DRAIN_TIMEOUT_SECONDS", 30, 0...86_400),

@@ -59,15 +59,20 @@ struct WorkerContext: Sendable {
 
     /// Runs a PostgreSQL operation until it succeeds, closing the intake gate while it fails (the dialer's
     /// partitions pause until PostgreSQL is back). `nil` only when the task is cancelled.
+    ///
+    /// Each attempt is bounded by `DATABASE_TIMEOUT_SECONDS`: with the server gone, the connection pool keeps a query
+    /// waiting for a connection for a long time, and the worker must notice the outage in seconds. A timed-out
+    /// attempt may still have been applied; callers whose operation is not idempotent check for that.
     func withDatabaseRetry<Result: Sendable>(
         _ what: String,
         logger: Logger,
-        _ operation: @Sendable () async throws -> Result
+        _ operation: @escaping @Sendable () async throws -> Result
     ) async -> Result? {
         var delay = Duration.milliseconds(100)
+        let timeout = configuration.databaseTimeout
         while true {
             do {
-                let result = try await operation()
+                let result = try await Self.withTimeout(timeout, operation)
                 gate.setDatabaseAvailable(true)
                 return result
             } catch {
@@ -81,6 +86,28 @@ struct WorkerContext: Sendable {
                 guard (try? await Task.sleep(for: delay)) != nil else { return nil }
                 delay = min(delay * 2, .seconds(2))
             }
+        }
+    }
+
+    /// A PostgreSQL operation took longer than `DATABASE_TIMEOUT_SECONDS`.
+    struct DatabaseTimeout: Error, CustomStringConvertible {
+        let timeout: Duration
+        var description: String { "no answer from PostgreSQL within \(timeout)" }
+    }
+
+    static func withTimeout<Result: Sendable>(
+        _ timeout: Duration,
+        _ operation: @escaping @Sendable () async throws -> Result
+    ) async throws -> Result {
+        try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask { try await operation() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let result = try await group.next() ?? nil else { throw DatabaseTimeout(timeout: timeout) }
+            return result
         }
     }
 }
