@@ -22,4 +22,11 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-await DialerWorkerCommand.main()
+/// Top-level `await DialerWorkerCommand.main()` resolves to `ParsableCommand`'s synchronous `main()` (Swift 6.3 ranks
+/// top-level code as synchronous), which refuses an asynchronous root command and exits; inside an async function the
+/// asynchronous `main()` is chosen.
+func runCommand() async {
+    await DialerWorkerCommand.main()
+}
+
+await runCommand()
