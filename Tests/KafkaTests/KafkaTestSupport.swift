@@ -10,7 +10,7 @@ enum KafkaTest {
     static var logger: Logger {
         var logger = Logger(label: "kafka-tests")
         let level = ProcessInfo.processInfo.environment["KAFKA_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
-        logger.logLevel = level ?? .warning
+        logger.logLevel = level ?? .critical
         return logger
     }
 

@@ -149,6 +149,25 @@ public final class EmbeddedKafkaCluster: Sendable {
         try setBroker(id, up: true)
     }
 
+    /// Delays every response of broker `id` (or of every broker when `nil`) by `delay`: a slow network or broker,
+    /// for tests of messages in flight. `.zero` restores full speed.
+    public func setRoundTripTime(_ delay: Duration, broker id: Int32? = nil) throws {
+        let milliseconds = Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        for broker in id.map({ [$0] }) ?? Array(1...brokerCount) {
+            guard (1...brokerCount).contains(broker) else {
+                throw EmbeddedKafkaError(message: "no broker \(broker): ids are 1 through \(brokerCount)")
+            }
+            try withCluster { cluster in
+                let error = rd_kafka_mock_broker_set_rtt(cluster, broker, milliseconds)
+                guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    throw EmbeddedKafkaError(
+                        message: "cannot set the round-trip time of broker \(broker): \(String(cString: rd_kafka_err2str(error)))"
+                    )
+                }
+            }
+        }
+    }
+
     private func setBroker(_ id: Int32, up: Bool) throws {
         guard (1...brokerCount).contains(id) else {
             throw EmbeddedKafkaError(message: "no broker \(id): ids are 1 through \(brokerCount)")
