@@ -83,7 +83,9 @@ final class WorkerProcessHandle: Sendable {
     func waitUntilReady(timeout: Duration = .seconds(90)) async throws {
         try await eventually(timeout: timeout, "worker process \(workerID) ready") {
             guard process.isRunning else {
-                throw TestEnvironmentError("worker \(workerID) exited: \(log.suffix(4000))")
+                throw TestEnvironmentError(
+                    "worker \(workerID) exited (status \(process.terminationStatus), "
+                        + "reason \(process.terminationReason.rawValue)): \(log.suffix(4000))")
             }
             return await get("/ready")?.status == 200
         }
