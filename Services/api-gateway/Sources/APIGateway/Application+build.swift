@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import Kafka
 import Logging
+import NIOCore
 import PostgresNIO
 import Prometheus
 import ServiceLifecycle
@@ -87,8 +88,13 @@ func buildGateway(
             lifetimeMinutes: configuration.accessTokenExpireMinutes),
         accessLogger: logger)
     let router = buildRouter(configuration: configuration, dependencies: dependencies)
+    // Slow clients are cut off: a head or an idle connection by the idle timeout, a trickled body by the handler.
+    let readTimeout = TimeAmount.milliseconds(Int64(configuration.httpReadTimeoutSeconds * 1000))
     var application = Application(
         router: router,
+        server: .http1(
+            configuration: .init(
+                additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)], idleTimeout: readTimeout)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
         logger: logger)
     application.addServices(postgres, producer, reader, feed)

@@ -17,6 +17,10 @@ public struct GatewayConfiguration: Sendable {
     public var port: Int
     /// `MAX_BODY_BYTES`: the largest request body accepted; larger ones get 413.
     public var maxBodyBytes: Int
+    /// `HTTP_READ_TIMEOUT_SECONDS`: how long a client may take to send a request (its head, then its body) and how
+    /// long an idle keep-alive connection is kept; slower clients are disconnected. The default (75 s) outlasts the
+    /// idle timeouts of load balancers (60 s) and HTTP client pools, so that they close idle connections first.
+    public var httpReadTimeoutSeconds: Double
     /// `ALLOWED_ORIGINS`: browser origins allowed by CORS (`*` for any); empty turns CORS off.
     public var allowedOrigins: [String]
     /// `CORS_ALLOW_CREDENTIALS`: send `Access-Control-Allow-Credentials: true` (refused together with `*`).
@@ -122,6 +126,7 @@ public struct GatewayConfiguration: Sendable {
         host = env.string("HOST", default: "0.0.0.0")
         port = try env.int("PORT", default: 8000, range: 0...65_535)
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 65_536, range: 1_024...10_485_760)
+        httpReadTimeoutSeconds = try env.double("HTTP_READ_TIMEOUT_SECONDS", default: 75, range: 1...3_600)
         allowedOrigins = env.list("ALLOWED_ORIGINS", default: [])
         corsAllowCredentials = try env.bool("CORS_ALLOW_CREDENTIALS", default: false)
         if corsAllowCredentials && allowedOrigins.contains("*") {
