@@ -121,6 +121,9 @@ struct CallsController: Sendable {
 
     static let listParameters: Set<String> = ["status", "to", "created_after", "created_before", "limit", "cursor"]
 
+    /// The instants a cursor may carry, in microseconds since 1970: years 1 to 9999.
+    static let validCursorMicros: ClosedRange<Int64> = -62_135_596_800_000_000...253_402_300_799_999_999
+
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         let query = try Self.listQuery(request.uri.queryParameters)
         let page = try await Self.storeRead(context) {
@@ -190,7 +193,9 @@ struct CallsController: Sendable {
         if !errors.isEmpty { throw Problem.validation(errors) }
         var cursor: CallCursor?
         if let token = values["cursor"] {
-            guard let parsed = CallCursor(token: token) else {
+            // A forged cursor can carry any instant; outside years 1-9999 PostgreSQL would refuse it (a 503, not the
+            // client's 400).
+            guard let parsed = CallCursor(token: token), validCursorMicros.contains(parsed.createdAtMicros) else {
                 throw Problem(
                     .malformedRequest, detail: "the cursor is not one this API returned; start again without it")
             }
