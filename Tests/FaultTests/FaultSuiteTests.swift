@@ -93,13 +93,17 @@ import Testing
             let control = StackControl(stack: stack, client: client, postgres: postgres)
             let token = try await APIClient(baseURL: stack.apiURL, client: client)
                 .token(username: "admin", password: stack.adminPassword)
-            let verifier = PhaseVerifier(
-                databaseURL: postgres.url, bootstrapServers: stack.bootstrapServers, control: control,
-                margin: .seconds(90))
-            for fault in Self.faults {
-                let row = try await Self.run(fault, control: control, token: token, verifier: verifier)
-                rows.append(row)
-                print(Self.table(rows))
+            rows = try await TestDatabase.withClient(url: postgres.url) { database in
+                let verifier = PhaseVerifier(
+                    database: database, bootstrapServers: stack.bootstrapServers, control: control,
+                    margin: .seconds(90))
+                var rows: [PhaseRow] = []
+                for fault in Self.faults {
+                    let row = try await Self.run(fault, control: control, token: token, verifier: verifier)
+                    rows.append(row)
+                    print(Self.table(rows))
+                }
+                return rows
             }
         } catch {
             try? await client.shutdown()
@@ -121,7 +125,9 @@ import Testing
     }
 
     /// Runs the load, injects the fault after the lead time, keeps the load for the tail, then verifies.
-    static func run(_ fault: Fault, control: StackControl, token: String, verifier: PhaseVerifier) async throws
+    static func run(
+        _ fault: Fault, control: StackControl, token: String, verifier: PhaseVerifier
+    ) async throws
         -> PhaseRow
     {
         let load = LoadGenerator(
@@ -154,7 +160,8 @@ import Testing
         ]
         for row in rows {
             let refused =
-                row.refusedWithoutAnswer > 0 ? "\(row.refused) (\(row.refusedWithoutAnswer) unanswered)" : "\(row.refused)"
+                row.refusedWithoutAnswer > 0
+                ? "\(row.refused) (\(row.refusedWithoutAnswer) unanswered)" : "\(row.refused)"
             let checks = [
                 "unexpected answers \(row.unexpected)", "terminal≠1 \(row.terminalMismatch)",
                 "topic events missing in PostgreSQL \(row.missingFromPostgres)",

@@ -111,9 +111,12 @@ final class LoadGenerator: Sendable {
             while !stopped.withLock({ $0 }) {
                 serial += 1
                 var pick = Int.random(in: 0..<totalWeight, using: &generator)
-                let profile = mix.first { pick -= $0.weight; return pick < 0 } ?? mix[0]
+                let profile =
+                    mix.first {
+                        pick -= $0.weight; return pick < 0
+                    } ?? mix[0]
                 // Half the requests carry an Idempotency-Key: those take the keyed path (PostgreSQL) and are retried.
-                let key = serial % 2 == 0 ? "fault-\(runID)-\(phase)-\(serial)" : nil
+                let key = serial % 2 == 0 ? "fault-\(runID)-\(serial)" : nil
                 let request = LoadRequest(serial: serial, profile: profile, idempotencyKey: key)
                 group.addTask { await self.send(request) }
                 next += interval

@@ -52,7 +52,8 @@ struct PhaseRow: Sendable {
 
 /// Checks one phase of the load from PostgreSQL, the status topic (read with kcat) and the simulator's counters.
 struct PhaseVerifier: Sendable {
-    let databaseURL: String
+    /// A client of the suite's database (kept across the PostgreSQL restart: it reconnects).
+    let database: PostgresClient
     let bootstrapServers: String
     let control: StackControl
     /// How long after the load stopped a call may still be non-terminal (the longest call lasts its ring timeout
@@ -93,10 +94,16 @@ struct PhaseVerifier: Sendable {
         // Wait until every accepted call is terminal in PostgreSQL (or the margin runs out).
         let deadline = loadStopped + margin
         var rows: [String: Row] = [:]
+        var polls = 0
         while true {
             rows = try await self.rows(phase: phase, ids: Array(acceptedByID.keys))
             let open = acceptedByID.keys.filter { rows[$0].map { !Self.terminal.contains($0.status) } ?? true }
             if open.isEmpty || ContinuousClock.now >= deadline { break }
+            polls += 1
+            if polls % 10 == 0 {
+                let statuses = Dictionary(grouping: open, by: { rows[$0]?.status ?? "absent" }).mapValues(\.count)
+                print("[\(phase)] \(open.count) of \(acceptedByID.count) accepted calls not terminal yet: \(statuses)")
+            }
             try await Task.sleep(for: .seconds(1))
         }
         row.settleSeconds = Self.seconds(ContinuousClock.now - loadStopped)
@@ -142,7 +149,8 @@ struct PhaseVerifier: Sendable {
             if timelineTerminals.count != 1 || topicTerminals != [record.status] {
                 row.terminalMismatch += 1
                 row.problems.append(
-                    "call \(id): status \(record.status), timeline terminals \(timelineTerminals), topic \(topicTerminals)")
+                    "call \(id): status \(record.status), timeline terminals \(timelineTerminals), topic \(topicTerminals)"
+                )
             }
             if record.answered && record.status != "completed" {
                 row.answeredNotCompleted += 1
@@ -181,8 +189,8 @@ struct PhaseVerifier: Sendable {
     }
 
     private func rows(phase: String, ids: [String]) async throws -> [String: Row] {
-        try await TestDatabase.withClient(url: databaseURL) { client in
-            let result = try await client.query(
+        do {
+            let result = try await database.query(
                 """
                 SELECT id::text, status, (metadata->>'serial')::int, to_number, answered_at IS NOT NULL, failure_reason
                 FROM calls WHERE metadata->>'fault' = \(phase) OR id::text = ANY(\(ids))
@@ -191,15 +199,16 @@ struct PhaseVerifier: Sendable {
             for try await (id, status, serial, to, answered, reason) in result.decode(
                 (String, String, Int?, String?, Bool, String?).self)
             {
-                rows[id] = Row(id: id, status: status, serial: serial, to: to, answered: answered, failureReason: reason)
+                rows[id] = Row(
+                    id: id, status: status, serial: serial, to: to, answered: answered, failureReason: reason)
             }
             return rows
         }
     }
 
     private func timelines(ids: [String]) async throws -> [String: [Int: String]] {
-        try await TestDatabase.withClient(url: databaseURL) { client in
-            let result = try await client.query(
+        do {
+            let result = try await database.query(
                 "SELECT call_id::text, seq, status FROM call_events WHERE call_id::text = ANY(\(ids))",
                 logger: Self.logger)
             var timelines: [String: [Int: String]] = [:]

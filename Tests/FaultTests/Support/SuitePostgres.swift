@@ -26,7 +26,8 @@ final class SuitePostgres: Sendable {
     static func create() throws -> SuitePostgres {
         let directory = URL(fileURLWithPath: "/tmp/fault-pg-\(UUID().uuidString.prefix(8))", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let server = SuitePostgres(directory: directory, port: try DevStackProcess.freePort(), binDirectory: try binDir())
+        let server = SuitePostgres(
+            directory: directory, port: try DevStackProcess.freePort(), binDirectory: try binDir())
         if getuid() == 0 { try run("/bin/chown", ["-R", "postgres", directory.path]) }
         try server.asOwner(
             "initdb", ["-D", server.dataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
@@ -63,11 +64,14 @@ final class SuitePostgres: Sendable {
 
     private func asOwner(_ tool: String, _ arguments: [String]) throws {
         let path = "\(binDirectory)/\(tool)"
-        if getuid() == 0 {
-            try Self.run("/usr/sbin/runuser", ["-u", "postgres", "--", path] + arguments)
-        } else {
-            try Self.run(path, arguments)
-        }
+        let command =
+            getuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments : [path] + arguments
+        // Foundation's Process learns that a child ended when a socket the child inherited is closed, and the server
+        // that `pg_ctl start` leaves behind would inherit it too: Python's subprocess (close_fds) runs the tool
+        // without it.
+        try Self.run(
+            "/usr/bin/env",
+            ["python3", "-c", "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"] + command)
     }
 
     private static func binDir() throws -> String {
@@ -78,19 +82,24 @@ final class SuitePostgres: Sendable {
         return "/usr/lib/postgresql/\(newest)/bin"
     }
 
+    /// Runs a tool with its output in a file, not a pipe (which a server left running could hold open).
     private static func run(_ executable: String, _ arguments: [String]) throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("fault-pg-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? handle.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
         try process.run()
-        let text = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw TestEnvironmentError(
-                "\(executable) \(arguments.first ?? "") failed: \(String(decoding: text, as: UTF8.self))")
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            throw TestEnvironmentError("\(arguments.joined(separator: " ")) failed: \(text)")
         }
     }
 }
