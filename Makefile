@@ -27,6 +27,22 @@ run: deps
 	$(SWIFT) build -c release --product devstack
 	exec .build/release/devstack up
 
+## Benchmarks: release build, every scenario, one table on stdout, raw JSON in bench/results/ (scripts/bench.sh).
+## BENCH_BUILD is the build directory (e.g. `make bench BENCH_BUILD=.build-release` keeps release builds apart).
+BENCH_BUILD ?= .build
+BENCH_PRODUCTS := api-gateway dialer-worker devstack loadgen kafka-bench
+BENCH_RELEASE = for product in $(BENCH_PRODUCTS); do \
+	$(SWIFT) build -c release --scratch-path $(BENCH_BUILD) --product $$product || exit 1; done
+
+bench: deps
+	$(BENCH_RELEASE)
+	scripts/bench.sh --bin $(BENCH_BUILD)/release
+
+## The same scenarios, shorter (about two minutes once built).
+bench-quick: deps
+	$(BENCH_RELEASE)
+	scripts/bench.sh --quick --bin $(BENCH_BUILD)/release
+
 ## swift format (checked-in .swift-format) and the deployment files (YAML, Compose schema, manifests, Dockerfile).
 lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(SWIFT_SOURCES)

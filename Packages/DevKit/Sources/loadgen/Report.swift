@@ -1,0 +1,222 @@
+import ArgumentParser
+import Foundation
+
+/// `loadgen report`: gathers the scenarios' JSON files of one run into one results file (with the machine, the
+/// revision and the date) and prints the table: every figure next to its baseline from the same run.
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Merge a run's scenario files into one JSON file and print the table."
+    )
+
+    @Option(help: "The run's directory (gateway.json, e2e.json, memory.json, kafka.json, history.json).")
+    var dir: String
+
+    @Option(help: "The git revision measured.")
+    var revision: String
+
+    @Option(help: "quick or full.")
+    var mode: String = "full"
+
+    @Option(help: "The scenarios that ran (a missing file of another one is not a failure).")
+    var scenarios: String = "gateway,e2e,memory,kafka,history"
+
+    @Option(help: "Write the merged results here.")
+    var out: String
+
+    @Option(help: "Also write the table (Markdown) here.")
+    var markdown: String?
+
+    /// The merged results file.
+    struct Results: Codable, Sendable {
+        var date: String
+        var revision: String
+        var mode: String
+        var machine: MachineInfo
+        var gateway: GatewayBench.Result?
+        var endToEnd: EndToEndBench.Result?
+        var memory: MemoryBench.Result?
+        var kafka: KafkaBench.Result?
+        var history: HistoryBench.Result?
+        /// Scenarios that did not produce figures, with what they printed last.
+        var failures: [String: String]
+    }
+
+    func run() async throws {
+        var failures: [String: String] = [:]
+        let wanted = Set(scenarios.split(separator: ",").map(String.init))
+        func load<Value: Decodable>(_ name: String, _ type: Value.Type) -> Value? {
+            guard wanted.contains(name) else { return nil }
+            let path = "\(dir)/\(name).json"
+            guard FileManager.default.fileExists(atPath: path) else {
+                let log = (try? String(contentsOfFile: "\(dir)/\(name).log", encoding: .utf8)) ?? "no output"
+                failures[name] = String(log.suffix(2000))
+                return nil
+            }
+            do {
+                return try readJSON(type, from: path)
+            } catch {
+                failures[name] = "unreadable results: \(error)"
+                return nil
+            }
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        let results = Results(
+            date: formatter.string(from: Date()), revision: revision, mode: mode, machine: MachineInfo.current(),
+            gateway: load("gateway", GatewayBench.Result.self), endToEnd: load("e2e", EndToEndBench.Result.self),
+            memory: load("memory", MemoryBench.Result.self), kafka: load("kafka", KafkaBench.Result.self),
+            history: load("history", HistoryBench.Result.self), failures: failures)
+        try writeJSON(results, to: out)
+        let table = Self.table(results)
+        print(table)
+        if let markdown { try Data(table.utf8).write(to: URL(fileURLWithPath: markdown)) }
+    }
+
+    // MARK: - The table
+
+    static func table(_ results: Results) -> String {
+        var rows: [[String]] = []
+        func row(_ cells: String...) { rows.append(cells) }
+
+        if let gateway = results.gateway {
+            let levels = Array(Set(gateway.closedLoop.map(\.concurrency))).sorted()
+            for level in levels {
+                let api = gateway.closedLoop.first { $0.route == "api" && $0.concurrency == level }
+                let base = gateway.closedLoop.first { $0.route == "baseline" && $0.concurrency == level }
+                row(
+                    "1 gateway", "POST /api/v1/calls, wrk c=\(level): req/s", rate(api?.requestsPerSecond),
+                    "\(rate(base?.requestsPerSecond)) (baseline route)",
+                    ratio(api?.requestsPerSecond, base?.requestsPerSecond), "≥ 50%")
+                row(
+                    "1 gateway", "c=\(level): p50 / p99 / p99.9 ms", latency(api?.latencyMs),
+                    latency(base?.latencyMs), "", "")
+            }
+            let api = gateway.halfLoad["api"]
+            let base = gateway.halfLoad["baseline"]
+            row(
+                "1 gateway", "open loop at half the best rate (\(rate(api?.offeredRate))/s): p50 / p99 / p99.9 ms",
+                latency(api?.latencyMs), "\(latency(base?.latencyMs)) (baseline at \(rate(base?.offeredRate))/s)", "",
+                "p99 ≤ 10 ms")
+        }
+        if let e2e = results.endToEnd {
+            for run in e2e.rates {
+                let offered = rate(run.offeredRate)
+                row(
+                    "2 end to end", "\(offered)/s offered for \(Int(run.durationSeconds)) s: completed calls/s",
+                    rate(run.completedPerSecond), "\(offered) offered", ratio(run.completedPerSecond, run.offeredRate),
+                    "≥ 1,000/s")
+                row(
+                    "2 end to end", "\(offered)/s: 202 → originate p50 / p99 ms",
+                    pair(run.acceptToOriginateMs.p50, run.acceptToOriginateMs.p99),
+                    "gateway 202 itself: \(pair(run.http.latencyMs.p50, run.http.latencyMs.p99))", "", "p99 ≤ 50 ms")
+                row(
+                    "2 end to end", "\(offered)/s: ARI event → history row p50 / p99 ms",
+                    pair(run.eventToRowLagMs.p50, run.eventToRowLagMs.p99), "", "", "")
+                row(
+                    "2 end to end", "\(offered)/s: lost / dialed twice / stuck (of \(run.accepted))",
+                    "\(run.lost) / \(run.dialedTwice) / \(run.stuck)",
+                    run.drained ? "drained in \(number(run.drainSeconds, digits: 1)) s" : "not drained", "", "all 0")
+            }
+            if !e2e.skippedRates.isEmpty {
+                row(
+                    "2 end to end", "not run (the previous rate did not drain)",
+                    e2e.skippedRates.map { rate($0) }.joined(separator: ", "), "", "", "")
+            }
+        }
+        if let memory = results.memory {
+            let levels = memory.levels.map { "\(megabytes($0.rssBytes)) @ \(grouped($0.liveCalls))" }
+            row(
+                "3 memory", "worker RSS at N live answered calls", levels.joined(separator: ", "), "", "",
+                "≤ 150 MB at 10,000")
+            row(
+                "3 memory", "per live call", memory.bytesPerLiveCall.map { String(format: "%.1f KB", $0 / 1000) } ?? "–",
+                "", "", "")
+        }
+        if let gateway = results.gateway {
+            row(
+                "3 memory", "gateway RSS idle / at peak load",
+                "\(megabytes(gateway.gatewayRssIdleBytes)) / \(megabytes(gateway.gatewayRssPeakBytes))", "", "", "")
+        }
+        if let kafka = results.kafka {
+            if let produce = kafka.produce {
+                row(
+                    "4 Kafka", "acknowledged produce msg/s, send() / send(batch)",
+                    "\(rate(produce.sendPerSecond)) / \(rate(produce.batchPerSecond))",
+                    "\(rate(produce.kcatPerSecond)) (kcat -P)",
+                    "\(ratio(produce.sendPerSecond, produce.kcatPerSecond)) / "
+                        + ratio(produce.batchPerSecond, produce.kcatPerSecond), "")
+            }
+            row(
+                "4 Kafka", "consume msg/s (all partitions assigned, from the beginning)",
+                rate(kafka.consumeWrapperPerSecond), "\(rate(kafka.consumeKcatPerSecond)) (kcat -C)",
+                ratio(kafka.consumeWrapperPerSecond, kafka.consumeKcatPerSecond), "")
+        }
+        if let history = results.history {
+            row(
+                "5 history", "status events/s, CallStore.apply, batches of \(history.batch)",
+                rate(history.applyPerSecond), "\(rate(history.copyBatchedPerSecond)) (COPY, same batches)",
+                ratio(history.applyPerSecond, history.copyBatchedPerSecond), "")
+            row(
+                "5 history", "COPY of all rows in one statement (ceiling)", rate(history.copySinglePerSecond), "", "",
+                "fsync=\(history.fsync), synchronous_commit=\(history.synchronousCommit)")
+        }
+        for (name, text) in results.failures.sorted(by: { $0.key < $1.key }) {
+            let last = text.split(separator: "\n").last.map(String.init) ?? ""
+            row("–", "\(name): no figures", String(last.prefix(100)), "", "", "")
+        }
+
+        let machine = results.machine
+        var output = """
+            Benchmarks (\(results.mode)): \(results.date), revision \(results.revision), \(machine.cores) cores \
+            (\(machine.cpuModel)), \(megabytes(machine.memoryBytes)) memory, Linux \(machine.kernel), \
+            load average before \(machine.loadAverage)
+
+            | scenario | measure | figure | baseline (same run) | ratio | goal |
+            |---|---|---|---|---|---|
+
+            """
+        for cells in rows { output += "| " + cells.joined(separator: " | ") + " |\n" }
+        return output
+    }
+
+    static func rate(_ value: Double?) -> String {
+        guard let value, value.isFinite else { return "–" }
+        return grouped(Int(value.rounded()))
+    }
+
+    static func grouped(_ value: Int) -> String {
+        let digits = String(abs(value))
+        var output = ""
+        for (index, character) in digits.enumerated() {
+            if index > 0, (digits.count - index) % 3 == 0 { output.append(",") }
+            output.append(character)
+        }
+        return (value < 0 ? "-" : "") + output
+    }
+
+    static func ratio(_ part: Double?, _ whole: Double?) -> String {
+        guard let part, let whole, whole > 0 else { return "–" }
+        return String(format: "%.0f%%", part / whole * 100)
+    }
+
+    static func number(_ value: Double?, digits: Int = 2) -> String {
+        guard let value, value.isFinite else { return "–" }
+        if value >= 100 { return String(format: "%.0f", value) }
+        return String(format: "%.\(digits)f", value)
+    }
+
+    static func pair(_ first: Double?, _ second: Double?) -> String {
+        "\(number(first, digits: 1)) / \(number(second, digits: 1))"
+    }
+
+    static func latency(_ summary: LatencySummary?) -> String {
+        guard let summary else { return "–" }
+        return "\(number(summary.p50)) / \(number(summary.p99)) / \(number(summary.p999))"
+    }
+
+    static func megabytes(_ bytes: Int) -> String {
+        bytes >= 10_000_000_000
+            ? String(format: "%.1f GB", Double(bytes) / 1e9) : String(format: "%.0f MB", Double(bytes) / 1e6)
+    }
+}
