@@ -17,7 +17,8 @@ struct OffsetTracker: Sendable {
 
     /// A message was taken for processing.
     mutating func delivered(_ partition: KafkaTopicPartition, offset: Int64) {
-        var state = partitions[partition] ?? PartitionState()
+        // The first offset delivered from a partition is where it starts: the group's committed position.
+        var state = partitions[partition] ?? PartitionState(committed: offset)
         if offset <= state.highestDelivered {
             // A rewind (the partition came back after a rebalance, from its committed offset): completions from
             // before it say nothing about the messages being delivered again.

@@ -1,0 +1,100 @@
+import CallDomain
+import Foundation
+import Kafka
+import Testing
+
+@testable import DialerWorker
+
+/// The pure parts of the dialer: in-order commits and the intake gate.
+@Suite("Dialer logic")
+struct LogicTests {
+    let partition = KafkaTopicPartition(topic: "calls.originate.v1", partition: 0)
+
+    @Test("commits never pass a message still in flight")
+    func inOrderCommits() {
+        var offsets = OffsetTracker()
+        for offset in Int64(10)...14 { offsets.delivered(partition, offset: offset) }
+        #expect(offsets.completed(partition, offset: 12) == nil, "10 and 11 are still in flight")
+        #expect(offsets.completed(partition, offset: 11) == nil)
+        #expect(offsets.completed(partition, offset: 10)?.offset == 13, "10, 11, 12 done: commit 13")
+        #expect(offsets.completed(partition, offset: 14) == nil, "13 still in flight")
+        #expect(offsets.completed(partition, offset: 13)?.offset == 15)
+        #expect(offsets.inFlightCount == 0)
+    }
+
+    @Test("a partition that comes back from its committed offset commits again from there")
+    func rewind() {
+        var offsets = OffsetTracker()
+        offsets.delivered(partition, offset: 5)
+        offsets.delivered(partition, offset: 6)
+        #expect(offsets.completed(partition, offset: 6) == nil)
+        // Revoked and assigned again: delivery restarts at the committed offset 5.
+        offsets.delivered(partition, offset: 5)
+        #expect(offsets.completed(partition, offset: 5)?.offset == 6)
+        offsets.delivered(partition, offset: 6)
+        #expect(offsets.completed(partition, offset: 6)?.offset == 7)
+    }
+
+    @Test("the gate admits up to the concurrency limit and reopens when a call ends")
+    func capacityGate() async {
+        let gate = IntakeGate(maxConcurrentCalls: 2, maxOriginatesInFlight: 10, maxCallsPerSecond: 1000)
+        gate.setARIConnected(true)
+        #expect(await gate.admit(onBlocked: { _ in }, onAdmitted: {}))
+        #expect(await gate.admit(onBlocked: { _ in }, onAdmitted: {}))
+        gate.finishPlacing(keepSlot: true, refundToken: false)
+        gate.finishPlacing(keepSlot: true, refundToken: false)
+        #expect(gate.slotsUsed == 2)
+        let third = Task {
+            await gate.admit(onBlocked: { #expect($0 == .capacity) }, onAdmitted: {})
+        }
+        while gate.blockedBy == nil { await Task.yield() }
+        #expect(gate.blockedBy == .capacity)
+        gate.releaseSlot()
+        #expect(await third.value)
+        #expect(gate.slotsUsed == 2)
+        gate.stop()
+        #expect(await gate.admit(onBlocked: { _ in }, onAdmitted: {}) == false)
+    }
+
+    @Test("the gate stays closed while ARI or PostgreSQL is away")
+    func dependencies() async {
+        let gate = IntakeGate(maxConcurrentCalls: 10, maxOriginatesInFlight: 10, maxCallsPerSecond: 1000)
+        let first = Task { await gate.admit(onBlocked: { _ in }, onAdmitted: {}) }
+        while gate.blockedBy == nil { await Task.yield() }
+        #expect(gate.blockedBy == .ari)
+        gate.setDatabaseAvailable(false)
+        gate.setARIConnected(true)
+        while gate.blockedBy != .database { await Task.yield() }
+        gate.setDatabaseAvailable(true)
+        #expect(await first.value)
+    }
+
+    @Test("a refused originate is an event, and a hangup before the claim cancels the call undialed")
+    func refusedAndEarlyHangup() throws {
+        let tracker = CallTracker(nodeID: "n", workerID: "w", application: "app")
+        let command = OriginateCommand(
+            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60), to: try DialTarget("5551000"),
+            requestedBy: "tests")
+        let dialplan = try DialplanTarget(context: "agents", extension: "s", priority: 1)
+        #expect(tracker.register(command, traceParent: nil, dialplan: dialplan))
+        #expect(!tracker.register(command, traceParent: nil, dialplan: dialplan), "a redelivery is not tracked twice")
+        _ = tracker.claimWon(
+            CallStatusEvent(callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
+        _ = tracker.originateRefused(command.callID, detail: "ARI 503: unavailable")
+        let refused = CaptureReplayTests.drain(tracker, command.callID)
+        #expect(refused.map(\.status) == [.dispatched, .failed])
+        #expect(refused.last?.failureReason == .originateRefused)
+        #expect(refused.last?.detail == "ARI 503: unavailable")
+
+        let other = OriginateCommand(
+            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60), to: try DialTarget("5551000"),
+            requestedBy: "tests")
+        #expect(tracker.register(other, traceParent: nil, dialplan: dialplan))
+        #expect(tracker.requestHangup(other.callID).0 == .deferred)
+        let (originate, _) = tracker.claimWon(
+            CallStatusEvent(callID: other.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
+        #expect(!originate)
+        #expect(CaptureReplayTests.drain(tracker, other.callID).map(\.status) == [.dispatched, .canceled])
+        #expect(tracker.count == 0)
+    }
+}
