@@ -43,8 +43,8 @@ struct KafkaBench: AsyncParsableCommand {
     @Option(help: "Messages per batch for send(batch).")
     var batchSize: Int = 2000
 
-    @Flag(help: "Run only the wrapper (for profiling it).")
-    var wrapperOnly = false
+    @Option(help: "Which producers to run, comma-separated: kcat, send, batch (fewer for profiling one of them).")
+    var modes: String = "kcat,send,batch"
 
     func run() async throws {
         var logger = Logger(label: "kafka-bench")
@@ -73,14 +73,15 @@ struct KafkaBench: AsyncParsableCommand {
         var results: [[Double]] = []
         for round in 1...rounds {
             var rates = [Double.nan, .nan, .nan]
-            if !wrapperOnly {
+            let selected = Set(modes.split(separator: ",").map(String.init))
+            if selected.contains("kcat") {
                 let topic = "bench-kcat-\(round)"
                 try cluster.createTopic(topic, partitions: partitions)
                 let seconds = try runKcat(bootstrap: cluster.bootstrapServers, topic: topic, input: input)
                 try await verifyCount(cluster: cluster, topic: topic, logger: logger)
                 rates[0] = Double(messages) / seconds
             }
-            for (column, batched) in [(1, false), (2, true)] {
+            for (column, batched) in [(1, false), (2, true)] where selected.contains(batched ? "batch" : "send") {
                 let topic = "bench-wrapper-\(round)-\(batched ? "batch" : "single")"
                 try cluster.createTopic(topic, partitions: partitions)
                 let seconds = try await runWrapper(

@@ -32,7 +32,7 @@ struct ConsumerStateMachine {
     }
 
     enum Readiness {
-        case waiting([ReadyContinuation])
+        case waiting([UInt64: ReadyContinuation])
         case ready([Int32: Int64])
         case failed(KafkaError)
     }
@@ -56,7 +56,8 @@ struct ConsumerStateMachine {
     private(set) var assignment: Set<KafkaTopicPartition> = []
     private var commits: [UInt64: CommitEntry] = [:]
     private var nextCommitID: UInt64 = 1
-    private var readiness = Readiness.waiting([])
+    private var readiness = Readiness.waiting([:])
+    private var nextReadyWaiterID: UInt64 = 1
 
     init(highWater: Int = 2000, lowWater: Int = 1000) {
         self.highWater = highWater
@@ -109,7 +110,7 @@ struct ConsumerStateMachine {
         }
         var readyWaiters: [ReadyContinuation] = []
         if case .waiting(let waiters) = readiness {
-            readyWaiters = waiters
+            readyWaiters = Array(waiters.values)
             readiness = .failed(error)
         }
         return (resumptions, readyWaiters)
@@ -295,20 +296,38 @@ struct ConsumerStateMachine {
     mutating func becameReady(_ offsets: [Int32: Int64]) -> [ReadyContinuation] {
         guard case .waiting(let waiters) = readiness else { return [] }
         readiness = .ready(offsets)
-        return waiters
+        return Array(waiters.values)
     }
 
-    mutating func awaitReady(_ continuation: ReadyContinuation) -> Result<[Int32: Int64], KafkaError>? {
+    /// Registers a readiness waiter under `id` (from ``makeReadyWaiterID()``), unless the outcome is known.
+    mutating func awaitReady(
+        _ continuation: ReadyContinuation,
+        id: UInt64
+    ) -> Result<[Int32: Int64], any Error>? {
         switch readiness {
         case .ready(let offsets):
             return .success(offsets)
         case .failed(let error):
             return .failure(error)
         case .waiting(var waiters):
-            waiters.append(continuation)
+            waiters[id] = continuation
             readiness = .waiting(waiters)
             return nil
         }
+    }
+
+    mutating func makeReadyWaiterID() -> UInt64 {
+        defer { nextReadyWaiterID += 1 }
+        return nextReadyWaiterID
+    }
+
+    /// The waiter's task was cancelled.
+    mutating func cancelReadyWaiter(_ id: UInt64) -> ReadyContinuation? {
+        guard case .waiting(var waiters) = readiness, let continuation = waiters.removeValue(forKey: id) else {
+            return nil
+        }
+        readiness = .waiting(waiters)
+        return continuation
     }
 }
 

@@ -152,11 +152,43 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Hands one message to librdkafka, waiting out a full local queue for at most the delivery timeout.
     private func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) async throws {
-        var headerList = client.makeHeaders(headers)
+        let headerList = client.makeHeaders(headers)
+        switch client.produce(topic: topic, key: key, value: value, headers: headerList, opaque: id) {
+        case .enqueued:
+            return
+        case .failed(let error):
+            if let headerList { client.destroy(headers: headerList) }
+            throw error
+        case .queueFull:
+            try await produceWhenQueueHasRoom(topic: topic, key: key, value: value, headers: headerList, id: id)
+        }
+    }
+
+    /// The slow path of ``produce(topic:key:value:headers:id:)``: back off while the poll thread's delivery
+    /// reports free room in the queue.
+    private func produceWhenQueueHasRoom(
+        topic: String,
+        key: [UInt8]?,
+        value: [UInt8],
+        headers: OpaquePointer?,
+        id: UInt64
+    ) async throws {
+        var headerList = headers
         defer { if let headerList { client.destroy(headers: headerList) } }
         var backoff = Duration.milliseconds(1)
-        var queueDeadline: ContinuousClock.Instant?
+        let deadline = ContinuousClock.now + deliveryTimeout
         while true {
+            guard state.withLock({ $0.phase }) == .running else {
+                throw KafkaError.shutdown("the Kafka producer is shutting down; the message was not sent")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError(
+                    code: .queueFull,
+                    message: "the local producer queue stayed full for \(deliveryTimeout); message not sent"
+                )
+            }
+            try await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .milliseconds(50))
             switch client.produce(topic: topic, key: key, value: value, headers: headerList, opaque: id) {
             case .enqueued:
                 headerList = nil
@@ -164,20 +196,7 @@ public final class KafkaProducer: Service, Sendable {
             case .failed(let error):
                 throw error
             case .queueFull:
-                let deadline = queueDeadline ?? ContinuousClock.now + deliveryTimeout
-                queueDeadline = deadline
-                guard state.withLock({ $0.phase }) == .running else {
-                    throw KafkaError.shutdown("the Kafka producer is shutting down; the message was not sent")
-                }
-                guard ContinuousClock.now < deadline else {
-                    throw KafkaError(
-                        code: .queueFull,
-                        message: "the local producer queue stayed full for \(deliveryTimeout); message not sent"
-                    )
-                }
-                // The poll thread keeps serving delivery reports meanwhile, which frees room in the queue.
-                try await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .milliseconds(50))
+                continue
             }
         }
     }
@@ -228,10 +247,10 @@ public final class KafkaProducer: Service, Sendable {
 
     /// The poll thread's body.
     private func pollLoop() -> Result<Void, KafkaError> {
-        let buffer = RdKafkaClient.ReportBuffer()
+        let context = PollContext()
         var fatal: KafkaError?
         while fatal == nil, state.withLock({ $0.phase }) == .running {
-            fatal = serveEvents(timeoutMilliseconds: 100, buffer: buffer)
+            fatal = serveEvents(timeoutMilliseconds: 100, context: context)
         }
         if fatal == nil {
             beginShutdown()
@@ -242,7 +261,7 @@ public final class KafkaProducer: Service, Sendable {
         }
         let drainDeadline = ContinuousClock.now + deliveryTimeout + .seconds(5)
         while fatal == nil, client.outstandingMessageCount > 0, ContinuousClock.now < drainDeadline {
-            fatal = serveEvents(timeoutMilliseconds: 100, buffer: buffer)
+            fatal = serveEvents(timeoutMilliseconds: 100, context: context)
         }
         if client.outstandingMessageCount > 0 {
             logger.warning(
@@ -252,7 +271,7 @@ public final class KafkaProducer: Service, Sendable {
             client.purgeOutstandingMessages()
             let purgeDeadline = ContinuousClock.now + .seconds(2)
             while client.outstandingMessageCount > 0, ContinuousClock.now < purgeDeadline {
-                _ = serveEvents(timeoutMilliseconds: 100, buffer: buffer)
+                _ = serveEvents(timeoutMilliseconds: 100, context: context)
             }
         }
         let closing = fatal ?? KafkaError.shutdown("the Kafka producer shut down before delivery was confirmed")
@@ -263,16 +282,15 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Serves every event available within the timeout; returns a fatal error if librdkafka raised one.
-    private func serveEvents(timeoutMilliseconds: Int32, buffer: RdKafkaClient.ReportBuffer) -> KafkaError? {
+    private func serveEvents(timeoutMilliseconds: Int32, context: PollContext) -> KafkaError? {
         var timeout = timeoutMilliseconds
-        var reports: [(id: UInt64, outcome: DeliveryOutcome)] = []
         var fatal: KafkaError?
         // Drain what is ready in one go so the lock is taken once per batch of reports, not once per event.
         while let event = client.poll(timeoutMilliseconds: timeout) {
             timeout = 0
             switch client.kind(of: event) {
             case .deliveryReport:
-                client.readDeliveryReports(event, buffer: buffer, into: &reports)
+                client.readDeliveryReports(event, buffer: context.buffer, into: &context.reports)
             case .log:
                 client.log(event: event)
             case .error:
@@ -281,24 +299,38 @@ public final class KafkaProducer: Service, Sendable {
                 break
             }
             client.destroy(event: event)
-            if reports.count >= 4096 || fatal != nil { break }
+            if context.reports.count >= 4096 || fatal != nil { break }
         }
-        if !reports.isEmpty {
-            var resumptions: [ProducerStateMachine.Resumption] = []
-            resumptions.reserveCapacity(reports.count)
-            var latencies: [UInt64] = []
-            latencies.reserveCapacity(reports.count)
+        if !context.reports.isEmpty {
             let now = DispatchTime.now().uptimeNanoseconds
-            state.withLock { $0.reportsArrived(reports, nowNanoseconds: now, into: &resumptions, latencies: &latencies) }
-            for resumption in resumptions {
+            state.withLock {
+                $0.reportsArrived(
+                    context.reports,
+                    nowNanoseconds: now,
+                    into: &context.resumptions,
+                    latencies: &context.latencies
+                )
+            }
+            for resumption in context.resumptions {
                 complete(resumption)
             }
-            for latency in latencies {
+            for latency in context.latencies {
                 metrics.deliveryLatency.recordNanoseconds(Int64(latency))
             }
+            context.reports.removeAll(keepingCapacity: true)
+            context.resumptions.removeAll(keepingCapacity: true)
+            context.latencies.removeAll(keepingCapacity: true)
         }
         return fatal
     }
+}
+
+/// The poll thread's reusable buffers (confined to that thread).
+private final class PollContext {
+    let buffer = RdKafkaClient.ReportBuffer()
+    var reports: [(id: UInt64, outcome: DeliveryOutcome)] = []
+    var resumptions: [ProducerStateMachine.Resumption] = []
+    var latencies: [UInt64] = []
 }
 
 extension Duration {

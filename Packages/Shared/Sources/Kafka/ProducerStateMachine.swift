@@ -42,9 +42,8 @@ struct ProducerStateMachine {
     }
 
     private(set) var phase = Phase.running
-    private var entries: [UInt64: Entry] = [:]
-    private var batches: [UInt64: Batch] = [:]
-    private var nextID: UInt64 = 1
+    private var entries = SequentialStore<Entry>()
+    private var batches = SequentialStore<Batch>()
     private var hasRun = false
 
     /// Marks the single allowed `run()`; returns false for a second call.
@@ -64,10 +63,7 @@ struct ProducerStateMachine {
     /// Allocates an id for a message about to be produced.
     mutating func register(nowNanoseconds: UInt64) throws(KafkaError) -> UInt64 {
         try requireRunning()
-        let id = nextID
-        nextID += 1
-        entries[id] = Entry(startNanoseconds: nowNanoseconds, waiter: .none)
-        return id
+        return entries.append(Entry(startNanoseconds: nowNanoseconds, waiter: .none))
     }
 
     /// The message never reached librdkafka.
@@ -94,12 +90,10 @@ struct ProducerStateMachine {
     /// Allocates a batch and one id per message (consecutive, starting at the returned `firstID`).
     mutating func registerBatch(count: Int, nowNanoseconds: UInt64) throws(KafkaError) -> (batch: UInt64, firstID: UInt64) {
         try requireRunning()
-        let batch = nextID
-        let firstID = nextID + 1
-        nextID += UInt64(count) + 1
-        batches[batch] = Batch(outcomes: Array(repeating: nil, count: count), remaining: count)
+        let batch = batches.append(Batch(outcomes: Array(repeating: nil, count: count), remaining: count))
+        let firstID = entries.nextID
         for index in 0..<count {
-            entries[firstID + UInt64(index)] = Entry(startNanoseconds: nowNanoseconds, waiter: .batch(batch, index: index))
+            _ = entries.append(Entry(startNanoseconds: nowNanoseconds, waiter: .batch(batch, index: index)))
         }
         return (batch, firstID)
     }
@@ -114,24 +108,32 @@ struct ProducerStateMachine {
 
     /// The batch's sender suspends; returns the outcomes at once when all are known.
     mutating func awaitBatch(_ batch: UInt64, continuation: BatchContinuation) -> [DeliveryOutcome]? {
-        guard var record = batches[batch] else { return [] }
-        if record.remaining == 0 {
-            batches[batch] = nil
-            return record.outcomes.map { $0! }
+        let complete = batches.modify(batch) { record -> Bool in
+            if record.remaining > 0 {
+                record.continuation = continuation
+            }
+            return record.remaining == 0
         }
-        record.continuation = continuation
-        batches[batch] = record
-        return nil
+        guard complete ?? true else { return nil }
+        return batches.remove(batch).map { $0.outcomes.map { $0! } } ?? []
     }
 
-    private mutating func resolve(batch: UInt64, index: Int, outcome: DeliveryOutcome, into resumptions: inout [Resumption]) {
+    private mutating func resolve(
+        batch: UInt64,
+        index: Int,
+        outcome: DeliveryOutcome,
+        into resumptions: inout [Resumption]
+    ) {
         // Mutated in place: copying the record out would copy its outcomes array for every message.
-        // (The temporary copy in `map` is released before the in-place mutation below.)
-        guard batches[batch].map({ $0.outcomes[index] == nil }) == true else { return }
-        batches[batch]!.outcomes[index] = outcome
-        batches[batch]!.remaining -= 1
-        guard batches[batch]!.remaining == 0, let continuation = batches[batch]!.continuation else { return }
-        let record = batches.removeValue(forKey: batch)!
+        let finished = batches.modify(batch) { record -> Bool in
+            guard record.outcomes[index] == nil else { return false }
+            record.outcomes[index] = outcome
+            record.remaining -= 1
+            return record.remaining == 0 && record.continuation != nil
+        }
+        guard finished == true, let record = batches.remove(batch), let continuation = record.continuation else {
+            return
+        }
         resumptions.append(.batch(continuation, record.outcomes.map { $0! }))
     }
 
@@ -176,7 +178,7 @@ struct ProducerStateMachine {
     mutating func close(failingWith error: KafkaError) -> [Resumption] {
         phase = .closed
         var resumptions: [Resumption] = []
-        for (id, var entry) in entries where entry.outcome == nil {
+        for (id, var entry) in entries.all where entry.outcome == nil {
             switch entry.waiter {
             case .single(let continuation):
                 entries[id] = nil
@@ -197,4 +199,76 @@ struct ProducerStateMachine {
 enum DeliveryOutcome: Sendable, Equatable {
     case delivered(partition: Int32, offset: Int64)
     case failed(KafkaError)
+}
+
+/// Values keyed by consecutive ids, stored by position: O(1) insertion, lookup and removal without hashing, for
+/// the producer's hot path. Removed slots at the front are reclaimed; memory spans from the oldest live id to the
+/// newest.
+struct SequentialStore<Value> {
+    private var slots: [Value?] = []
+    /// Index in `slots` of the oldest slot still kept.
+    private var head = 0
+    /// The id of `slots[0]`.
+    private var base: UInt64 = 1
+
+    /// The id the next `append` returns.
+    var nextID: UInt64 { base + UInt64(slots.count) }
+
+    mutating func append(_ value: Value) -> UInt64 {
+        let id = nextID
+        slots.append(value)
+        return id
+    }
+
+    subscript(id: UInt64) -> Value? {
+        get {
+            guard let index = index(of: id) else { return nil }
+            return slots[index]
+        }
+        set {
+            guard let index = index(of: id) else { return }
+            slots[index] = newValue
+            if newValue == nil, index == head {
+                reclaimFront()
+            }
+        }
+    }
+
+    /// Mutates the value of `id` in place; `nil` when there is none.
+    mutating func modify<Result>(_ id: UInt64, _ body: (inout Value) -> Result) -> Result? {
+        guard let index = index(of: id), slots[index] != nil else { return nil }
+        return body(&slots[index]!)
+    }
+
+    /// Removes and returns the value of `id`.
+    mutating func remove(_ id: UInt64) -> Value? {
+        let value = self[id]
+        self[id] = nil
+        return value
+    }
+
+    /// Every live value with its id.
+    var all: [(UInt64, Value)] {
+        (head..<slots.count).compactMap { index in slots[index].map { (base + UInt64(index), $0) } }
+    }
+
+    private func index(of id: UInt64) -> Int? {
+        guard id >= base + UInt64(head), id < nextID else { return nil }
+        return Int(id - base)
+    }
+
+    private mutating func reclaimFront() {
+        while head < slots.count, slots[head] == nil {
+            head += 1
+        }
+        if head == slots.count {
+            base += UInt64(slots.count)
+            slots.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 4096, head * 2 >= slots.count {
+            slots.removeFirst(head)
+            base += UInt64(head)
+            head = 0
+        }
+    }
 }

@@ -57,6 +57,9 @@ final class ConsumerCore: Sendable {
                 if wakePoller { client.wakeUp() }
                 if let resumption {
                     resumption.continuation.resume(with: resumption.result)
+                } else if Task.isCancelled {
+                    // Cancelled before the waiter was registered: the cancellation handler found nothing to end.
+                    state.withLock { $0.cancelWaiter() }?.resume(returning: nil)
                 }
             }
         } onCancel: {
@@ -112,10 +115,17 @@ final class ConsumerCore: Sendable {
     }
 
     func waitUntilReady() async throws -> [Int32: Int64] {
-        try await withCheckedThrowingContinuation { continuation in
-            if let result = state.withLock({ $0.awaitReady(continuation) }) {
-                continuation.resume(with: result)
+        let id = state.withLock { $0.makeReadyWaiterID() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if let result = state.withLock({ $0.awaitReady(continuation, id: id) }) {
+                    continuation.resume(with: result)
+                } else if Task.isCancelled {
+                    state.withLock { $0.cancelReadyWaiter(id) }?.resume(throwing: CancellationError())
+                }
             }
+        } onCancel: {
+            state.withLock { $0.cancelReadyWaiter(id) }?.resume(throwing: CancellationError())
         }
     }
 
