@@ -61,27 +61,72 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var object: [String: Any] = [
-            "ts": Self.timestamp(), "level": event.level.rawValue, "service": service, "logger": label,
-            "msg": "\(event.message)",
+        var object: Logger.Metadata = [
+            "ts": .string(Self.timestamp()), "level": .string(event.level.rawValue), "service": .string(service),
+            "logger": .string(label), "msg": .string("\(event.message)"),
         ]
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        for (key, value) in merged { object[key] = Self.jsonValue(value) }
-        if event.level >= .warning { object["source"] = "\(event.file):\(event.line)" }
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]),
-            let line = String(data: data, encoding: .utf8)
-        else { return }
+        object.merge(metadata) { _, new in new }
+        if let extra = event.metadata { object.merge(extra) { _, new in new } }
+        if event.level >= .warning { object["source"] = .string("\(event.file):\(event.line)") }
+        var line = ""
+        line.reserveCapacity(512)
+        Self.appendObject(object, to: &line)
         output(line)
     }
 
-    private static func jsonValue(_ value: Logger.Metadata.Value) -> Any {
-        switch value {
-        case .string(let string): string
-        case .stringConvertible(let convertible): convertible.description
-        case .array(let values): values.map(jsonValue)
-        case .dictionary(let values): values.mapValues(jsonValue)
+    // MARK: - JSON text
+
+    // Written by hand: JSONSerialization with sorted keys compares keys through ICU collation, which made logging
+    // the largest cost of a request (a profile of the gateway under load: 42% of its CPU). Keys are sorted by code
+    // point instead.
+
+    private static func appendObject(_ object: Logger.Metadata, to output: inout String) {
+        output.append("{")
+        for (index, key) in object.keys.sorted().enumerated() {
+            if index > 0 { output.append(",") }
+            appendString(key, to: &output)
+            output.append(":")
+            appendValue(object[key]!, to: &output)
         }
+        output.append("}")
+    }
+
+    private static func appendValue(_ value: Logger.Metadata.Value, to output: inout String) {
+        switch value {
+        case .string(let string): appendString(string, to: &output)
+        case .stringConvertible(let convertible): appendString(convertible.description, to: &output)
+        case .dictionary(let values): appendObject(values, to: &output)
+        case .array(let values):
+            output.append("[")
+            for (index, element) in values.enumerated() {
+                if index > 0 { output.append(",") }
+                appendValue(element, to: &output)
+            }
+            output.append("]")
+        }
+    }
+
+    private static func appendString(_ string: String, to output: inout String) {
+        output.append("\"")
+        let plain = !string.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        if plain {
+            output.append(string)
+        } else {
+            for scalar in string.unicodeScalars {
+                switch scalar {
+                case "\"": output.append("\\\"")
+                case "\\": output.append("\\\\")
+                case "\n": output.append("\\n")
+                case "\r": output.append("\\r")
+                case "\t": output.append("\\t")
+                case _ where scalar.value < 0x20:
+                    let hex = String(scalar.value, radix: 16)
+                    output.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
+                default: output.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        output.append("\"")
     }
 
     private static func timestamp() -> String {
