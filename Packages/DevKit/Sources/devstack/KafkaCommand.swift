@@ -23,6 +23,8 @@ struct KafkaCommand: AsyncParsableCommand {
               POST /brokers/up            every broker accepts connections again
               POST /brokers/{id}/down     one broker (ids 1...N) down
               POST /brokers/{id}/up       one broker up
+              POST /brokers/rtt?ms=N      delay every broker's responses by N ms (0 restores)
+              POST /brokers/{id}/rtt?ms=N one broker's responses
               POST /topics/{name}?partitions=N   create a topic
               GET  /bootstrap             the bootstrap servers
             Each answers 204 (or 200 with a body) on success, 400/404 with a message otherwise.
@@ -92,6 +94,15 @@ struct KafkaCommand: AsyncParsableCommand {
             let id = try context.parameters.require("id", as: Int32.self)
             return try control { try cluster.setBrokerUp(id) }
         }
+        router.post("/brokers/rtt") { request, _ -> HTTPResponse.Status in
+            let delay = try roundTripTime(request)
+            return try control { try cluster.setRoundTripTime(delay) }
+        }
+        router.post("/brokers/:id/rtt") { request, context -> HTTPResponse.Status in
+            let id = try context.parameters.require("id", as: Int32.self)
+            let delay = try roundTripTime(request)
+            return try control { try cluster.setRoundTripTime(delay, broker: id) }
+        }
         router.post("/topics/:name") { request, context -> HTTPResponse.Status in
             let name = try context.parameters.require("name")
             let partitions = request.uri.queryParameters.get("partitions", as: Int32.self) ?? 1
@@ -109,6 +120,13 @@ struct KafkaCommand: AsyncParsableCommand {
             },
             logger: logger
         )
+    }
+
+    private static func roundTripTime(_ request: Request) throws -> Duration {
+        guard let milliseconds = request.uri.queryParameters.get("ms", as: Int.self), milliseconds >= 0 else {
+            throw HTTPError(.badRequest, message: "give the round-trip time as ?ms=N (N >= 0)")
+        }
+        return .milliseconds(milliseconds)
     }
 
     /// Runs a cluster operation, turning its failure into a 400 with the cluster's message.
