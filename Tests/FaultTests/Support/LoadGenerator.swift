@@ -64,6 +64,8 @@ struct LoadRequest: Sendable {
     var profile: NumberProfile
     var idempotencyKey: String?
     var attempts: [Answer] = []
+    /// How long the slowest attempt waited for its answer, in seconds.
+    var slowest = 0.0
 
     /// The call id of the accepted attempt.
     var callID: String? {
@@ -138,7 +140,11 @@ final class LoadGenerator: Sendable {
         let bytes = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
         let maximumAttempts = request.idempotencyKey == nil ? 1 : 4
         for attempt in 1...maximumAttempts {
+            let started = ContinuousClock.now
             let answer = await attemptOnce(bytes, key: request.idempotencyKey)
+            let waited = ContinuousClock.now - started
+            request.slowest = max(
+                request.slowest, Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18)
             request.attempts.append(answer)
             guard answer.isRefusal, attempt < maximumAttempts else { break }
             try? await Task.sleep(for: .seconds(1))

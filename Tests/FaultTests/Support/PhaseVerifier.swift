@@ -40,6 +40,8 @@ struct PhaseRow: Sendable {
     var settleSeconds = 0.0
     /// How long the load ran.
     var loadSeconds = 0.0
+    /// The longest a request waited for its answer, in seconds.
+    var slowestAnswer = 0.0
     /// Details of every violation, for the failure message.
     var problems: [String] = []
 
@@ -75,6 +77,7 @@ struct PhaseVerifier: Sendable {
         var row = PhaseRow(fault: phase)
         var acceptedByID: [String: LoadRequest] = [:]
         for request in requests {
+            row.slowestAnswer = max(row.slowestAnswer, request.slowest)
             for answer in request.attempts {
                 row.requests += 1
                 switch answer {
@@ -96,7 +99,9 @@ struct PhaseVerifier: Sendable {
         var rows: [String: Row] = [:]
         var polls = 0
         while true {
-            rows = try await self.rows(phase: phase, ids: Array(acceptedByID.keys))
+            rows = try await Self.step("reading the calls from PostgreSQL") {
+                try await self.rows(phase: phase, ids: Array(acceptedByID.keys))
+            }
             let open = acceptedByID.keys.filter { rows[$0].map { !Self.terminal.contains($0.status) } ?? true }
             if open.isEmpty || ContinuousClock.now >= deadline { break }
             polls += 1
@@ -109,7 +114,16 @@ struct PhaseVerifier: Sendable {
         row.settleSeconds = Self.seconds(ContinuousClock.now - loadStopped)
 
         // The topic: every status event of the phase's calls.
-        let records = try Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1")
+        let records = try await Self.step("reading the status topic with kcat") {
+            // A broker that just came back may refuse kcat's first metadata request: a few tries.
+            for _ in 0..<4 {
+                if let records = try? Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1") {
+                    return records
+                }
+                try await Task.sleep(for: .seconds(3))
+            }
+            return try Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1")
+        }
         var topicEvents: [String: [(seq: Int, status: String)]] = [:]
         for record in records {
             guard let object = try? JSONSerialization.jsonObject(with: Data(record.payload.utf8)) as? [String: Any],
@@ -124,14 +138,16 @@ struct PhaseVerifier: Sendable {
         // PostgreSQL's timelines; events still in flight to the history get until the deadline to arrive.
         var timelines: [String: [Int: String]] = [:]
         while true {
-            timelines = try await self.timelines(ids: Array(Set(topicEvents.keys).union(acceptedByID.keys)))
+            timelines = try await Self.step("reading the timelines from PostgreSQL") {
+                try await self.timelines(ids: Array(Set(topicEvents.keys).union(acceptedByID.keys)))
+            }
             let missing = topicEvents.contains { id, events in
                 events.contains { timelines[id]?[$0.seq] != $0.status }
             }
             if !missing || ContinuousClock.now >= deadline { break }
             try await Task.sleep(for: .seconds(1))
         }
-        let originates = try await control.originates()
+        let originates = try await Self.step("reading the simulator's originate log") { try await control.originates() }
 
         for (id, request) in acceptedByID.sorted(by: { $0.value.serial < $1.value.serial }) {
             guard let record = rows[id] else {
@@ -220,6 +236,15 @@ struct PhaseVerifier: Sendable {
     }
 
     static let logger = Logger(label: "fault-tests")
+
+    /// Runs a step of the verification, naming it in its error.
+    static func step<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw TestEnvironmentError("\(what): \(String(reflecting: error))")
+        }
+    }
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
