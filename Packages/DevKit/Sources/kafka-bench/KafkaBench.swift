@@ -14,7 +14,7 @@ struct KafkaBench: AsyncParsableCommand {
     )
 
     @Option(help: "Messages per run.")
-    var messages: Int = 200_000
+    var messages: Int = 1_000_000
 
     @Option(help: "Value size in bytes.")
     var valueSize: Int = 100
@@ -23,7 +23,7 @@ struct KafkaBench: AsyncParsableCommand {
     var keys: Int = 1000
 
     @Option(help: "Concurrent sends in flight through the wrapper.")
-    var inFlight: Int = 5000
+    var inFlight: Int = 20000
 
     @Option(help: "Partitions of each benchmark topic.")
     var partitions: Int32 = 12
@@ -38,7 +38,7 @@ struct KafkaBench: AsyncParsableCommand {
     var kcat: String = "/usr/bin/kcat"
 
     @Option(help: "Concurrent batch senders for send(batch).")
-    var batchSenders: Int = 8
+    var batchSenders: Int = 40
 
     @Option(help: "Messages per batch for send(batch).")
     var batchSize: Int = 2000
@@ -71,19 +71,23 @@ struct KafkaBench: AsyncParsableCommand {
         let header = ["round", "kcat -P", "send()", "send(batch)", "send()/kcat", "batch/kcat"]
         emit(row(header))
         var results: [[Double]] = []
+        var cpu: [[Double]] = [[], [], []]
         for round in 1...rounds {
             var rates = [Double.nan, .nan, .nan]
             let selected = Set(modes.split(separator: ",").map(String.init))
             if selected.contains("kcat") {
                 let topic = "bench-kcat-\(round)"
                 try cluster.createTopic(topic, partitions: partitions)
+                let cpuBefore = cpuSeconds()
                 let seconds = try runKcat(bootstrap: cluster.bootstrapServers, topic: topic, input: input)
+                cpu[0].append((cpuSeconds() - cpuBefore) / seconds)
                 try await verifyCount(cluster: cluster, topic: topic, logger: logger)
                 rates[0] = Double(messages) / seconds
             }
             for (column, batched) in [(1, false), (2, true)] where selected.contains(batched ? "batch" : "send") {
                 let topic = "bench-wrapper-\(round)-\(batched ? "batch" : "single")"
                 try cluster.createTopic(topic, partitions: partitions)
+                let cpuBefore = cpuSeconds()
                 let seconds = try await runWrapper(
                     bootstrap: cluster.bootstrapServers,
                     topic: topic,
@@ -91,6 +95,7 @@ struct KafkaBench: AsyncParsableCommand {
                     batched: batched,
                     logger: logger
                 )
+                cpu[column].append((cpuSeconds() - cpuBefore) / seconds)
                 try await verifyCount(cluster: cluster, topic: topic, logger: logger)
                 rates[column] = Double(messages) / seconds
             }
@@ -100,6 +105,9 @@ struct KafkaBench: AsyncParsableCommand {
         let medians = (0..<3).map { column in median(results.map { $0[column] }) }
         emit(row(["median"] + medians.map(format) + [percent(medians[1], medians[0]), percent(medians[2], medians[0])]))
         emit("(messages per second; goal: wrapper >= 80% of kcat)")
+        let busy = cpu.map { $0.isEmpty ? "-" : String(format: "%.0f%%", median($0) * 100) }
+        emit("CPU busy while producing (this process and kcat, of \(ProcessInfo.processInfo.activeProcessorCount) cores): "
+            + "kcat -P \(busy[0]), send() \(busy[1]), send(batch) \(busy[2])")
     }
 
     /// Runs `kcat -P` over the input file; returns its wall-clock time (process start to exit, which kcat reaches
@@ -144,30 +152,32 @@ struct KafkaBench: AsyncParsableCommand {
         let total = messages
         let senders = min(batched ? batchSenders : inFlight, total)
         let batchSize = batchSize
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for sender in 0..<senders {
-                group.addTask {
-                    if batched {
-                        var first = sender * batchSize
-                        while first < total {
-                            let batch = (first..<min(first + batchSize, total)).map { index in
-                                KafkaOutgoingMessage(topic: topic, key: keyBytes[index % keyBytes.count], value: value)
-                            }
-                            for result in try await producer.send(batch) {
-                                _ = try result.get()
-                            }
-                            first += senders * batchSize
+        // Unstructured tasks: a task group's bookkeeping of tens of thousands of children costs more than the
+        // sends being measured (removing a finished child is linear in the number of children).
+        let tasks = (0..<senders).map { sender in
+            Task {
+                if batched {
+                    var first = sender * batchSize
+                    while first < total {
+                        let batch = (first..<min(first + batchSize, total)).map { index in
+                            KafkaOutgoingMessage(topic: topic, key: keyBytes[index % keyBytes.count], value: value)
                         }
-                    } else {
-                        var index = sender
-                        while index < total {
-                            _ = try await producer.send(topic: topic, key: keyBytes[index % keyBytes.count], value: value)
-                            index += senders
+                        for result in try await producer.send(batch) {
+                            _ = try result.get()
                         }
+                        first += senders * batchSize
+                    }
+                } else {
+                    var index = sender
+                    while index < total {
+                        _ = try await producer.send(topic: topic, key: keyBytes[index % keyBytes.count], value: value)
+                        index += senders
                     }
                 }
             }
-            try await group.waitForAll()
+        }
+        for task in tasks {
+            try await task.value
         }
         let elapsed = ContinuousClock.now - start
         runner.cancel()
@@ -193,6 +203,17 @@ struct KafkaBench: AsyncParsableCommand {
         guard total == Int64(messages) else {
             throw ValidationError("topic \(topic) holds \(total) messages, expected \(messages)")
         }
+    }
+
+    /// CPU time (user and system) of this process and its finished children (kcat), in seconds.
+    private func cpuSeconds() -> Double {
+        func seconds(_ who: Int32) -> Double {
+            var usage = rusage()
+            getrusage(__rusage_who_t(who), &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+                + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        }
+        return seconds(RUSAGE_SELF.rawValue) + seconds(RUSAGE_CHILDREN.rawValue)
     }
 
     /// Prints a line at once (stdout is block-buffered when piped, and a long run should show its progress).

@@ -147,7 +147,7 @@ struct ProducerStateMachine {
         latencies: inout [UInt64]
     ) {
         for report in reports {
-            guard var entry = entries[report.id] else { continue }
+            guard let entry = entries[report.id] else { continue }
             if case .delivered = report.outcome {
                 latencies.append(nowNanoseconds &- entry.startNanoseconds)
             }
@@ -159,8 +159,8 @@ struct ProducerStateMachine {
                 entries[report.id] = nil
                 resolve(batch: batch, index: index, outcome: report.outcome, into: &resumptions)
             case .none:
-                entry.outcome = report.outcome
-                entries[report.id] = entry
+                // The sender has not suspended yet: keep the outcome for it.
+                _ = entries.modify(report.id) { $0.outcome = report.outcome }
             }
         }
     }
@@ -198,7 +198,8 @@ struct ProducerStateMachine {
 /// What a delivery report said about one message.
 enum DeliveryOutcome: Sendable, Equatable {
     case delivered(partition: Int32, offset: Int64)
-    case failed(KafkaError)
+    /// Boxed: failures are rare, and the common case stays small to copy.
+    indirect case failed(KafkaError)
 }
 
 /// Values keyed by consecutive ids, stored by position: O(1) insertion, lookup and removal without hashing, for
