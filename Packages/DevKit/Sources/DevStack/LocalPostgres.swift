@@ -69,32 +69,13 @@ public struct LocalPostgres: Sendable {
     }
 
     static func run(_ executable: String, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw DevStackError(
-                "\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(String(decoding: text, as: UTF8.self))"
-            )
+        let result = try Command.run(executable, arguments)
+        guard result.status == 0 else {
+            throw DevStackError("\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(result.output)")
         }
     }
 
     static func capture(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try Command.run(executable, arguments).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

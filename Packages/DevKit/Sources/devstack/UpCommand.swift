@@ -212,22 +212,9 @@ final class LocalStack: Service, Sendable {
     private func runToCompletion(
         _ executable: URL, _ arguments: [String], environment: [String: String], input: String?
     ) throws {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let stdin = Pipe()
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try? stdin.fileHandleForWriting.close()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw DevStackError("\(executable.lastPathComponent) \(arguments.first ?? "") failed: \(text)")
+        let result = try Command.run(executable.path, arguments, environment: environment, input: input)
+        guard result.status == 0 else {
+            throw DevStackError("\(executable.lastPathComponent) \(arguments.first ?? "") failed: \(result.output)")
         }
     }
 
@@ -241,19 +228,11 @@ final class LocalStack: Service, Sendable {
             "the api-gateway did not become ready at \(url) within \(timeout); see \(options.stateDirectory.path)/logs")
     }
 
-    /// A tiny HTTP GET through curl-free Foundation networking is unavailable on some Linux builds, so use the
-    /// system's curl, which make run installs.
+    /// The status code of a GET, through the system's curl (which `make run` installs).
     private static func httpStatus(_ url: String) async throws -> Int {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", url]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Int(String(decoding: data, as: UTF8.self)) ?? 0
+        let result = try Command.run(
+            "/usr/bin/env", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", url])
+        return Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     private func printBanner(apiURL: String, adminPassword: String, workerPorts: [Int], ariURL: String) {
