@@ -97,6 +97,14 @@ public func buildServiceGroup(
     if consumerKafka.properties["fetch.wait.max.ms"] == nil {
         consumerKafka.properties["fetch.wait.max.ms"] = "100"
     }
+    // A dead worker's partitions must move to the others within seconds, not librdkafka's default 45 s session:
+    // its commands wait meanwhile. (KAFKA_PROP_SESSION_TIMEOUT_MS / _HEARTBEAT_INTERVAL_MS still win.)
+    if consumerKafka.properties["session.timeout.ms"] == nil {
+        consumerKafka.properties["session.timeout.ms"] = "10000"
+    }
+    if consumerKafka.properties["heartbeat.interval.ms"] == nil {
+        consumerKafka.properties["heartbeat.interval.ms"] = "1000"
+    }
     let dialerConsumer = try KafkaConsumer(
         configuration: consumerKafka, groupID: configuration.dialerGroupID, topics: [configuration.topics.originate],
         logger: logger)
