@@ -16,14 +16,15 @@ import Testing
         ])
         #expect(configuration.bootstrapServers == "kafka-1:9092,kafka-2:9092")
         #expect(configuration.clientID == "api-gateway-7")
-        #expect(configuration.properties == [
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": "dialer",
-            "ssl.ca.location": "/etc/ssl/ca.pem",
-            "linger.ms": "10",
-            "log_level": "7",
-        ])
+        #expect(
+            configuration.properties == [
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "SCRAM-SHA-512",
+                "sasl.username": "dialer",
+                "ssl.ca.location": "/etc/ssl/ca.pem",
+                "linger.ms": "10",
+                "log_level": "7",
+            ])
     }
 
     @Test func clientIDDefaultsWhenUnset() throws {

@@ -39,7 +39,8 @@ import Testing
                     for key in 0..<20 {
                         group.addTask {
                             for sequence in 0..<(total / 20) {
-                                _ = try await producer.send(topic: topic, key: "k\(key)".bytes, value: "\(key):\(sequence)".bytes)
+                                _ = try await producer.send(
+                                    topic: topic, key: "k\(key)".bytes, value: "\(key):\(sequence)".bytes)
                             }
                         }
                     }

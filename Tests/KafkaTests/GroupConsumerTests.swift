@@ -44,7 +44,9 @@ private final class Member: Sendable {
             return owned
         }
         guard !offsets.isEmpty else { return }
-        let positions = offsets.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+        let positions = offsets.map {
+            KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value)
+        }
         for attempt in 0...retries {
             do {
                 try await consumer.commit(positions)
@@ -141,15 +143,19 @@ enum KeyedPayload {
                 let total = keys.count * perKey
                 let first = Member(
                     name: "first",
-                    consumer: try KafkaConsumer(configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
+                    consumer: try KafkaConsumer(
+                        configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
                 )
                 let second = Member(
                     name: "second",
-                    consumer: try KafkaConsumer(configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
+                    consumer: try KafkaConsumer(
+                        configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
                 )
                 let firstRun = Task { try await first.consumer.run() }
                 let firstWork = Task { try await first.process(commitEvery: 100) { checker.record($0) } }
-                try await KafkaTest.eventually("the first member to consume half") { checker.distinctCount >= total / 2 }
+                try await KafkaTest.eventually("the first member to consume half") {
+                    checker.distinctCount >= total / 2
+                }
 
                 let secondRun = Task { try await second.consumer.run() }
                 let secondWork = Task { try await second.process(commitEvery: 100) { checker.record($0) } }
@@ -220,8 +226,10 @@ enum KeyedPayload {
         try await KafkaTest.withCluster(topics: [topic: 4]) { cluster in
             let configuration = KafkaTest.configuration(cluster)
             let group = KafkaTest.unique("handover-group")
-            let stayer = try KafkaConsumer(configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
-            let leaver = try KafkaConsumer(configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
+            let stayer = try KafkaConsumer(
+                configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
+            let leaver = try KafkaConsumer(
+                configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
             try await KafkaTest.withRunning({ try await stayer.run() }) {
                 _ = try await KafkaTest.firstAssignment(stayer.rebalanceEvents)
                 #expect(stayer.assignment.count == 4)

@@ -52,7 +52,8 @@ import Testing
                     headers: [
                         KafkaHeader(key: "ce_type", value: "calls.originate.v1"),
                         KafkaHeader(key: "content-type", value: "application/json"),
-                        KafkaHeader(key: "traceparent", value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                        KafkaHeader(
+                            key: "traceparent", value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
                     ]
                 )
             }
@@ -70,11 +71,12 @@ import Testing
             #expect(json["offset"] as? Int == Int(receipt.offset))
             // kcat -J lists headers as a flat array: name, value, name, value, ...
             let headers = try #require(json["headers"] as? [String])
-            #expect(headers == [
-                "ce_type", "calls.originate.v1",
-                "content-type", "application/json",
-                "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            ])
+            #expect(
+                headers == [
+                    "ce_type", "calls.originate.v1",
+                    "content-type", "application/json",
+                    "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ])
         }
     }
 
@@ -102,10 +104,11 @@ import Testing
                 #expect(message.topic == topic)
                 #expect(message.keyString == "c-7")
                 #expect(message.value.string == #"{"status":"ringing"}"#)
-                #expect(message.headers == [
-                    KafkaHeader(key: "ce_type", value: "calls.status.v1"),
-                    KafkaHeader(key: "ce_id", value: "e-1"),
-                ])
+                #expect(
+                    message.headers == [
+                        KafkaHeader(key: "ce_type", value: "calls.status.v1"),
+                        KafkaHeader(key: "ce_id", value: "e-1"),
+                    ])
                 #expect(message.timestamp != nil)
             }
         }

@@ -40,7 +40,8 @@ import Testing
                         }
                         _ = try await KafkaTest.firstAssignment(consumer.rebalanceEvents)
                         for index in 0..<100 {
-                            _ = try await producer.send(topic: topic, key: "k\(index % 7)".bytes, value: "a\(index)".bytes)
+                            _ = try await producer.send(
+                                topic: topic, key: "k\(index % 7)".bytes, value: "a\(index)".bytes)
                         }
                         try await KafkaTest.eventually("the first 100 messages") { received.count == 100 }
 
@@ -48,7 +49,8 @@ import Testing
                         #expect(consumer.isPaused)
                         let countAtPause = received.count
                         for index in 0..<100 {
-                            _ = try await producer.send(topic: topic, key: "k\(index % 7)".bytes, value: "b\(index)".bytes)
+                            _ = try await producer.send(
+                                topic: topic, key: "k\(index % 7)".bytes, value: "b\(index)".bytes)
                         }
                         try await KafkaTest.eventually("the witness to see the messages sent while paused") {
                             witnessed.count == 200

@@ -106,7 +106,8 @@ import Testing
             #expect(outcomes.acknowledged.count == 0)
             #expect(outcomes.failed.count == total)
             for error in outcomes.failed.all {
-                #expect([.messageTimedOut, .purgedFromQueue, .purgedInFlight, .shutdown].contains(error.code), "\(error)")
+                #expect(
+                    [.messageTimedOut, .purgedFromQueue, .purgedInFlight, .shutdown].contains(error.code), "\(error)")
             }
             #expect(elapsed < deliveryTimeout + .seconds(15), "shutdown took \(elapsed)")
         }
@@ -120,7 +121,9 @@ import Testing
             let producer = try KafkaProducer(configuration: KafkaTest.configuration(cluster), logger: KafkaTest.logger)
             try await KafkaTest.withRunning({ try await producer.run() }) {
                 let batch = (0..<500).map {
-                    KafkaOutgoingMessage(topic: topic, key: "same".bytes, value: "\($0)".bytes, headers: [KafkaHeader(key: "i", value: "\($0)")])
+                    KafkaOutgoingMessage(
+                        topic: topic, key: "same".bytes, value: "\($0)".bytes,
+                        headers: [KafkaHeader(key: "i", value: "\($0)")])
                 }
                 let results = try await producer.send(batch)
                 let receipts = try results.map { try $0.get() }
@@ -156,7 +159,8 @@ private final class SendOutcomes: Sendable {
                 group.addTask {
                     self.started.append(index)
                     do {
-                        let receipt = try await producer.send(topic: topic, key: "k\(index % 50)".bytes, value: "\(index)".bytes)
+                        let receipt = try await producer.send(
+                            topic: topic, key: "k\(index % 50)".bytes, value: "\(index)".bytes)
                         self.acknowledged.append(receipt)
                     } catch let error as KafkaError {
                         self.failed.append(error)

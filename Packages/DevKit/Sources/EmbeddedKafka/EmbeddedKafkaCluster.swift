@@ -122,7 +122,8 @@ public final class EmbeddedKafkaCluster: Sendable {
                 )
             }
         }
-        logger.debug("Embedded Kafka topic created", metadata: ["kafka.topic": "\(name)", "kafka.partitions": "\(partitions)"])
+        logger.debug(
+            "Embedded Kafka topic created", metadata: ["kafka.topic": "\(name)", "kafka.partitions": "\(partitions)"])
     }
 
     /// Disconnects every broker and refuses new connections (clients see the whole cluster down).
@@ -152,7 +153,8 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// Delays every response of broker `id` (or of every broker when `nil`) by `delay`: a slow network or broker,
     /// for tests of messages in flight. `.zero` restores full speed.
     public func setRoundTripTime(_ delay: Duration, broker id: Int32? = nil) throws {
-        let milliseconds = Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(
+            clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
         for broker in id.map({ [$0] }) ?? Array(1...brokerCount) {
             guard (1...brokerCount).contains(broker) else {
                 throw EmbeddedKafkaError(message: "no broker \(broker): ids are 1 through \(brokerCount)")
@@ -160,9 +162,8 @@ public final class EmbeddedKafkaCluster: Sendable {
             try withCluster { cluster in
                 let error = rd_kafka_mock_broker_set_rtt(cluster, broker, milliseconds)
                 guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                    throw EmbeddedKafkaError(
-                        message: "cannot set the round-trip time of broker \(broker): \(String(cString: rd_kafka_err2str(error)))"
-                    )
+                    let reason = String(cString: rd_kafka_err2str(error))
+                    throw EmbeddedKafkaError(message: "cannot set the round-trip time of broker \(broker): \(reason)")
                 }
             }
         }
@@ -176,7 +177,8 @@ public final class EmbeddedKafkaCluster: Sendable {
             let error = up ? rd_kafka_mock_broker_set_up(cluster, id) : rd_kafka_mock_broker_set_down(cluster, id)
             guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
                 throw EmbeddedKafkaError(
-                    message: "cannot set broker \(id) \(up ? "up" : "down"): \(String(cString: rd_kafka_err2str(error)))"
+                    message:
+                        "cannot set broker \(id) \(up ? "up" : "down"): \(String(cString: rd_kafka_err2str(error)))"
                 )
             }
         }
@@ -185,10 +187,12 @@ public final class EmbeddedKafkaCluster: Sendable {
 
     /// Stops the cluster: every broker closes its connections and listeners. Idempotent; also done on deinit.
     public func shutdown() {
-        guard let handles = state.withLock({ state -> Handles? in
-            defer { state.handles = nil }
-            return state.handles
-        }) else { return }
+        guard
+            let handles = state.withLock({ state -> Handles? in
+                defer { state.handles = nil }
+                return state.handles
+            })
+        else { return }
         handles.stopping.store(true, ordering: .releasing)
         rd_kafka_queue_yield(handles.logQueue)
         logThreadFinished.wait()

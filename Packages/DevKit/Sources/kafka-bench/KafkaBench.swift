@@ -48,7 +48,9 @@ struct KafkaBench: AsyncParsableCommand {
 
     func run() async throws {
         var logger = Logger(label: "kafka-bench")
-        logger.logLevel = ProcessInfo.processInfo.environment["KAFKA_BENCH_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["KAFKA_BENCH_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
+            ?? .warning
         let cluster = try EmbeddedKafkaCluster(brokers: brokers, logger: logger)
         defer { cluster.shutdown() }
         let value = String(repeating: "x", count: valueSize)
@@ -103,11 +105,14 @@ struct KafkaBench: AsyncParsableCommand {
             emit(row(["\(round)"] + rates.map(format) + [percent(rates[1], rates[0]), percent(rates[2], rates[0])]))
         }
         let medians = (0..<3).map { column in median(results.map { $0[column] }) }
-        emit(row(["median"] + medians.map(format) + [percent(medians[1], medians[0]), percent(medians[2], medians[0])]))
+        emit(
+            row(["median"] + medians.map(format) + [percent(medians[1], medians[0]), percent(medians[2], medians[0])]))
         emit("(messages per second; goal: wrapper >= 80% of kcat)")
         let busy = cpu.map { $0.isEmpty ? "-" : String(format: "%.0f%%", median($0) * 100) }
-        emit("CPU busy while producing (this process and kcat, of \(ProcessInfo.processInfo.activeProcessorCount) cores): "
-            + "kcat -P \(busy[0]), send() \(busy[1]), send(batch) \(busy[2])")
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        emit(
+            "CPU busy while producing (this process and kcat, 100% = one of \(cores) cores): "
+                + "kcat -P \(busy[0]), send() \(busy[1]), send(batch) \(busy[2])")
     }
 
     /// Runs `kcat -P` over the input file; returns its wall-clock time (process start to exit, which kcat reaches
@@ -127,7 +132,8 @@ struct KafkaBench: AsyncParsableCommand {
         process.waitUntilExit()
         let elapsed = ContinuousClock.now - start
         guard process.terminationStatus == 0 else {
-            throw ValidationError("kcat failed (\(process.terminationStatus)): \(String(decoding: errorOutput, as: UTF8.self))")
+            throw ValidationError(
+                "kcat failed (\(process.terminationStatus)): \(String(decoding: errorOutput, as: UTF8.self))")
         }
         return elapsed.seconds
     }
@@ -190,7 +196,8 @@ struct KafkaBench: AsyncParsableCommand {
     /// would not work for large runs: the embedded broker keeps only the last few megabytes of each partition.)
     private func verifyCount(cluster: EmbeddedKafkaCluster, topic: String, logger: Logger) async throws {
         let reader = try KafkaFanOutReader(
-            configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, clientID: "kafka-bench-check"),
+            configuration: KafkaConfiguration(
+                bootstrapServers: cluster.bootstrapServers, clientID: "kafka-bench-check"),
             topic: topic,
             start: .end,
             logger: logger

@@ -151,7 +151,8 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Hands one message to librdkafka, waiting out a full local queue for at most the delivery timeout.
-    private func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) async throws {
+    private func produce(topic: String, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader], id: UInt64) async throws
+    {
         let headerList = client.makeHeaders(headers)
         switch client.produce(topic: topic, key: key, value: value, headers: headerList, opaque: id) {
         case .enqueued:

@@ -88,7 +88,9 @@ struct ProducerStateMachine {
     // MARK: - Batches
 
     /// Allocates a batch and one id per message (consecutive, starting at the returned `firstID`).
-    mutating func registerBatch(count: Int, nowNanoseconds: UInt64) throws(KafkaError) -> (batch: UInt64, firstID: UInt64) {
+    mutating func registerBatch(
+        count: Int, nowNanoseconds: UInt64
+    ) throws(KafkaError) -> (batch: UInt64, firstID: UInt64) {
         try requireRunning()
         let batch = batches.append(Batch(outcomes: Array(repeating: nil, count: count), remaining: count))
         let firstID = entries.nextID

@@ -407,7 +407,8 @@ final class ConsumerCore: Sendable {
         }
         try client.assign(partitions, offsets: explicit)
         state.withLock { $0.assigned(partitions) }
-        logger.debug("Kafka fan-out reader assigned", metadata: ["kafka.topic": "\(topic)", "kafka.offsets": "\(offsets)"])
+        logger.debug(
+            "Kafka fan-out reader assigned", metadata: ["kafka.topic": "\(topic)", "kafka.offsets": "\(offsets)"])
         for waiter in state.withLock({ $0.becameReady(offsets) }) {
             waiter.resume(returning: offsets)
         }

@@ -9,9 +9,10 @@ extension RdKafkaClient {
         let key: [UInt8]? = record.key.map { pointer in
             Array(UnsafeRawBufferPointer(start: pointer, count: record.key_len))
         }
-        let value: [UInt8] = record.payload.map { pointer in
-            Array(UnsafeRawBufferPointer(start: pointer, count: record.len))
-        } ?? []
+        let value: [UInt8] =
+            record.payload.map { pointer in
+                Array(UnsafeRawBufferPointer(start: pointer, count: record.len))
+            } ?? []
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let milliseconds = rd_kafka_message_timestamp(raw, &timestampType)
         let timestamp = milliseconds >= 0 ? Date(timeIntervalSince1970: Double(milliseconds) / 1000) : nil

@@ -52,7 +52,8 @@ extension RdKafkaClient {
                 let id = UInt64(UInt(bitPattern: message.pointee._private))
                 let error = message.pointee.err
                 if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-                    reports.append((id, .delivered(partition: message.pointee.partition, offset: message.pointee.offset)))
+                    reports.append(
+                        (id, .delivered(partition: message.pointee.partition, offset: message.pointee.offset)))
                 } else {
                     let text = String(cString: rd_kafka_message_errstr(message))
                     reports.append((id, .failed(KafkaError(error, message: text))))
@@ -100,7 +101,9 @@ extension RdKafkaClient {
         }
         if let failed = partitions.first(where: { $0.error != RD_KAFKA_RESP_ERR_NO_ERROR }) {
             let code = KafkaError.Code(failed.error)
-            return (id, .failure(KafkaError(failed.error, message: "commit of \(failed.partition) failed: \(code.text)")))
+            return (
+                id, .failure(KafkaError(failed.error, message: "commit of \(failed.partition) failed: \(code.text)"))
+            )
         }
         return (id, .success(partitions.count))
     }

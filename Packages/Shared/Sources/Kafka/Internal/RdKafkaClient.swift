@@ -235,7 +235,9 @@ final class RdKafkaClient: @unchecked Sendable {
                                     $0.u.mem.size = keyBytes.count
                                 }
                             }
-                            append(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(opaque)) }
+                            append(RD_KAFKA_VTYPE_OPAQUE) {
+                                $0.u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(opaque))
+                            }
                             append(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
                             if let headers {
                                 append(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers }
