@@ -23,8 +23,9 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Creates the producer (validating the configuration); nothing is sent before ``run()`` starts polling.
     ///
-    /// - Parameter deliveryTimeout: how long a send may take from call to acknowledgement, including waiting for
-    ///   room in a full local queue; becomes `message.timeout.ms` unless the properties set it.
+    /// - Parameter deliveryTimeout: how long librdkafka may try to get a message acknowledged (it becomes
+    ///   `message.timeout.ms` unless the properties set it), and separately the longest wait for room in a full
+    ///   local queue before a send gives up. A send that found room therefore ends within this timeout.
     /// - Throws: ``KafkaError`` when librdkafka rejects a property.
     public init(configuration: KafkaConfiguration, deliveryTimeout: Duration = .seconds(30), logger: Logger) throws {
         let timeoutMilliseconds = max(1, deliveryTimeout.milliseconds)
