@@ -31,13 +31,13 @@ command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)
 if [[ $mode == quick ]]; then
     gateway_args=(--duration 3 --half-duration 4)
     e2e_args=(--rates 250,1000 --duration 10 --drain-timeout 20)
-    memory_args=(--levels 0,1000 --rate 500 --settle 2)
+    memory_args=(--levels 0,1000 --rate 250 --settle 2)
     kafka_args=(--messages 50000 --rounds 1)
     history_args=(--calls 2500 --rounds 1)
 else
     gateway_args=(--duration 10 --half-duration 15)
     e2e_args=(--rates 100,250,500,1000 --duration 60 --drain-timeout 60)
-    memory_args=(--levels 0,1000,10000 --rate 500 --settle 5)
+    memory_args=(--levels 0,1000,10000 --rate 250 --settle 5)
     kafka_args=(--messages 200000 --rounds 3)
     history_args=(--calls 10000 --rounds 3)
 fi
@@ -165,7 +165,7 @@ start_stack() { # name, workers, database, extra environment...
     local port
     port=$(free_port)
     env "$@" DATABASE_URL="$pg_url/$database" ADMIN_PASSWORD="$password" \
-        MAX_CONCURRENT_CALLS=20000 MAX_CALLS_PER_SECOND=5000 MAX_ORIGINATES_IN_FLIGHT=64 \
+        MAX_CONCURRENT_CALLS=20000 MAX_CALLS_PER_SECOND=5000 MAX_ORIGINATES_IN_FLIGHT=512 \
         "$bin/devstack" up --state-dir "$run/stack-$name" --gateway-port "$port" --workers "$workers" \
         --bin-dir "$bin" >"$run/stack-$name.out" 2>&1 &
     stack_pid=$!
@@ -189,6 +189,7 @@ scenario_e2e() {
     local processes=(--process "devstack=$stack_pid") index=1
     for pid in $(child_pids "$stack_pid" api-gateway); do processes+=(--process "gateway=$pid"); done
     for pid in $(child_pids "$stack_pid" dialer-worker); do processes+=(--process "worker-$index=$pid"); ((index++)); done
+    processes+=(--process-tree "postgres=$(head -1 "$pg_dir/data/postmaster.pid")")
     "$bin/loadgen" e2e --url "$stack_url" --token "$stack_token" --ari-url "$stack_ari" \
         --database-url "$pg_url/bench_e2e" "${processes[@]}" "${e2e_args[@]}" --out "$run/e2e.json" 2>&1 |
         tee -a "$log" >&2

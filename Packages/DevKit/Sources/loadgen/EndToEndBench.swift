@@ -39,6 +39,9 @@ struct EndToEndBench: AsyncParsableCommand {
     @Option(name: .customLong("process"), help: "A process to meter, as name=pid (repeatable).")
     var processes: [String] = []
 
+    @Option(name: .customLong("process-tree"), help: "A process and its descendants to meter, as name=pid.")
+    var processTrees: [String] = []
+
     @Option(help: "Write the figures as JSON to this file.")
     var out: String
 
@@ -61,14 +64,18 @@ struct EndToEndBench: AsyncParsableCommand {
         var lost: Int
         /// Originated more than once (simulator count per channel id).
         var dialedTwice: Int
-        /// In the history but not terminal after the drain.
+        /// In the history but not terminal after the drain, when the drain ended because nothing moved any more.
         var stuck: Int
+        /// Not terminal yet when the drain timeout passed while calls were still completing (a backlog, not stuck).
+        var backlog: Int
         /// Accepted but never originated (expired, refused before dialing, or stuck before the claim).
         var neverDialed: Int
         /// Originates for channel ids this run never got a 202 for.
         var unknownOriginates: Int
         var cores: [String: Double]
         var drained: Bool
+        /// Why the wait for the last calls ended: `all terminal`, `timeout while progressing`, `no progress`.
+        var drainEnd: String
     }
 
     /// The results file.
@@ -81,13 +88,10 @@ struct EndToEndBench: AsyncParsableCommand {
     func run() async throws {
         let offered = try parseList(rates, as: Double.self)
         let simulator = SimulatorAdmin(ariURL: ariUrl)
-        let metered = try processes.map { entry -> (name: String, pid: Int32) in
-            let parts = entry.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, let pid = Int32(parts[1]) else { throw BenchError("--process name=pid: \(entry)") }
-            return (String(parts[0]), pid)
-        }
+        let metered =
+            try processes.map { try CPUMeter.Metered($0) } + processTrees.map { try CPUMeter.Metered($0, tree: true) }
         var logger = Logger(label: "loadgen.e2e")
-        logger.logLevel = .warning
+        logger.logLevel = .error
         var results: [RateResult] = []
         var skipped: [Double] = []
         for (position, rate) in offered.enumerated() {
@@ -105,7 +109,8 @@ struct EndToEndBench: AsyncParsableCommand {
                         format: "%.0f completed/s, accept→originate p99 %.1f ms, lag p99 %.1f ms, ",
                         result.completedPerSecond, result.acceptToOriginateMs.p99 ?? .nan,
                         result.eventToRowLagMs.p99 ?? .nan)
-                    + "lost \(result.lost), twice \(result.dialedTwice), stuck \(result.stuck)")
+                    + "lost \(result.lost), twice \(result.dialedTwice), stuck \(result.stuck), "
+                    + "backlog \(result.backlog)")
             results.append(result)
             try await Task.sleep(for: .seconds(2))
         }
@@ -113,7 +118,7 @@ struct EndToEndBench: AsyncParsableCommand {
     }
 
     private func measure(
-        rate: Double, simulator: SimulatorAdmin, metered: [(name: String, pid: Int32)], logger: Logger
+        rate: Double, simulator: SimulatorAdmin, metered: [CPUMeter.Metered], logger: Logger
     ) async throws -> RateResult {
         var plan = try OpenLoopPlan(
             url: url + "/api/v1/calls",
@@ -139,15 +144,15 @@ struct EndToEndBench: AsyncParsableCommand {
         let lastAccept = acceptedAt.values.max() ?? wallClock()
 
         let drainTimeout = self.drainTimeout
-        let rows = try await withPostgres(url: databaseUrl, logger: logger) { client in
-            try await Self.waitForDrain(client: client, ids: ids, timeout: drainTimeout, logger: logger)
-            return try await Self.history(client: client, ids: ids, logger: logger)
+        let (drainEnd, rows) = try await withPostgres(url: databaseUrl, logger: logger) { client in
+            let end = try await Self.waitForDrain(client: client, ids: ids, timeout: drainTimeout, logger: logger)
+            return (end, try await Self.history(client: client, ids: ids, logger: logger))
         }
         let originates = try simulator.originateLog()
 
         var statusCounts: [String: Int] = [:]
         var terminal = 0
-        var stuck = 0
+        var pending = 0
         var completedInWindow = 0
         var lastTerminal: Double?
         for row in rows.calls.values {
@@ -159,7 +164,7 @@ struct EndToEndBench: AsyncParsableCommand {
                     if at >= firstAccept, at <= lastAccept { completedInWindow += 1 }
                 }
             } else {
-                stuck += 1
+                pending += 1
             }
         }
         var acceptToOriginate: [Double] = []
@@ -182,16 +187,26 @@ struct EndToEndBench: AsyncParsableCommand {
             statusCounts: statusCounts, drainSeconds: lastTerminal.map { $0 - lastAccept },
             acceptToOriginateMs: LatencySummary(milliseconds: acceptToOriginate),
             eventToRowLagMs: LatencySummary(milliseconds: rows.lags), lost: ids.count - rows.calls.count,
-            dialedTwice: dialedTwice, stuck: stuck, neverDialed: neverDialed, unknownOriginates: unknown,
-            cores: cores, drained: terminal == ids.count)
+            dialedTwice: dialedTwice, stuck: drainEnd == .progressing ? 0 : pending,
+            backlog: drainEnd == .progressing ? pending : 0, neverDialed: neverDialed, unknownOriginates: unknown,
+            cores: cores, drained: terminal == ids.count, drainEnd: drainEnd.rawValue)
     }
 
     static let terminalStatuses: Set<String> = [
         "completed", "busy", "no_answer", "rejected", "failed", "canceled", "expired",
     ]
 
+    /// How the wait for the last calls ended.
+    enum DrainEnd: String, Sendable {
+        case allTerminal = "all terminal"
+        case progressing = "timeout while progressing"
+        case stalled = "no progress for 20 s"
+    }
+
     /// Waits until every call is terminal in the history, progress stops for a while, or the timeout passes.
-    static func waitForDrain(client: PostgresClient, ids: [UUID], timeout: Double, logger: Logger) async throws {
+    static func waitForDrain(
+        client: PostgresClient, ids: [UUID], timeout: Double, logger: Logger
+    ) async throws -> DrainEnd {
         let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
         var lastCount = -1
         var lastProgress = ContinuousClock.now
@@ -204,15 +219,16 @@ struct EndToEndBench: AsyncParsableCommand {
                 logger: logger)
             var count = 0
             for try await value in rows.decode(Int.self) { count = value }
-            if count >= ids.count { return }
+            if count >= ids.count { return .allTerminal }
             if count != lastCount {
                 lastCount = count
                 lastProgress = .now
             } else if ContinuousClock.now - lastProgress > .seconds(20) {
-                return
+                return .stalled
             }
             try await Task.sleep(for: .milliseconds(500))
         }
+        return .progressing
     }
 
     struct CallRow: Sendable {

@@ -58,7 +58,7 @@ struct HistoryBench: AsyncParsableCommand {
 
     func run() async throws {
         var configuredLogger = Logger(label: "loadgen.history")
-        configuredLogger.logLevel = .warning
+        configuredLogger.logLevel = .error
         let logger = configuredLogger
         let calls = self.calls
         let batch = self.batch

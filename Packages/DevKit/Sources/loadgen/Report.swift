@@ -116,11 +116,21 @@ struct ReportCommand: AsyncParsableCommand {
                 row(
                     "2 end to end", "\(offered)/s: lost / dialed twice / stuck (of \(run.accepted))",
                     "\(run.lost) / \(run.dialedTwice) / \(run.stuck)",
-                    run.drained ? "drained in \(number(run.drainSeconds, digits: 1)) s" : "not drained", "", "all 0")
+                    run.drained
+                        ? "all ended \(number(run.drainSeconds, digits: 1)) s after the last 202"
+                        : run.backlog > 0 ? "\(grouped(run.backlog)) still queued at the drain timeout" : run.drainEnd,
+                    "", "all 0")
+            }
+            for run in e2e.rates where run.completedPerSecond > 0 {
+                row(
+                    "2 end to end", "\(rate(run.offeredRate))/s: CPU ms per completed call",
+                    cpuPerCall(run.cores, perSecond: run.completedPerSecond),
+                    String(format: "machine: %.2f of %d cores busy", run.cores["machine"] ?? 0, results.machine.cores),
+                    "", "")
             }
             if !e2e.skippedRates.isEmpty {
                 row(
-                    "2 end to end", "not run (the previous rate did not drain)",
+                    "2 end to end", "not run (the previous rate left a backlog)",
                     e2e.skippedRates.map { rate($0) }.joined(separator: ", "), "", "", "")
             }
         }
@@ -178,6 +188,19 @@ struct ReportCommand: AsyncParsableCommand {
             """
         for cells in rows { output += "| " + cells.joined(separator: " | ") + " |\n" }
         return output
+    }
+
+    /// CPU milliseconds per call, by component: workers summed, devstack = embedded broker + ARI simulator.
+    static func cpuPerCall(_ cores: [String: Double], perSecond: Double) -> String {
+        var groups: [(String, Double)] = []
+        let workers = cores.filter { $0.key.hasPrefix("worker") }.values.reduce(0, +)
+        for (label, value) in [
+            ("gateway", cores["gateway"]), ("workers", workers), ("broker+simulator", cores["devstack"]),
+            ("PostgreSQL", cores["postgres"]), ("load generator", cores["loadgen"]),
+        ] {
+            if let value, value > 0 { groups.append((label, value / perSecond * 1000)) }
+        }
+        return groups.map { "\($0.0) " + String(format: "%.2f", $0.1) }.joined(separator: ", ")
     }
 
     static func rate(_ value: Double?) -> String {

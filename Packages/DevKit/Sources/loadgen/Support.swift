@@ -81,6 +81,31 @@ enum ProcessProbe {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// CPU time of a process and all its descendants alive now, in seconds (e.g. PostgreSQL's postmaster and its
+    /// backends).
+    static func treeCPUSeconds(_ root: Int32) -> Double {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
+        var parents: [Int32: Int32] = [:]
+        for entry in entries {
+            guard let pid = Int32(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
+        }
+        func descends(_ pid: Int32) -> Bool {
+            var current = pid
+            for _ in 0..<64 {
+                if current == root { return true }
+                guard let parent = parents[current], parent > 1 else { return false }
+                current = parent
+            }
+            return false
+        }
+        return parents.keys.filter(descends).compactMap(cpuSeconds).reduce(0, +)
+    }
+
     /// CPU time of this process (every thread), in seconds.
     static func ownCPUSeconds() -> Double {
         var usage = rusage()
@@ -105,18 +130,46 @@ enum ProcessProbe {
 
 /// CPU used by named processes (and by the machine) over an interval, in cores (1.0 = one core busy).
 struct CPUMeter {
-    private let processes: [(name: String, pid: Int32)]
+    /// A process to meter; `tree` includes its descendants.
+    struct Metered: Sendable {
+        var name: String
+        var pid: Int32
+        var tree = false
+
+        var cpuSeconds: Double? {
+            tree ? ProcessProbe.treeCPUSeconds(pid) : ProcessProbe.cpuSeconds(pid)
+        }
+
+        /// Parses `name=pid` (`tree` marks a process tree).
+        init(_ text: String, tree: Bool = false) throws {
+            let parts = text.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let pid = Int32(parts[1]) else { throw BenchError("expected name=pid: \(text)") }
+            self.init(name: String(parts[0]), pid: pid, tree: tree)
+        }
+
+        init(name: String, pid: Int32, tree: Bool = false) {
+            self.name = name
+            self.pid = pid
+            self.tree = tree
+        }
+    }
+
+    private let processes: [Metered]
     private var startProcesses: [String: Double] = [:]
     private var startMachine: (busy: Double, total: Double) = (0, 0)
     private var startOwn = 0.0
     private var startWall = ContinuousClock.now
 
-    init(processes: [(name: String, pid: Int32)]) {
+    init(processes: [Metered]) {
         self.processes = processes
     }
 
+    init(processes: [(name: String, pid: Int32)]) {
+        self.processes = processes.map { Metered(name: $0.name, pid: $0.pid) }
+    }
+
     mutating func start() {
-        for process in processes { startProcesses[process.name] = ProcessProbe.cpuSeconds(process.pid) }
+        for process in processes { startProcesses[process.name] = process.cpuSeconds }
         startMachine = ProcessProbe.machineCPU()
         startOwn = ProcessProbe.ownCPUSeconds()
         startWall = .now
@@ -128,7 +181,7 @@ struct CPUMeter {
         guard wall > 0 else { return [:] }
         var result: [String: Double] = [:]
         for process in processes {
-            if let before = startProcesses[process.name], let after = ProcessProbe.cpuSeconds(process.pid) {
+            if let before = startProcesses[process.name], let after = process.cpuSeconds {
                 result[process.name] = (after - before) / wall
             }
         }
