@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_SOURCES := Package.swift Packages Services Tests
 
-.PHONY: deps build release test test-faults lint format run bench bench-quick bench-kafka fuzz clean
+.PHONY: deps build release test test-faults lint format run bench bench-quick bench-kafka fuzz fuzz-quick clean
 
 deps:
 	@scripts/install-deps.sh
@@ -18,7 +18,26 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
-	scripts/with-postgres.sh $(SWIFT) test --skip-build
+	scripts/with-postgres.sh $(SWIFT) test --skip-build --skip '^FaultTests\.'
+
+## Faults under load (a few minutes): the real processes, one fault at a time; prints the README's fault table.
+test-faults: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) build --product devstack
+	$(SWIFT) test --skip-build --filter '^FaultTests\.'
+
+## API fuzzing with schemathesis against a live gateway (installed from PyPI when missing); fuzz-quick is bounded.
+fuzz: deps
+	$(SWIFT) build --product api-gateway
+	$(SWIFT) build --product dialer-worker
+	$(SWIFT) build --product devstack
+	scripts/fuzz.sh
+
+fuzz-quick: deps
+	$(SWIFT) build --product api-gateway
+	$(SWIFT) build --product dialer-worker
+	$(SWIFT) build --product devstack
+	scripts/fuzz.sh quick
 
 ## The whole system on this machine: release build, then `devstack up` (Ctrl-C stops everything).
 run: deps
@@ -42,6 +61,10 @@ bench: deps
 bench-quick: deps
 	$(BENCH_RELEASE)
 	scripts/bench.sh --quick --bin $(BENCH_BUILD)/release
+
+## The Kafka layer alone: acknowledged messages/s through the wrapper vs `kcat -P` on the same embedded broker.
+bench-kafka: deps
+	BENCH_BUILD=$(BENCH_BUILD) scripts/bench-kafka.sh
 
 ## swift format (checked-in .swift-format) and the deployment files (YAML, Compose schema, manifests, Dockerfile).
 lint:
