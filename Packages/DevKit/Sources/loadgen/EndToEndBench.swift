@@ -33,6 +33,9 @@ struct EndToEndBench: AsyncParsableCommand {
     @Option(help: "Seconds to wait for the last calls to end after the load stops.")
     var drainTimeout: Double = 60
 
+    @Option(help: "Seconds to wait, at most, until a probe of 20 calls goes through the whole pipeline promptly.")
+    var warmupTimeout: Double = 180
+
     @Option(help: "The number every call dials (default: answers at once, hangs up after 0-100 ms).")
     var to: String = "+155501140010"
 
@@ -80,6 +83,8 @@ struct EndToEndBench: AsyncParsableCommand {
 
     /// The results file.
     struct Result: Codable, Sendable {
+        /// Seconds until the pipeline carried a probe promptly (consumer groups settled), before measuring.
+        var warmupSeconds: Double
         var rates: [RateResult]
         var skippedRates: [Double]
         var to: String
@@ -92,6 +97,7 @@ struct EndToEndBench: AsyncParsableCommand {
             try processes.map { try CPUMeter.Metered($0) } + processTrees.map { try CPUMeter.Metered($0, tree: true) }
         var logger = Logger(label: "loadgen.e2e")
         logger.logLevel = .error
+        let warmup = try await warmUp(logger: logger)
         var results: [RateResult] = []
         var skipped: [Double] = []
         for (position, rate) in offered.enumerated() {
@@ -114,7 +120,38 @@ struct EndToEndBench: AsyncParsableCommand {
             results.append(result)
             try await Task.sleep(for: .seconds(2))
         }
-        try writeJSON(Result(rates: results, skippedRates: skipped, to: to), to: out)
+        try writeJSON(Result(warmupSeconds: warmup, rates: results, skippedRates: skipped, to: to), to: out)
+    }
+
+    /// Sends probes of 20 calls until one goes through promptly (every call terminal in the history within 5 s of
+    /// its last 202): the workers' consumer groups may still be settling when the gateway reports ready.
+    private func warmUp(logger: Logger) async throws -> Double {
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int64(warmupTimeout * 1000))
+        var attempt = 0
+        while ContinuousClock.now < deadline {
+            attempt += 1
+            var plan = try OpenLoopPlan(
+                url: url + "/api/v1/calls",
+                headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
+                body: Array(#"{"to":"\#(to)"}"#.utf8), rate: 20, duration: .seconds(1))
+            plan.recordLocations = true
+            let probe = try await OpenLoopGenerator.run(plan)
+            let ids = probe.locations.compactMap { entry in
+                entry.location.split(separator: "/").last.flatMap { UUID(uuidString: String($0)) }
+            }
+            let end = try await withPostgres(url: databaseUrl, logger: logger) { client in
+                try await Self.waitForDrain(client: client, ids: ids, timeout: 5, logger: logger)
+            }
+            if end == .allTerminal, ids.count == 20 {
+                let seconds = (ContinuousClock.now - start).seconds
+                progress("e2e: the pipeline carries calls (warm-up: \(attempt) probes, \(Int(seconds)) s)")
+                return seconds
+            }
+            progress("e2e: warm-up probe \(attempt) not through yet (consumer groups settling?)")
+            try await Task.sleep(for: .seconds(2))
+        }
+        throw BenchError("the pipeline did not carry a probe of 20 calls within \(Int(warmupTimeout)) s")
     }
 
     private func measure(
