@@ -320,7 +320,21 @@ enum OpenAPIDocument {
             "description": description,
             "content": [
                 "text/event-stream": [
-                    "schema": ["type": "string", "description": "SSE frames; each `data:` is a CallStatusEvent."],
+                    // One event of the stream (OpenAPI 3.1 tools read `schema` of an event stream per event, as
+                    // 3.2's `itemSchema`); comment lines (heartbeats) carry no event.
+                    "schema": [
+                        "type": "object", "required": ["data"],
+                        "description": "One SSE event: `event: status`, `id:` its position, `data:` a CallStatusEvent.",
+                        "properties": [
+                            "event": ["type": "string", "enum": ["status"]],
+                            "id": ["type": "string"],
+                            "retry": ["type": "integer"],
+                            "data": [
+                                "type": "string", "contentMediaType": "application/json",
+                                "contentSchema": ref("CallStatusEvent"),
+                            ] as [String: Any],
+                        ] as [String: Any],
+                    ] as [String: Any],
                     "x-event-data": ref("CallStatusEvent"),
                 ] as [String: Any]
             ],
@@ -514,6 +528,19 @@ enum OpenAPIDocument {
         return response
     }
 
+    /// The object schema with each property outside `required` also accepting `null`.
+    static func nullableOptionals(_ schema: [String: Any]) -> [String: Any] {
+        var schema = schema
+        let required = Set(schema["required"] as? [String] ?? [])
+        guard let properties = schema["properties"] as? [String: Any] else { return schema }
+        var nullable: [String: Any] = [:]
+        for (name, property) in properties {
+            nullable[name] = required.contains(name) ? property : ["anyOf": [property, ["type": "null"]]]
+        }
+        schema["properties"] = nullable
+        return schema
+    }
+
     static func components(_ options: Options) -> [String: Any] {
         let nullableString: [String: Any] = ["type": ["string", "null"]]
         let nullableTimestamp: [String: Any] = ["type": ["string", "null"], "format": "date-time"]
@@ -540,7 +567,7 @@ enum OpenAPIDocument {
             "description": "Your own data about the call (at most 4 KiB of JSON, nesting depth 8); never sent to "
                 + "Asterisk, returned with the call and its events.",
         ]
-        let callRequest: [String: Any] = [
+        var callRequest: [String: Any] = [
             "type": "object", "additionalProperties": false, "required": ["to"],
             "properties": [
                 "to": [
@@ -591,6 +618,8 @@ enum OpenAPIDocument {
                 "metadata": metadata,
             ] as [String: Any],
         ]
+        // An optional field sent as null is the same as an absent one.
+        callRequest = nullableOptionals(callRequest)
         let timelineEntry: [String: Any] = [
             "type": "object",
             "required": ["seq", "status", "previous_status", "occurred_at"],
