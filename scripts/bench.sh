@@ -31,13 +31,13 @@ command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)
 
 if [[ $mode == quick ]]; then
     gateway_args=(--duration 3 --half-duration 4)
-    e2e_args=(--rates 250,1000 --duration 10 --drain-timeout 20)
+    e2e_args=(--rates 100,250 --duration 8 --drain-timeout 15)
     memory_args=(--levels 0,1000 --rate 250 --settle 2)
     kafka_args=(--messages 50000 --rounds 1)
     history_args=(--calls 2500 --rounds 1)
 else
     gateway_args=(--duration 10 --half-duration 15)
-    e2e_args=(--rates 100,250,500,1000 --duration 60 --drain-timeout 60)
+    e2e_args=(--rates 100,200,300,500,1000 --duration 60 --drain-timeout 60)
     memory_args=(--levels 0,1000,10000 --rate 250 --settle 5)
     kafka_args=(--messages 200000 --rounds 3)
     history_args=(--calls 10000 --rounds 3)

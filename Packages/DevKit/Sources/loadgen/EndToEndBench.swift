@@ -63,13 +63,15 @@ struct EndToEndBench: AsyncParsableCommand {
         var drainSeconds: Double?
         var acceptToOriginateMs: LatencySummary
         var eventToRowLagMs: LatencySummary
-        /// Accepted (202) but absent from the history after the drain.
-        var lost: Int
+        /// Accepted (202) but absent from the history after the drain; `nil` when the drain timeout passed while calls
+        /// were still being recorded (absent then may mean not yet recorded).
+        var lost: Int?
         /// Originated more than once (simulator count per channel id).
         var dialedTwice: Int
         /// In the history but not terminal after the drain, when the drain ended because nothing moved any more.
         var stuck: Int
-        /// Not terminal yet when the drain timeout passed while calls were still completing (a backlog, not stuck).
+        /// Not terminal yet (or not recorded yet) when the drain timeout passed while calls were still completing: a
+        /// backlog, not stuck.
         var backlog: Int
         /// Accepted but never originated (expired, refused before dialing, or stuck before the claim).
         var neverDialed: Int
@@ -115,7 +117,7 @@ struct EndToEndBench: AsyncParsableCommand {
                         format: "%.0f completed/s, accept→originate p99 %.1f ms, lag p99 %.1f ms, ",
                         result.completedPerSecond, result.acceptToOriginateMs.p99 ?? .nan,
                         result.eventToRowLagMs.p99 ?? .nan)
-                    + "lost \(result.lost), twice \(result.dialedTwice), stuck \(result.stuck), "
+                    + "lost \(result.lost.map(String.init) ?? "n/a"), twice \(result.dialedTwice), stuck \(result.stuck), "
                     + "backlog \(result.backlog)")
             results.append(result)
             try await Task.sleep(for: .seconds(2))
@@ -223,9 +225,11 @@ struct EndToEndBench: AsyncParsableCommand {
             completedPerSecond: window > 0 ? Double(completedInWindow) / window : 0, terminal: terminal,
             statusCounts: statusCounts, drainSeconds: lastTerminal.map { $0 - lastAccept },
             acceptToOriginateMs: LatencySummary(milliseconds: acceptToOriginate),
-            eventToRowLagMs: LatencySummary(milliseconds: rows.lags), lost: ids.count - rows.calls.count,
+            eventToRowLagMs: LatencySummary(milliseconds: rows.lags),
+            lost: drainEnd == .progressing ? nil : ids.count - rows.calls.count,
             dialedTwice: dialedTwice, stuck: drainEnd == .progressing ? 0 : pending,
-            backlog: drainEnd == .progressing ? pending : 0, neverDialed: neverDialed, unknownOriginates: unknown,
+            backlog: drainEnd == .progressing ? pending + ids.count - rows.calls.count : 0, neverDialed: neverDialed,
+            unknownOriginates: unknown,
             cores: cores, drained: terminal == ids.count, drainEnd: drainEnd.rawValue)
     }
 

@@ -7,7 +7,7 @@ import NIOCore
 import PostgresNIO
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `loadgen history`: status events applied per second through `CallStore.apply` (the history writer's batches)
@@ -119,7 +119,9 @@ struct HistoryBench: AsyncParsableCommand {
         try writeJSON(result, to: out)
     }
 
-    static func settings(client: PostgresClient, logger: Logger) async throws -> (
+    static func settings(
+        client: PostgresClient, logger: Logger
+    ) async throws -> (
         synchronousCommit: String, fsync: String
     ) {
         var values: [String: String] = [:]

@@ -115,13 +115,13 @@ struct ReportCommand: AsyncParsableCommand {
                     pair(run.eventToRowLagMs.p50, run.eventToRowLagMs.p99), "", "", "")
                 row(
                     "2 end to end", "\(offered)/s: lost / dialed twice / stuck (of \(run.accepted))",
-                    "\(run.lost) / \(run.dialedTwice) / \(run.stuck)",
+                    "\(run.lost.map(String.init) ?? "n/a") / \(run.dialedTwice) / \(run.stuck)",
                     run.drained
                         ? "all ended \(number(run.drainSeconds, digits: 1)) s after the last 202"
                         : run.backlog > 0 ? "\(grouped(run.backlog)) still queued at the drain timeout" : run.drainEnd,
                     "", "all 0")
             }
-            for run in e2e.rates where run.completedPerSecond > 0 {
+            for run in e2e.rates where run.drained && run.completedPerSecond > 0 {
                 row(
                     "2 end to end", "\(rate(run.offeredRate))/s: CPU ms per completed call",
                     cpuPerCall(run.cores, perSecond: run.completedPerSecond),
@@ -140,7 +140,8 @@ struct ReportCommand: AsyncParsableCommand {
                 "3 memory", "worker RSS at N live answered calls", levels.joined(separator: ", "), "", "",
                 "≤ 150 MB at 10,000")
             row(
-                "3 memory", "per live call", memory.bytesPerLiveCall.map { String(format: "%.1f KB", $0 / 1000) } ?? "–",
+                "3 memory", "per live call",
+                memory.bytesPerLiveCall.map { String(format: "%.1f KB", $0 / 1000) } ?? "–",
                 "", "", "")
         }
         if let gateway = results.gateway {
