@@ -1,4 +1,5 @@
 import ARI
+import AsyncHTTPClient
 import CallDomain
 import CallMessaging
 import CallStore
@@ -54,8 +55,8 @@ public final class WorkerStatus: Sendable {
     }
 }
 
-/// Builds the worker's services, in start order: PostgreSQL client, Kafka producer, operations HTTP server, ARI
-/// events WebSocket, history writer, control handler, dialer.
+/// Builds the worker's services, in start order: ARI HTTP client, PostgreSQL client, Kafka producer, operations
+/// HTTP server, ARI events WebSocket, history writer, control handler, dialer.
 ///
 /// A service group shuts down in reverse order, so on SIGTERM the dialer stops first: it stops taking commands,
 /// finishes its originates in flight, commits, leaves its group and tracks its live calls up to the drain timeout,
@@ -114,7 +115,12 @@ public func buildServiceGroup(
     let controlReader = try KafkaFanOutReader(
         configuration: consumerKafka, topic: configuration.topics.control, start: .end, logger: logger)
 
-    let ari = ARIClient(configuration: configuration.ari, logger: logger)
+    // The worker's own HTTP client for ARI (not the process-wide shared one, whose idle connections live ten
+    // minutes): its connections close when the worker stops.
+    let httpClient = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration(),
+        backgroundActivityLogger: logger)
+    let ari = ARIClient(configuration: configuration.ari, httpClient: httpClient, logger: logger)
     let events = ARIEventStream(configuration: configuration.ari, logger: logger)
     let publisher = CallMessagePublisher(
         producer: producer, topics: configuration.topics, source: "/dialer-worker/\(configuration.workerID)")
@@ -157,6 +163,7 @@ public func buildServiceGroup(
     let group = ServiceGroup(
         configuration: ServiceGroupConfiguration(
             services: [
+                .init(service: HTTPClientService(client: httpClient), serviceName: "ari-http-client"),
                 .init(service: postgres, serviceName: "postgres"),
                 .init(service: producer, serviceName: "kafka-producer"),
                 .init(service: ops, serviceName: "ops-http"),
@@ -170,4 +177,15 @@ public func buildServiceGroup(
         )
     )
     return DialerWorkerServices(group: group, status: status)
+}
+
+/// Shuts the worker's ARI HTTP client down once every service using it has stopped (it is first in the group).
+struct HTTPClientService: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        // Returns at graceful shutdown; throws on cancellation, which ends the client as well.
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
 }
