@@ -118,6 +118,17 @@ export ACCESS_TOKEN_EXPIRE_MINUTES=240
 export ALLOWED_CONTEXTS=agents,outbound DEFAULT_CONTEXT=agents DEFAULT_EXTENSION=s DEFAULT_PRIORITY=1
 export LOG_FORMAT=json
 
+# Runs a measuring command in the background, its output appended to a log and echoed on stderr, and waits for it:
+# `wait` returns when a signal arrives, so Ctrl-C stops the run at once (the command is stopped with the others).
+run_logged() { # log, command...
+    local log=$1
+    shift
+    "$@" > >(tee -a "$log" >&2) 2>&1 &
+    local pid=$!
+    started+=("$pid")
+    wait "$pid"
+}
+
 token_for() { # base URL, user, password
     curl -s -X POST "$1/api/v1/auth/token" --data-urlencode "username=$2" --data-urlencode "password=$3" |
         jq -r .access_token
@@ -151,9 +162,9 @@ scenario_gateway() {
     done
     local token
     token=$(token_for "http://127.0.0.1:$port" bench "$password")
-    "$bin/loadgen" gateway --url "http://127.0.0.1:$port" --token "$token" --gateway-pid "$gateway_pid" \
-        --broker-pid "$kafka_pid" --wrk-script "$root/bench/wrk/post-calls.lua" "${gateway_args[@]}" \
-        --out "$run/gateway.json" 2>&1 | tee -a "$log" >&2
+    run_logged "$log" "$bin/loadgen" gateway --url "http://127.0.0.1:$port" --token "$token" \
+        --gateway-pid "$gateway_pid" --broker-pid "$kafka_pid" --wrk-script "$root/bench/wrk/post-calls.lua" \
+        "${gateway_args[@]}" --out "$run/gateway.json"
     stop_pid "$gateway_pid"
     stop_pid "$kafka_pid"
 }
@@ -194,9 +205,8 @@ scenario_e2e() {
     for pid in $(child_pids "$stack_pid" api-gateway); do processes+=(--process "gateway=$pid"); done
     for pid in $(child_pids "$stack_pid" dialer-worker); do processes+=(--process "worker-$index=$pid"); ((index++)); done
     processes+=(--process-tree "postgres=$(head -1 "$pg_dir/data/postmaster.pid")")
-    "$bin/loadgen" e2e --url "$stack_url" --token "$stack_token" --ari-url "$stack_ari" \
-        --database-url "$pg_url/bench_e2e" "${processes[@]}" "${e2e_args[@]}" --out "$run/e2e.json" 2>&1 |
-        tee -a "$log" >&2
+    run_logged "$log" "$bin/loadgen" e2e --url "$stack_url" --token "$stack_token" --ari-url "$stack_ari" \
+        --database-url "$pg_url/bench_e2e" "${processes[@]}" "${e2e_args[@]}" --out "$run/e2e.json"
     stop_pid "$stack_pid" 60
 }
 
@@ -207,22 +217,22 @@ scenario_memory() {
     start_stack memory 1 bench_memory DRAIN_TIMEOUT_SECONDS=1 || { cat "$run/stack-memory.out" >>"$log"; return 1; }
     local worker
     worker=$(child_pids "$stack_pid" dialer-worker)
-    "$bin/loadgen" memory --url "$stack_url" --token "$stack_token" --ari-url "$stack_ari" \
+    run_logged "$log" "$bin/loadgen" memory --url "$stack_url" --token "$stack_token" --ari-url "$stack_ari" \
         --worker-pid "${worker%% *}" --worker-url "$(echo "$stack_workers" | head -1)" "${memory_args[@]}" \
-        --out "$run/memory.json" 2>&1 | tee -a "$log" >&2
+        --out "$run/memory.json"
     stop_pid "$stack_pid" 60
 }
 
 # MARK: 4. Kafka layer and 5. history
 
 scenario_kafka() {
-    "$bin/loadgen" kafka --kafka-bench "$bin/kafka-bench" "${kafka_args[@]}" --out "$run/kafka.json" 2>&1 |
-        tee -a "$run/kafka.log" >&2
+    run_logged "$run/kafka.log" "$bin/loadgen" kafka --kafka-bench "$bin/kafka-bench" "${kafka_args[@]}" \
+        --out "$run/kafka.json"
 }
 
 scenario_history() {
-    "$bin/loadgen" history --database-url "$pg_url/bench_history" "${history_args[@]}" --out "$run/history.json" \
-        2>&1 | tee -a "$run/history.log" >&2
+    run_logged "$run/history.log" "$bin/loadgen" history --database-url "$pg_url/bench_history" \
+        "${history_args[@]}" --out "$run/history.json"
 }
 
 for scenario in gateway e2e memory kafka history; do
