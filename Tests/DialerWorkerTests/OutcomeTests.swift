@@ -59,7 +59,10 @@ struct OutcomeCase: Sendable, CustomTestStringConvertible {
 
 @Suite("Call outcomes")
 struct OutcomeTests {
-    @Test("each outcome: exact status sequence, terminal status, hangup cause, PostgreSQL timeline", arguments: OutcomeCase.all)
+    // One case at a time: eleven environments at once would load the machine for the other suites' timing checks.
+    @Test(
+        "each outcome: exact status sequence, terminal status, hangup cause, PostgreSQL timeline", .serialized,
+        arguments: OutcomeCase.all)
     func outcome(_ expected: OutcomeCase) async throws {
         try await WorkerTestEnvironment.run { environment in
             try await withWorker(try environment.workerConfiguration()) { worker in

@@ -178,6 +178,7 @@ struct WorkerTestEnvironment: Sendable {
             dialerGroupID: "dialer-workers",
             historyGroupID: "call-history",
             databaseURL: databaseURL,
+            databaseMaxConnections: 4,
             host: "127.0.0.1",
             port: 0,
             drainTimeout: .seconds(10),

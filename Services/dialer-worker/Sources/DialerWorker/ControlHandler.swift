@@ -115,7 +115,7 @@ final class ControlHandler: Service {
         let configuration = context.configuration
         let store = context.store
         guard
-            let result = await context.withDatabaseRetry(
+            let (result, retried) = await context.withDatabaseRetries(
                 "cancel", logger: logger,
                 {
                     try await store.cancelQueued(
@@ -125,6 +125,20 @@ final class ControlHandler: Service {
         switch result {
         case .changed(let event):
             logger.info("queued call canceled; it will never be dialed")
+            _ = await context.publishUntilAcknowledged(event, traceParent: traceParent)
+        case .notQueued(.canceled) where retried:
+            // An attempt that timed out may have been the one that canceled the call: publish its event then.
+            guard
+                let record = await context.withDatabaseRetry("check cancel", logger: logger, { try await store.call(id: callID) }),
+                let record, record.seq == 1, record.workerID == configuration.workerID,
+                let entry = record.timeline.first(where: { $0.seq == 1 && $0.status == .canceled })
+            else { return }
+            let event = CallStatusEvent(
+                eventID: entry.eventID, callID: callID, seq: 1, status: .canceled, previousStatus: .queued,
+                occurredAt: entry.occurredAt, nodeID: record.nodeID, workerID: record.workerID, to: record.to,
+                detail: entry.detail, endedAt: record.endedAt,
+                metadata: (try? ClientMetadata(record.metadata)) ?? .empty)
+            logger.info("queued call canceled (confirmed after a retry); it will never be dialed")
             _ = await context.publishUntilAcknowledged(event, traceParent: traceParent)
         case .notQueued(let status):
             logger.debug("cancel ignored: the call is not queued", metadata: ["call.status": "\(status.rawValue)"])

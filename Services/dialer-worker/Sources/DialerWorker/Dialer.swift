@@ -136,6 +136,8 @@ final class Dialer: Service {
         let consumer = self.consumer
         let metrics = context.metrics
         let logger = self.logger
+        metrics.paused.record(0)
+        metrics.liveCalls.record(context.tracker.count)
         while true {
             let admitted = await context.gate.admit(
                 onBlocked: { reason in

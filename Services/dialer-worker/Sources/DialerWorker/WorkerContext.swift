@@ -62,21 +62,33 @@ struct WorkerContext: Sendable {
     ///
     /// Each attempt is bounded by `DATABASE_TIMEOUT_SECONDS`: with the server gone, the connection pool keeps a query
     /// waiting for a connection for a long time, and the worker must notice the outage in seconds. A timed-out
-    /// attempt may still have been applied; callers whose operation is not idempotent check for that.
+    /// attempt may still have been applied; callers whose operation is not idempotent check for that (`retried`).
     func withDatabaseRetry<Result: Sendable>(
         _ what: String,
         logger: Logger,
         _ operation: @escaping @Sendable () async throws -> Result
     ) async -> Result? {
+        await withDatabaseRetries(what, logger: logger, operation)?.value
+    }
+
+    /// ``withDatabaseRetry(_:logger:_:)`` that also says whether an earlier attempt failed (and so may have been
+    /// applied without the worker hearing of it).
+    func withDatabaseRetries<Result: Sendable>(
+        _ what: String,
+        logger: Logger,
+        _ operation: @escaping @Sendable () async throws -> Result
+    ) async -> (value: Result, retried: Bool)? {
         var delay = Duration.milliseconds(100)
         let timeout = configuration.databaseTimeout
+        var retried = false
         while true {
             do {
                 let result = try await Self.withTimeout(timeout, operation)
                 gate.setDatabaseAvailable(true)
-                return result
+                return (result, retried)
             } catch {
                 if Task.isCancelled { return nil }
+                retried = true
                 if gate.databaseAvailable {
                     logger.warning(
                         "PostgreSQL unreachable; pausing intake until it is back",
@@ -95,20 +107,69 @@ struct WorkerContext: Sendable {
         var description: String { "no answer from PostgreSQL within \(timeout)" }
     }
 
+    /// Runs `operation`, giving up after `timeout` even if the operation does not react to cancellation (a query
+    /// waiting in the connection pool may not): it is cancelled and left to finish on its own, unobserved.
     static func withTimeout<Result: Sendable>(
         _ timeout: Duration,
         _ operation: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
-        try await withThrowingTaskGroup(of: Result?.self) { group in
-            group.addTask { try await operation() }
-            group.addTask {
-                try await Task.sleep(for: timeout)
+        let race = FirstResult<Result>()
+        // Unstructured on purpose: the wait must end at the timeout whatever the operation does.
+        let work = Task { try await operation() }
+        let timer = Task {
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            work.cancel()
+            race.resolve(.failure(DatabaseTimeout(timeout: timeout)))
+        }
+        Task {
+            race.resolve(await work.result)
+            timer.cancel()
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { race.install($0) }
+        } onCancel: {
+            work.cancel()
+        }
+    }
+}
+
+/// The first of several results, handed to one waiting continuation whichever comes first.
+final class FirstResult<Value: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Value, any Error>?
+        var result: Result<Value, any Error>?
+        var delivered = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Offers a result; only the first one counts.
+    func resolve(_ result: Result<Value, any Error>) {
+        let continuation = state.withLock { state -> CheckedContinuation<Value, any Error>? in
+            guard !state.delivered, state.result == nil else { return nil }
+            guard let continuation = state.continuation else {
+                state.result = result
                 return nil
             }
-            defer { group.cancelAll() }
-            guard let result = try await group.next() ?? nil else { throw DatabaseTimeout(timeout: timeout) }
+            state.continuation = nil
+            state.delivered = true
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
+
+    /// Installs the waiter; resumes it at once if a result is already there.
+    func install(_ continuation: CheckedContinuation<Value, any Error>) {
+        let ready = state.withLock { state -> Result<Value, any Error>? in
+            guard let result = state.result else {
+                state.continuation = continuation
+                return nil
+            }
+            state.result = nil
+            state.delivered = true
             return result
         }
+        if let ready { continuation.resume(with: ready) }
     }
 }
 
