@@ -219,6 +219,42 @@ enum KeyedPayload {
         }
     }
 
+    /// A reader that commits each message before reading the next works through a backlog larger than the
+    /// consumer's buffer (commit results must not wait behind the messages held back in librdkafka).
+    @Test(.timeLimit(.minutes(4)))
+    func committingEveryMessageThroughABacklogLargerThanTheBuffer() async throws {
+        let topic = KafkaTest.unique("backlog")
+        try await KafkaTest.withCluster(topics: [topic: 2]) { cluster in
+            let configuration = KafkaTest.configuration(cluster)
+            let producer = try KafkaProducer(configuration: configuration, logger: KafkaTest.logger)
+            let total = 5000
+            try await KafkaTest.withRunning({ try await producer.run() }) {
+                let batch = (0..<total).map {
+                    KafkaOutgoingMessage(topic: topic, key: "k\($0 % 10)".bytes, value: "\($0)".bytes)
+                }
+                for result in try await producer.send(batch) {
+                    _ = try result.get()
+                }
+            }
+            let consumer = try KafkaConsumer(
+                configuration: configuration,
+                groupID: KafkaTest.unique("committers"),
+                topics: [topic],
+                logger: KafkaTest.logger
+            )
+            let count = try await KafkaTest.withRunning({ try await consumer.run() }) {
+                var count = 0
+                for try await message in consumer.messages {
+                    try await consumer.commit(message)
+                    count += 1
+                    if count == total { break }
+                }
+                return count
+            }
+            #expect(count == total)
+        }
+    }
+
     /// Revoked partitions are announced and, when a member leaves, the remaining one takes every partition.
     @Test(.timeLimit(.minutes(3)))
     func leavingMemberHandsItsPartitionsOver() async throws {

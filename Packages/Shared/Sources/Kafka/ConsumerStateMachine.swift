@@ -260,6 +260,11 @@ struct ConsumerStateMachine {
         return id
     }
 
+    /// Whether a commit is registered whose result has not been handed to its caller yet.
+    var hasOutstandingCommits: Bool {
+        !commits.isEmpty
+    }
+
     mutating func abandonCommit(_ id: UInt64) {
         commits[id] = nil
     }

@@ -166,8 +166,8 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
-    /// The slow path of ``produce(topic:key:value:headers:id:)``: back off while the poll thread's delivery
-    /// reports free room in the queue.
+    /// The slow path of ``produce(topic:key:value:headers:id:)``: wait until the poll thread has served delivery
+    /// reports (which frees room in the queue), then try again, until the delivery timeout.
     private func produceWhenQueueHasRoom(
         topic: String,
         key: [UInt8]?,
@@ -177,20 +177,17 @@ public final class KafkaProducer: Service, Sendable {
     ) async throws {
         var headerList = headers
         defer { if let headerList { client.destroy(headers: headerList) } }
-        var backoff = Duration.milliseconds(1)
+        metrics.queueFull.increment()
         let deadline = ContinuousClock.now + deliveryTimeout
         while true {
+            await withUnsafeContinuation { continuation in
+                if !state.withLock({ $0.waitForRoom(continuation) }) {
+                    continuation.resume()
+                }
+            }
             guard state.withLock({ $0.phase }) == .running else {
                 throw KafkaError.shutdown("the Kafka producer is shutting down; the message was not sent")
             }
-            guard ContinuousClock.now < deadline else {
-                throw KafkaError(
-                    code: .queueFull,
-                    message: "the local producer queue stayed full for \(deliveryTimeout); message not sent"
-                )
-            }
-            try await Task.sleep(for: backoff)
-            backoff = min(backoff * 2, .milliseconds(50))
             switch client.produce(topic: topic, key: key, value: value, headers: headerList, opaque: id) {
             case .enqueued:
                 headerList = nil
@@ -198,7 +195,12 @@ public final class KafkaProducer: Service, Sendable {
             case .failed(let error):
                 throw error
             case .queueFull:
-                continue
+                guard ContinuousClock.now < deadline else {
+                    throw KafkaError(
+                        code: .queueFull,
+                        message: "the local producer queue stayed full for \(deliveryTimeout); message not sent"
+                    )
+                }
             }
         }
     }
@@ -242,8 +244,17 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     private func beginShutdown() {
-        if state.withLock({ $0.beginDrain() }) {
+        let (began, waiters) = state.withLock { ($0.beginDrain(), $0.takeRoomWaiters()) }
+        waiters.forEach { $0.resume() }
+        if began {
             client.wakeUp()
+        }
+    }
+
+    /// Wakes the senders waiting for room in the queue (called by the poll thread after each round of events).
+    private func wakeRoomWaiters() {
+        for waiter in state.withLock({ $0.takeRoomWaiters() }) {
+            waiter.resume()
         }
     }
 
@@ -253,6 +264,7 @@ public final class KafkaProducer: Service, Sendable {
         var fatal: KafkaError?
         while fatal == nil, state.withLock({ $0.phase }) == .running {
             fatal = serveEvents(timeoutMilliseconds: 100, context: context)
+            wakeRoomWaiters()
         }
         if fatal == nil {
             beginShutdown()

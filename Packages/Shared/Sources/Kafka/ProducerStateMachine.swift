@@ -7,6 +7,7 @@
 struct ProducerStateMachine {
     typealias SingleContinuation = UnsafeContinuation<DeliveryOutcome, Never>
     typealias BatchContinuation = UnsafeContinuation<[DeliveryOutcome], Never>
+    typealias RoomContinuation = UnsafeContinuation<Void, Never>
 
     enum Phase {
         case running
@@ -44,6 +45,8 @@ struct ProducerStateMachine {
     private(set) var phase = Phase.running
     private var entries = SequentialStore<Entry>()
     private var batches = SequentialStore<Batch>()
+    /// Senders that found librdkafka's queue full, waiting for the poll thread to serve delivery reports.
+    private var roomWaiters: [RoomContinuation] = []
     private var hasRun = false
 
     /// Marks the single allowed `run()`; returns false for a second call.
@@ -165,6 +168,22 @@ struct ProducerStateMachine {
                 _ = entries.modify(report.id) { $0.outcome = report.outcome }
             }
         }
+    }
+
+    // MARK: - Full queue
+
+    /// A sender waits for room in the local queue; returns false (resume at once) when not running.
+    mutating func waitForRoom(_ continuation: RoomContinuation) -> Bool {
+        guard case .running = phase else { return false }
+        roomWaiters.append(continuation)
+        return true
+    }
+
+    /// The senders to wake after delivery reports were served (or a poll interval passed).
+    mutating func takeRoomWaiters() -> [RoomContinuation] {
+        guard !roomWaiters.isEmpty else { return [] }
+        defer { roomWaiters.removeAll() }
+        return roomWaiters
     }
 
     // MARK: - Shutdown

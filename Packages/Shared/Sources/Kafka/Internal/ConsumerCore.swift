@@ -77,6 +77,8 @@ final class ConsumerCore: Sendable {
             metrics.commitFailures.increment()
             throw error
         }
+        // The poll thread may be waiting on the message queue with a long timeout: make it watch for the result.
+        client.wakeUp()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             if let resumption = state.withLock({ $0.awaitCommit(id, continuation: continuation) }) {
                 complete(resumption)
@@ -155,7 +157,6 @@ final class ConsumerCore: Sendable {
         var lastOffsets: [KafkaTopicPartition: Int64] = [:]
         var lastLagUpdate = ContinuousClock.now
         var fatal: KafkaError?
-        var holdingBack = false
     }
 
     /// The poll thread's body: start, serve events until shutdown, then close.
@@ -173,21 +174,19 @@ final class ConsumerCore: Sendable {
             context.fatal = error
         }
         while context.fatal == nil, state.withLock({ $0.phase }) == .running {
-            let holdBack = state.withLock { $0.shouldHoldBack() }
-            if holdBack != context.holdingBack {
-                context.holdingBack = holdBack
-                client.forwardCommitResults(!holdBack)
-            }
+            serveCommitResults(timeoutMilliseconds: 0)
+            let (holdBack, commitsOutstanding) = state.withLock { ($0.shouldHoldBack(), $0.hasOutstandingCommits) }
             if holdBack {
+                // Messages stay in librdkafka until the reader catches up; commit results still flow, because a
+                // reader may wait for one before it reads on.
                 serveCommitResults(timeoutMilliseconds: 100)
             } else {
-                serveEvents(timeoutMilliseconds: 100, context: context)
+                // Commit results have their own queue (they must not wait behind messages): while one is awaited,
+                // the message queue is polled in short slices so that the result is picked up promptly.
+                serveEvents(timeoutMilliseconds: commitsOutstanding ? 2 : 100, context: context)
             }
             applyFetchPause()
             updateLagIfDue(context)
-        }
-        if context.holdingBack {
-            client.forwardCommitResults(true)
         }
         return close(context)
     }
@@ -206,7 +205,8 @@ final class ConsumerCore: Sendable {
                 // Serve rebalance (revoke) and commit events until librdkafka has left the group.
                 let deadline = ContinuousClock.now + .seconds(30)
                 while !client.isConsumerClosed, ContinuousClock.now < deadline {
-                    serveEvents(timeoutMilliseconds: 100, context: context)
+                    serveEvents(timeoutMilliseconds: 10, context: context)
+                    serveCommitResults(timeoutMilliseconds: 0)
                 }
                 if !client.isConsumerClosed {
                     logger.warning("Kafka consumer did not close within 30 s")
@@ -264,7 +264,7 @@ final class ConsumerCore: Sendable {
         flushCollected(context)
     }
 
-    /// Serves commit results only, while the buffer is full and messages stay in librdkafka.
+    /// Serves offset-commit results (their own queue).
     private func serveCommitResults(timeoutMilliseconds: Int32) {
         var timeout = timeoutMilliseconds
         while let event = client.pollCommitResults(timeoutMilliseconds: timeout) {

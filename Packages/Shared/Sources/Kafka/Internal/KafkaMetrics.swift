@@ -6,6 +6,7 @@ struct ProducerMetrics: Sendable {
     let delivered: Counter
     let failed: Counter
     let deliveryLatency: Timer
+    let queueFull: Counter
 
     init(clientID: String) {
         let dimensions = [("client_id", clientID)]
@@ -13,6 +14,7 @@ struct ProducerMetrics: Sendable {
         delivered = Counter(label: "kafka_producer_messages_delivered_total", dimensions: dimensions)
         failed = Counter(label: "kafka_producer_messages_failed_total", dimensions: dimensions)
         deliveryLatency = Timer(label: "kafka_producer_delivery_latency_seconds", dimensions: dimensions)
+        queueFull = Counter(label: "kafka_producer_queue_full_total", dimensions: dimensions)
     }
 }
 

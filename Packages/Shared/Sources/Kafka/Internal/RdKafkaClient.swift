@@ -21,9 +21,8 @@ final class RdKafkaClient: @unchecked Sendable {
     /// The queue all events of this client arrive on: the main queue of a producer, the consumer queue (with the
     /// main queue forwarded into it) of a consumer.
     let eventQueue: OpaquePointer
-    /// A consumer's queue for offset-commit results. It is forwarded into `eventQueue` except while the poll thread
-    /// holds back from polling messages (its buffer is full): commit results must still reach a caller that waits
-    /// for one before it consumes more.
+    /// A consumer's queue for offset-commit results, apart from `eventQueue` so that a result never waits behind
+    /// fetched messages (a reader may wait for a commit before it reads on, while the poll thread holds back).
     let commitQueue: OpaquePointer?
     let role: Role
     let logger: Logger
@@ -81,12 +80,7 @@ final class RdKafkaClient: @unchecked Sendable {
         }
         self.handle = handle
         self.eventQueue = queue
-        if role == .consumer, let commitQueue = rd_kafka_queue_new(handle) {
-            rd_kafka_queue_forward(commitQueue, queue)
-            self.commitQueue = commitQueue
-        } else {
-            self.commitQueue = nil
-        }
+        self.commitQueue = role == .consumer ? rd_kafka_queue_new(handle) : nil
         self.role = role
         self.logger = logger
     }
@@ -111,16 +105,10 @@ final class RdKafkaClient: @unchecked Sendable {
         rd_kafka_queue_poll(eventQueue, timeoutMilliseconds)
     }
 
-    /// Waits up to `timeoutMilliseconds` for the next offset-commit result (while they are not forwarded).
+    /// Waits up to `timeoutMilliseconds` for the next offset-commit result.
     func pollCommitResults(timeoutMilliseconds: Int32) -> OpaquePointer? {
         guard let commitQueue else { return nil }
         return rd_kafka_queue_poll(commitQueue, timeoutMilliseconds)
-    }
-
-    /// Routes commit results into the event queue (`true`) or keeps them apart (`false`).
-    func forwardCommitResults(_ forward: Bool) {
-        guard let commitQueue else { return }
-        rd_kafka_queue_forward(commitQueue, forward ? eventQueue : nil)
     }
 
     /// Wakes a thread blocked in ``poll(timeoutMilliseconds:)`` or ``pollCommitResults(timeoutMilliseconds:)``.
