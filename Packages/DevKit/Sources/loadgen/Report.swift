@@ -91,6 +91,10 @@ struct ReportCommand: AsyncParsableCommand {
                 row(
                     "1 gateway", "c=\(level): p50 / p99 / p99.9 ms", latency(api?.latencyMs),
                     latency(base?.latencyMs), "", "")
+                row(
+                    "1 gateway", "c=\(level): gateway CPU µs per request; cores used by other processes",
+                    "\(microsecondsPerRequest(api)); \(number(others(api?.cores), digits: 2))",
+                    "\(microsecondsPerRequest(base)); \(number(others(base?.cores), digits: 2))", "", "")
             }
             let api = gateway.halfLoad["api"]
             let base = gateway.halfLoad["baseline"]
@@ -125,7 +129,9 @@ struct ReportCommand: AsyncParsableCommand {
                 row(
                     "2 end to end", "\(rate(run.offeredRate))/s: CPU ms per completed call",
                     cpuPerCall(run.cores, perSecond: run.completedPerSecond),
-                    String(format: "machine: %.2f of %d cores busy", run.cores["machine"] ?? 0, results.machine.cores),
+                    String(
+                        format: "machine: %.2f of %d cores busy, %.2f by other processes", run.cores["machine"] ?? 0,
+                        results.machine.cores, others(run.cores) ?? 0),
                     "", "")
             }
             if !e2e.skippedRates.isEmpty {
@@ -202,6 +208,18 @@ struct ReportCommand: AsyncParsableCommand {
             if let value, value > 0 { groups.append((label, value / perSecond * 1000)) }
         }
         return groups.map { "\($0.0) " + String(format: "%.2f", $0.1) }.joined(separator: ", ")
+    }
+
+    /// Cores the machine spent outside the metered processes (other users of a shared machine, the kernel's
+    /// softirq work not charged to a process).
+    static func others(_ cores: [String: Double]?) -> Double? {
+        guard let cores, let machine = cores["machine"] else { return nil }
+        return max(0, machine - cores.filter { $0.key != "machine" }.values.reduce(0, +))
+    }
+
+    static func microsecondsPerRequest(_ run: GatewayBench.ClosedLoopRun?) -> String {
+        guard let run, run.requestsPerSecond > 0, let cores = run.cores["gateway"] else { return "–" }
+        return String(format: "%.0f", cores / run.requestsPerSecond * 1e6)
     }
 
     static func rate(_ value: Double?) -> String {
