@@ -72,7 +72,21 @@ public struct ClientMetadata: Hashable, Sendable, Codable {
         if size > Self.maximumEncodedSize {
             throw FieldError(field: field, message: "must be at most \(Self.maximumEncodedSize) bytes of JSON")
         }
+        if Self.containsNUL(value) {
+            throw FieldError(field: field, message: "must not contain the NUL character (U+0000) in a key or a string")
+        }
         self.values = values
+    }
+
+    /// PostgreSQL's text and jsonb cannot hold U+0000: metadata with it would be accepted, then never recorded, and
+    /// the history writer and the claim would retry it forever, holding up every call behind it.
+    private static func containsNUL(_ value: JSONValue) -> Bool {
+        switch value {
+        case .string(let text): text.utf8.contains(0)
+        case .array(let items): items.contains(where: containsNUL)
+        case .object(let members): members.contains { $0.key.utf8.contains(0) || containsNUL($0.value) }
+        case .null, .bool, .number: false
+        }
     }
 
     private init(unchecked values: [String: JSONValue]) {
