@@ -315,6 +315,15 @@ enum OpenAPIDocument {
         ]
     }
 
+    /// `Last-Event-ID` of a call's stream: the `seq` of its last event (422 otherwise).
+    private static var callLastEventIDParameter: [String: Any] {
+        [
+            "name": "Last-Event-ID", "in": "header", "required": false,
+            "description": "The id (`seq`) of the last event received; the stream resumes after it.",
+            "schema": ["type": "string", "pattern": "^[ \\t]*(\\+?[0-9]{1,18})?[ \\t]*$"],
+        ]
+    }
+
     private static func sseResponse(_ description: String) -> [String: Any] {
         [
             "description": description,
@@ -353,7 +362,7 @@ enum OpenAPIDocument {
             not know yet is not an error (a call accepted a moment ago may not be recorded yet): the stream waits \
             for its events. Requires the viewer role.
             """,
-            "parameters": [callIDParameter, lastEventIDParameter],
+            "parameters": [callIDParameter, callLastEventIDParameter],
             "responses": merge(
                 ["200": sseResponse("The event stream.")], problems(["401", "403", "422", "503"])),
             "security": bearer,
@@ -578,7 +587,7 @@ enum OpenAPIDocument {
                     "description": "The presented caller id: {name, number} or just the number.",
                     "oneOf": [
                         ["type": "string", "pattern": "^\\+?[0-9]{1,20}$"],
-                        [
+                        nullableOptionals([
                             "type": "object", "additionalProperties": false, "required": ["number"],
                             "properties": [
                                 "name": [
@@ -588,7 +597,7 @@ enum OpenAPIDocument {
                                 ] as [String: Any],
                                 "number": ["type": "string", "pattern": "^\\+?[0-9]{1,20}$"],
                             ] as [String: Any],
-                        ] as [String: Any],
+                        ]),
                     ],
                 ] as [String: Any],
                 "context": [
@@ -620,6 +629,21 @@ enum OpenAPIDocument {
         ]
         // An optional field sent as null is the same as an absent one.
         callRequest = nullableOptionals(callRequest)
+        // The dialplan target goes together: a context needs an extension and the reverse; a priority needs both.
+        func given(_ name: String, _ type: String) -> [String: Any] {
+            ["required": [name], "properties": [name: ["type": type]]]
+        }
+        callRequest["allOf"] = [
+            ["if": given("context", "string"), "then": given("extension", "string")],
+            ["if": given("extension", "string"), "then": given("context", "string")],
+            [
+                "if": given("priority", "integer"),
+                "then": [
+                    "required": ["context", "extension"],
+                    "properties": ["context": ["type": "string"], "extension": ["type": "string"]],
+                ] as [String: Any],
+            ],
+        ]
         let timelineEntry: [String: Any] = [
             "type": "object",
             "required": ["seq", "status", "previous_status", "occurred_at"],
