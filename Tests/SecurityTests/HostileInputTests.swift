@@ -83,6 +83,10 @@ import Testing
                 "application/json"
             ),
             ("escaped NUL in to", utf8(#"{"to":"123\u0000456"}"#), "application/json"),
+            // PostgreSQL cannot store U+0000: accepted, such a call would never be recorded and would hold up the
+            // history writer and the claims behind it.
+            ("escaped NUL in a metadata value", utf8(#"{"to":"123","metadata":{"k":"v\u0000"}}"#), "application/json"),
+            ("escaped NUL in a metadata key", utf8(#"{"to":"123","metadata":{"k\u0000":1}}"#), "application/json"),
             ("duplicate key, the first invalid", utf8(#"{"to":"123&PJSIP/900@evil","to":"123"}"#), "application/json"),
             ("number overflowing a double", utf8(#"{"to":"123","timeout_seconds":1e400}"#), "application/json"),
             (

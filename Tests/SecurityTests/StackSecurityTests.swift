@@ -55,6 +55,7 @@ import Testing
                 ["to": "+155501000001", "metadata": ["x": String(repeating: "a", count: 4_200)]],
                 "metadata"
             ))
+        cases.append(("NUL in metadata", ["to": "+155501000001", "metadata": ["note": "a\u{0}b"]], "metadata"))
         cases.append(
             (
                 "context not in ALLOWED_CONTEXTS",
