@@ -127,7 +127,8 @@ struct CaptureReplayTests {
         let command = OriginateCommand(
             callID: callID, requestedAt: now, expiresAt: now.addingTimeInterval(300), to: try DialTarget("5551000"),
             requestedBy: "tests")
-        _ = tracker.register(command, traceParent: nil, dialplan: try DialplanTarget(context: "a", extension: "s", priority: 1))
+        _ = tracker.register(
+            command, traceParent: nil, dialplan: try DialplanTarget(context: "a", extension: "s", priority: 1))
         _ = tracker.claimWon(
             CallStatusEvent(callID: callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now))
         _ = tracker.originateAccepted(callID)
@@ -155,7 +156,8 @@ struct CaptureReplayTests {
         if let override = ProcessInfo.processInfo.environment["ARI_CAPTURES_DIR"], !override.isEmpty {
             directory = override
         } else {
-            directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            directory =
+                URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/ari-captures")
                 .path
         }

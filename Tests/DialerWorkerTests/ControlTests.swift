@@ -3,8 +3,8 @@ import CallDomain
 import CallStore
 import DialerWorker
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Hangups and cancels from `calls.control.v1`.
 @Suite("Control topic")
@@ -19,7 +19,10 @@ struct ControlTests {
                 try await environment.publishHangup(command.callID)
                 let record = try await environment.waitForEnd(command.callID)
                 #expect(record.status == .canceled)
-                #expect(environment.statusLog.statuses(of: command.callID) == [.dispatched, .initiated, .ringing, .canceled])
+                #expect(
+                    environment.statusLog.statuses(of: command.callID) == [
+                        .dispatched, .initiated, .ringing, .canceled,
+                    ])
                 #expect(environment.statusLog.terminalEvents(of: command.callID).first?.hangupCause?.code == 16)
                 #expect(environment.simulator.liveChannelCount == 0)
             }
@@ -37,7 +40,10 @@ struct ControlTests {
                 let record = try await environment.waitForEnd(command.callID)
                 #expect(record.status == .completed)
                 #expect(record.answeredAt != nil)
-                #expect(environment.statusLog.statuses(of: command.callID) == [.dispatched, .initiated, .answered, .completed])
+                #expect(
+                    environment.statusLog.statuses(of: command.callID) == [
+                        .dispatched, .initiated, .answered, .completed,
+                    ])
                 let terminal = try #require(environment.statusLog.terminalEvents(of: command.callID).first)
                 #expect(terminal.hangupCause?.code == 16)
                 #expect((terminal.durationSeconds ?? -1) >= 0)

@@ -3,8 +3,8 @@ import CallDomain
 import CallStore
 import DialerWorker
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Redelivery, capacity and back-pressure, with a worker in process.
 @Suite("Delivery and capacity")
@@ -25,7 +25,10 @@ struct DeliveryTests {
 
                 let channelID = command.callID.description
                 #expect(environment.simulator.originateCount(channelID: channelID) == 1)
-                #expect(environment.statusLog.statuses(of: command.callID) == [.dispatched, .initiated, .answered, .completed])
+                #expect(
+                    environment.statusLog.statuses(of: command.callID) == [
+                        .dispatched, .initiated, .answered, .completed,
+                    ])
                 #expect(environment.statusLog.terminalEvents(of: command.callID).count == 1)
                 let record = try #require(try await environment.store.call(id: command.callID))
                 #expect(record.status == .completed)

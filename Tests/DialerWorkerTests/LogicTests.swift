@@ -73,13 +73,15 @@ struct LogicTests {
     func refusedAndEarlyHangup() throws {
         let tracker = CallTracker(nodeID: "n", workerID: "w", application: "app")
         let command = OriginateCommand(
-            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60), to: try DialTarget("5551000"),
+            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60),
+            to: try DialTarget("5551000"),
             requestedBy: "tests")
         let dialplan = try DialplanTarget(context: "agents", extension: "s", priority: 1)
         #expect(tracker.register(command, traceParent: nil, dialplan: dialplan))
         #expect(!tracker.register(command, traceParent: nil, dialplan: dialplan), "a redelivery is not tracked twice")
         _ = tracker.claimWon(
-            CallStatusEvent(callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
+            CallStatusEvent(
+                callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
         _ = tracker.originateRefused(command.callID, detail: "ARI 503: unavailable")
         let refused = CaptureReplayTests.drain(tracker, command.callID)
         #expect(refused.map(\.status) == [.dispatched, .failed])
@@ -87,12 +89,14 @@ struct LogicTests {
         #expect(refused.last?.detail == "ARI 503: unavailable")
 
         let other = OriginateCommand(
-            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60), to: try DialTarget("5551000"),
+            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60),
+            to: try DialTarget("5551000"),
             requestedBy: "tests")
         #expect(tracker.register(other, traceParent: nil, dialplan: dialplan))
         #expect(tracker.requestHangup(other.callID).0 == .deferred)
         let (originate, _) = tracker.claimWon(
-            CallStatusEvent(callID: other.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
+            CallStatusEvent(
+                callID: other.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
         #expect(!originate)
         #expect(CaptureReplayTests.drain(tracker, other.callID).map(\.status) == [.dispatched, .canceled])
         #expect(tracker.count == 0)

@@ -3,8 +3,8 @@ import CallDomain
 import CallStore
 import DialerWorker
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// One call per outcome of the DESIGN.md table, placed by a worker running in process against the embedded Kafka
 /// broker, the ARI simulator (event sequences of a real Asterisk 22) and PostgreSQL.
@@ -83,11 +83,12 @@ struct OutcomeTests {
                 #expect(terminal.hangupCause?.code == expected.cause)
                 #expect(terminal.failureReason == expected.failureReason)
                 #expect(terminal.endedAt != nil)
-                #expect(events.allSatisfy {
-                    $0.nodeID == environment.nodeID && $0.workerID == worker.configuration.workerID
-                        && $0.channelID == callID.description && $0.to == expected.number
-                        && $0.metadata == command.metadata
-                })
+                #expect(
+                    events.allSatisfy {
+                        $0.nodeID == environment.nodeID && $0.workerID == worker.configuration.workerID
+                            && $0.channelID == callID.description && $0.to == expected.number
+                            && $0.metadata == command.metadata
+                    })
                 if expected.statuses.contains(.answered) {
                     #expect(terminal.answeredAt != nil)
                     #expect((terminal.durationSeconds ?? -1) >= 0)
@@ -101,8 +102,12 @@ struct OutcomeTests {
                 let traceID = command.requestID.map { TraceContext.traceID(for: $0) }
                 #expect(entries.allSatisfy { $0.key == callID.description })
                 #expect(entries.allSatisfy { $0.attributes.type == CallStatusEvent.eventType })
-                #expect(entries.allSatisfy { $0.attributes.traceParent.flatMap(TraceContext.traceID(fromTraceParent:)) == traceID })
-                let validation = try SchemaValidator.validate(entries.map(\.payload), against: "call-status-event.v1.json")
+                #expect(
+                    entries.allSatisfy {
+                        $0.attributes.traceParent.flatMap(TraceContext.traceID(fromTraceParent:)) == traceID
+                    })
+                let validation = try SchemaValidator.validate(
+                    entries.map(\.payload), against: "call-status-event.v1.json")
                 #expect(validation.allSatisfy { $0 == nil }, "schema violations: \(validation.compactMap { $0 })")
 
                 // PostgreSQL: the terminal status and cause, and the timeline queued + every event.

@@ -3,8 +3,8 @@ import CallDomain
 import CallStore
 import DialerWorker
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The `dialer-worker` executable as a separate process: start-up, operations endpoints, and process death.
 @Suite("Worker process", .serialized)
@@ -42,7 +42,8 @@ struct ProcessTests {
 
             // Kill the victim once it holds live calls.
             try await eventually("both workers dialing") {
-                let owners = Set(environment.statusLog.all.filter { $0.event.status == .dispatched }.compactMap(\.event.workerID))
+                let owners = Set(
+                    environment.statusLog.all.filter { $0.event.status == .dispatched }.compactMap(\.event.workerID))
                 return owners.contains(victimID) && owners.contains(survivorID)
             }
             victim.kill()

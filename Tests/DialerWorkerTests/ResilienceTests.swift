@@ -4,8 +4,8 @@ import CallDomain
 import CallStore
 import DialerWorker
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Faults of the worker's dependencies, with the worker in process. Serialized: each one loads the machine.
 @Suite("Resilience", .serialized)
@@ -52,9 +52,10 @@ struct ResilienceTests {
                 #expect(second.hangupCause?.code == 16)
                 let third = try #require(environment.statusLog.terminalEvents(of: answeredAfter.callID).first)
                 #expect(third.status == .completed)
-                #expect(environment.statusLog.statuses(of: answeredAfter.callID) == [
-                    .dispatched, .initiated, .ringing, .answered, .completed,
-                ])
+                #expect(
+                    environment.statusLog.statuses(of: answeredAfter.callID) == [
+                        .dispatched, .initiated, .ringing, .answered, .completed,
+                    ])
                 for command in all {
                     #expect(environment.statusLog.terminalEvents(of: command.callID).count == 1)
                     let record = try await environment.waitForEnd(command.callID)

@@ -19,7 +19,8 @@ final class ThrowawayPostgres: Sendable {
             throw TestEnvironmentError("no PostgreSQL server binaries under /usr/lib/postgresql")
         }
         binaries = "/usr/lib/postgresql/\(version)/bin"
-        directory = FileManager.default.temporaryDirectory
+        directory =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("dialer-pg-\(UUID().uuidString.prefix(8))").path
         port = try FreePort.pick()
         runAs = getuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--"] : []
@@ -27,7 +28,8 @@ final class ThrowawayPostgres: Sendable {
         if getuid() == 0 {
             try Self.shell(["/bin/chown", "postgres", directory])
         }
-        try Self.shell(runAs + ["\(binaries)/initdb", "-D", "\(directory)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        try Self.shell(
+            runAs + ["\(binaries)/initdb", "-D", "\(directory)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         try Self.shell(startCommand)
     }
 
@@ -115,7 +117,9 @@ enum FreePort {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw TestEnvironmentError("bind() failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

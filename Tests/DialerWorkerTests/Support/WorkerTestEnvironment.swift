@@ -96,7 +96,8 @@ struct WorkerTestEnvironment: Sendable {
         }
         return try await TestDatabase.withClient(url: postgres.url) { client in
             try await Migrator(client: client, logger: testLogger).migrate()
-            return try await run(partitions, simulatorConfiguration, CallStore(client: client, logger: testLogger), postgres.url, body)
+            return try await run(
+                partitions, simulatorConfiguration, CallStore(client: client, logger: testLogger), postgres.url, body)
         }
     }
 
@@ -117,7 +118,8 @@ struct WorkerTestEnvironment: Sendable {
         let simulator = try ARISimulator(configuration: simulatorConfiguration, logger: quietLogger)
         let configuration = KafkaConfiguration(
             bootstrapServers: kafka.bootstrapServers, clientID: unique("tests"), properties: fastGroupProperties)
-        let producer = try KafkaProducer(configuration: configuration, deliveryTimeout: .seconds(30), logger: testLogger)
+        let producer = try KafkaProducer(
+            configuration: configuration, deliveryTimeout: .seconds(30), logger: testLogger)
         let statusReader = try KafkaFanOutReader(
             configuration: configuration, topic: topics.status, start: .beginning, logger: testLogger)
         let statusLog = StatusLog()
@@ -247,7 +249,8 @@ struct WorkerTestEnvironment: Sendable {
 
     /// Publishes an originate command (acknowledged by the broker when this returns).
     func publish(_ command: OriginateCommand) async throws {
-        try await publisher.publish(command, traceParent: command.requestID.map { TraceContext.traceParent(requestID: $0) })
+        try await publisher.publish(
+            command, traceParent: command.requestID.map { TraceContext.traceParent(requestID: $0) })
     }
 
     /// Publishes a hangup of `callID`.

@@ -133,7 +133,8 @@ final class CallTracker: Sendable {
                     var actions = state.advance(&call, to: .answered, at: at)
                     if !call.continued {
                         call.continued = true
-                        actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+                        actions.append(
+                            .continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
                     }
                     return actions
                 case .channelDestroyed(let destroyed):
@@ -186,7 +187,8 @@ final class CallTracker: Sendable {
                     actions += state.advance(&call, to: .answered, at: date)
                     if channel.dialplan.appName == "Stasis", !call.continued {
                         call.continued = true
-                        actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+                        actions.append(
+                            .continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
                     }
                 default:
                     actions += state.advance(&call, to: .initiated, at: date)
@@ -343,7 +345,9 @@ final class CallTracker: Sendable {
         }
 
         /// Runs `body` on the tracked call `key` and stores it back unless `body` ended it.
-        mutating func update(_ key: String, _ body: (inout State, inout TrackedCall) -> [TrackerAction])
+        mutating func update(
+            _ key: String, _ body: (inout State, inout TrackedCall) -> [TrackerAction]
+        )
             -> [TrackerAction]
         {
             guard var call = calls[key] else { return [] }
@@ -396,12 +400,15 @@ final class CallTracker: Sendable {
             if !call.status.canTransition(to: outcome.status) {
                 // The table decided something the state machine cannot reach from here (a defensive fallback;
                 // the rows of the table only produce reachable statuses).
-                outcome = call.answered ? CallOutcome(status: .completed) : CallOutcome(status: .failed, failureReason: .unknown)
+                outcome =
+                    call.answered
+                    ? CallOutcome(status: .completed) : CallOutcome(status: .failed, failureReason: .unknown)
                 if !call.status.canTransition(to: outcome.status) {
                     outcome = CallOutcome(status: .canceled)
                 }
             }
-            let duration = outcome.status == .completed ? call.answeredAt.map { max(0, date.timeIntervalSince($0)) } : nil
+            let duration =
+                outcome.status == .completed ? call.answeredAt.map { max(0, date.timeIntervalSince($0)) } : nil
             let event = makeEvent(
                 &call, status: outcome.status, at: date, cause: cause, reason: outcome.failureReason, detail: detail,
                 endedAt: date, duration: duration)

@@ -129,7 +129,8 @@ final class ControlHandler: Service {
         case .notQueued(.canceled) where retried:
             // An attempt that timed out may have been the one that canceled the call: publish its event then.
             guard
-                let record = await context.withDatabaseRetry("check cancel", logger: logger, { try await store.call(id: callID) }),
+                let record = await context.withDatabaseRetry(
+                    "check cancel", logger: logger, { try await store.call(id: callID) }),
                 let record, record.seq == 1, record.workerID == configuration.workerID,
                 let entry = record.timeline.first(where: { $0.seq == 1 && $0.status == .canceled })
             else { return }

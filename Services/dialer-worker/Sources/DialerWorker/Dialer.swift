@@ -84,7 +84,8 @@ final class Dialer: Service {
     private func shutDown(consumerTask: Task<Void, any Error>) async {
         context.gate.stop()
         try? consumer.pause()
-        let placingDeadline = ContinuousClock.now + configuration.ari.requestTimeout + configuration.kafkaDeliveryTimeout
+        let placingDeadline =
+            ContinuousClock.now + configuration.ari.requestTimeout + configuration.kafkaDeliveryTimeout
         await waitUntil(placingDeadline) { self.context.gate.placing == 0 }
         if context.gate.placing > 0 {
             logger.warning(
@@ -183,8 +184,10 @@ final class Dialer: Service {
         } catch {
             logger.debug(
                 "originate offset not committed",
-                metadata: ["kafka.partition": "\(position.partition)", "kafka.offset": "\(position.offset)",
-                    "error": "\(error)"])
+                metadata: [
+                    "kafka.partition": "\(position.partition)", "kafka.offset": "\(position.offset)",
+                    "error": "\(error)",
+                ])
         }
     }
 
@@ -212,7 +215,8 @@ final class Dialer: Service {
         if command.isExpired(at: Date()) {
             guard
                 let result = await context.withDatabaseRetry(
-                    "expire", logger: logger, { try await store.expireQueued(command, nodeID: nodeID, workerID: workerID) })
+                    "expire", logger: logger,
+                    { try await store.expireQueued(command, nodeID: nodeID, workerID: workerID) })
             else { return Placement(tracked: false, refundToken: true, durable: false) }
             guard case .changed(let event) = result else {
                 return Placement(tracked: false, refundToken: true, durable: true)
@@ -278,7 +282,8 @@ final class Dialer: Service {
         } catch ARIError.conflict(let message) {
             // A live channel already carries this id; ids are unique per call, so it is this call's channel.
             context.metrics.originatesAccepted.increment()
-            logger.warning("originate answered 409: tracking the existing channel", metadata: ["ari.message": "\(message)"])
+            logger.warning(
+                "originate answered 409: tracking the existing channel", metadata: ["ari.message": "\(message)"])
             perform(context.tracker.originateAccepted(callID))
         } catch {
             context.metrics.originateLatency.record(duration: ContinuousClock.now - started)
@@ -302,7 +307,8 @@ final class Dialer: Service {
         let store = context.store
         let callID = command.callID
         guard
-            let record = await context.withDatabaseRetry("check claim", logger: logger, { try await store.call(id: callID) }),
+            let record = await context.withDatabaseRetry(
+                "check claim", logger: logger, { try await store.call(id: callID) }),
             let record, record.status == .dispatched, record.seq == 1,
             record.workerID == configuration.workerID, record.nodeID == configuration.nodeID
         else { return nil }
@@ -490,7 +496,8 @@ final class Dialer: Service {
             let actions = context.tracker.vanished(channelID)
             if !actions.isEmpty {
                 context.metrics.reconciledEnds.increment()
-                logger.warning("channel vanished without a ChannelDestroyed seen; call ended with its best-known outcome")
+                logger.warning(
+                    "channel vanished without a ChannelDestroyed seen; call ended with its best-known outcome")
             }
             perform(actions)
         } catch {

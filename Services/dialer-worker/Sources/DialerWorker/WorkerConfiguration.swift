@@ -121,7 +121,9 @@ public struct WorkerConfiguration: Sendable {
     /// Reads and validates the configuration.
     ///
     /// - Throws: `ConfigurationError` naming the first variable that is missing or wrong.
-    public static func fromEnvironment(_ environment: EnvironmentReader = EnvironmentReader()) throws
+    public static func fromEnvironment(
+        _ environment: EnvironmentReader = EnvironmentReader()
+    ) throws
         -> WorkerConfiguration
     {
         let nodeID = try environment.required("NODE_ID")
@@ -133,7 +135,8 @@ public struct WorkerConfiguration: Sendable {
         guard let components = URLComponents(string: ariURL), ["http", "https"].contains(components.scheme ?? ""),
             components.host?.isEmpty == false
         else {
-            throw ConfigurationError(variable: "ARI_HTTP_URL", message: "must be an http(s) URL such as http://pbx:8088/ari")
+            throw ConfigurationError(
+                variable: "ARI_HTTP_URL", message: "must be an http(s) URL such as http://pbx:8088/ari")
         }
         let application = environment.raw("ARI_APP") ?? defaultApplication(nodeID: nodeID)
         try requireName(application, variable: "ARI_APP", maxLength: 128)
@@ -283,7 +286,8 @@ public struct EndpointTemplate: Sendable, Hashable, CustomStringConvertible {
                 variable: "ENDPOINT_TEMPLATE", message: "must start with a channel technology, e.g. PJSIP/{to}@carrier")
         }
         let forbidden = template.unicodeScalars.contains { scalar in
-            scalar.value < 0x21 || scalar.value == 0x7F || scalar == "&" || scalar == "," || scalar == "\"" || !scalar.isASCII
+            scalar.value < 0x21 || scalar.value == 0x7F || scalar == "&" || scalar == "," || scalar == "\""
+                || !scalar.isASCII
         }
         guard !forbidden else {
             throw ConfigurationError(

@@ -6,7 +6,7 @@ import Kafka
 import Logging
 import Synchronization
 
-/// The dependencies the worker's services share, built once by ``buildServiceGroup(configuration:logger:renderMetrics:gracefulShutdownSignals:)``.
+/// The dependencies the worker's services share, built once by `buildServiceGroup`.
 struct WorkerContext: Sendable {
     let configuration: WorkerConfiguration
     let store: CallStore
@@ -195,6 +195,8 @@ final class WorkerReadiness: Sendable {
 
     /// Whether Kafka looks usable: publications are acknowledged and every consumer is running.
     var kafkaReady: Bool {
-        state.withLock { $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning && $0.historyConsumerRunning }
+        state.withLock {
+            $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning && $0.historyConsumerRunning
+        }
     }
 }
