@@ -602,9 +602,12 @@ enum OpenAPIDocument {
                 ] as [String: Any],
                 "context": [
                     "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                    // This gateway's ALLOWED_CONTEXTS (none: no context is accepted): the document describes the
+                    // service as configured.
+                    "enum": options.allowedContexts.isEmpty ? [""] : options.allowedContexts.sorted(),
                     "description":
                         "Dialplan context for the answered call; one of ALLOWED_CONTEXTS. Requires extension.",
-                ],
+                ] as [String: Any],
                 "extension": [
                     "type": "string", "pattern": "^[A-Za-z0-9_+*#-]{1,64}$",
                     "description": "Dialplan extension. Requires context.",
