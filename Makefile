@@ -18,13 +18,13 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
-	scripts/with-postgres.sh $(SWIFT) test --skip-build --skip '^FaultTests\.'
+	scripts/with-postgres.sh $(SWIFT) test --skip-build --no-parallel --skip '^FaultTests\.'
 
 ## Faults under load (a few minutes): the real processes, one fault at a time; prints the README's fault table.
 test-faults: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
-	$(SWIFT) test --skip-build --filter '^FaultTests\.'
+	$(SWIFT) test --skip-build --no-parallel --filter '^FaultTests\.'
 
 ## API fuzzing with schemathesis against a live gateway (installed from PyPI when missing); fuzz-quick is bounded.
 fuzz: deps

@@ -13,7 +13,9 @@ import Testing
             let events = try await RawEventRecorder.connected(url: harness.eventsURL(application: application))
             defer { events.stop() }
             let base = harness.baseURL
-            func check(_ method: HTTPMethod, _ path: String, as type: String, body: String? = nil) async throws
+            func check(
+                _ method: HTTPMethod, _ path: String, as type: String, body: String? = nil
+            ) async throws
                 -> JSONValue
             {
                 let response = try await httpRequest(method, base + path, body: body)
