@@ -84,6 +84,7 @@ arguments=(
     --header "Authorization: Bearer $token"
     --checks all
     --exclude-checks unsupported_method,ensure_resource_availability
+    --generation-allow-x00 false
     --mode all
     --phases examples,coverage,fuzzing,stateful
     --workers 1

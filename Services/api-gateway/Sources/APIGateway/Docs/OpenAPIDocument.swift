@@ -573,8 +573,8 @@ enum OpenAPIDocument {
         ]
         let metadata: [String: Any] = [
             "type": "object",
-            "description": "Your own data about the call (at most 4 KiB of JSON, nesting depth 8); never sent to "
-                + "Asterisk, returned with the call and its events.",
+            "description": "Your own data about the call (at most 4 KiB of JSON, nesting depth 8, no U+0000 in a key "
+                + "or a string); never sent to Asterisk, returned with the call and its events.",
         ]
         var callRequest: [String: Any] = [
             "type": "object", "additionalProperties": false, "required": ["to"],
