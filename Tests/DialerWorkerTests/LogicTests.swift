@@ -35,6 +35,25 @@ struct LogicTests {
         #expect(offsets.completed(partition, offset: 6)?.offset == 7)
     }
 
+    @Test("a stopping worker waits on the calls it ended within the window, each at its highest terminal seq")
+    func recentlyEndedWindow() {
+        var ended = RecentlyEnded(window: .seconds(10))
+        let start = ContinuousClock.now
+        let old = CallID.generate()
+        let recent = CallID.generate()
+        ended.ended(old, seq: 4, at: start)
+        ended.ended(recent, seq: 5, at: start + .seconds(8))
+        ended.ended(recent, seq: 10, at: start + .seconds(9))
+        #expect(ended.within(now: start + .seconds(9)) == [old: 4, recent: 10])
+        #expect(ended.within(now: start + .seconds(12)) == [recent: 10], "the first end left the window")
+        #expect(ended.count == 2)
+        for index in 0..<5000 {
+            ended.ended(CallID.generate(), seq: 4, at: start + .seconds(20) + .milliseconds(index))
+        }
+        #expect(ended.within(now: start + .seconds(40)).isEmpty, "everything is older than the window")
+        #expect(ended.count == 0)
+    }
+
     @Test("the gate admits up to the concurrency limit and reopens when a call ends")
     func capacityGate() async {
         let gate = IntakeGate(maxConcurrentCalls: 2, maxOriginatesInFlight: 10, maxCallsPerSecond: 1000)

@@ -77,9 +77,9 @@ import Testing
     @Test func everyAcceptedCallEndsExactlyOnceUnderFaults() async throws {
         let postgres = try SuitePostgres.create()
         defer { postgres.destroy() }
-        let stack = try await DevStackProcess.start(
+        let stack = try await SuiteStack.start(
             databaseURL: postgres.url, workers: 2,
-            extraEnvironment: [
+            environment: [
                 // The suite's load must fit the budget of two workers: faults, not throttling, are under test.
                 "MAX_CALLS_PER_SECOND": "100", "MAX_CONCURRENT_CALLS": "400", "LOG_LEVEL": "info",
                 // A killed worker's partitions move once its group session times out: 10 s instead of librdkafka's
@@ -111,7 +111,7 @@ import Testing
                 return rows
             }
         } catch {
-            print("fault suite stopped: \(error); logs kept in \(Self.keepLogs(of: stack))")
+            print("fault suite stopped: \(error); logs kept in \(Self.keepLogs(of: stack))\n\(stack.postMortem)")
             try? await client.shutdown()
             _ = try? await stack.stop()
             throw error
@@ -133,11 +133,15 @@ import Testing
 
     /// Copies the stack's logs (the gateway's and the workers') out of its state directory, which stopping it
     /// removes; returns where.
-    static func keepLogs(of stack: DevStackProcess) -> String {
+    static func keepLogs(of stack: SuiteStack) -> String {
         let target = FileManager.default.temporaryDirectory.appendingPathComponent(
             "fault-suite-logs-\(UUID().uuidString.prefix(8))")
         do {
             try FileManager.default.copyItem(at: stack.stateDirectory.appendingPathComponent("logs"), to: target)
+            for name in ["devstack.out", "devstack.err"] {
+                try? FileManager.default.copyItem(
+                    at: stack.stateDirectory.appendingPathComponent(name), to: target.appendingPathComponent(name))
+            }
             return target.path
         } catch {
             return "nowhere (\(error))"

@@ -104,6 +104,9 @@ struct PhaseVerifier: Sendable {
             }
             let open = acceptedByID.keys.filter { rows[$0].map { !Self.terminal.contains($0.status) } ?? true }
             if open.isEmpty || ContinuousClock.now >= deadline { break }
+            guard control.stack.isRunning else {
+                throw TestEnvironmentError("devstack itself stopped during \(phase):\n\(control.stack.postMortem)")
+            }
             polls += 1
             if polls % 10 == 0 {
                 let statuses = Dictionary(grouping: open, by: { rows[$0]?.status ?? "absent" }).mapValues(\.count)

@@ -113,6 +113,16 @@ extension CallStore {
         return calls
     }
 
+    /// The stored `seq` of each of `ids` that has a row: how far the history has applied their status events.
+    public func sequences(of ids: [CallID]) async throws -> [CallID: Int] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await client.query(
+            "SELECT id, seq FROM calls WHERE id = ANY(\(ids.map(\.uuid)))", logger: logger)
+        var sequences: [CallID: Int] = [:]
+        for try await (id, seq) in rows.decode((UUID, Int).self) { sequences[CallID(uuid: id)] = seq }
+        return sequences
+    }
+
     static func decodeCall(_ row: PostgresRow) throws -> (record: CallRecord, micros: Int64) {
         let cells = row.makeRandomAccess()
         func value<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws -> T {

@@ -107,6 +107,37 @@ public final class KafkaConsumer: Service, Sendable {
         core.isPaused
     }
 
+    /// How far this consumer's group has got on `topic`, partition by partition: the end of the partition (its
+    /// high watermark, the offset the next message will get) and the group's committed offset, or the start of the
+    /// partition (its low watermark) where the group never committed. Works whether or not this member has the
+    /// partitions assigned, so a process can tell when the whole group has consumed what was on the topic.
+    ///
+    /// - Parameter timeout: the bound of each of the blocking requests to the brokers (they run on their own thread).
+    /// - Throws: ``KafkaError`` when the brokers or the group coordinator do not answer in time.
+    public func groupProgress(on topic: String, timeout: Duration) async throws -> [KafkaGroupProgress] {
+        let client = core.client
+        let milliseconds = Int32(
+            clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let result: Result<[KafkaGroupProgress], KafkaError> = await PollThread.run(name: "kafka-progress") {
+            do throws(KafkaError) {
+                let count = try client.partitionCount(topic: topic, timeoutMilliseconds: milliseconds)
+                let partitions = (0..<count).map { KafkaTopicPartition(topic: topic, partition: $0) }
+                let committed = try client.committedOffsets(partitions, timeoutMilliseconds: milliseconds)
+                return .success(
+                    try partitions.map { partition throws(KafkaError) in
+                        let marks = try client.queryWatermarks(
+                            topic: topic, partition: partition.partition, timeoutMilliseconds: milliseconds)
+                        return KafkaGroupProgress(
+                            partition: partition, committed: (committed[partition] ?? nil) ?? marks.low,
+                            end: marks.high)
+                    })
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
     /// Joins the group and serves the poll loop until graceful shutdown or cancellation, then commits stored
     /// offsets and leaves the group cleanly.
     ///
@@ -138,5 +169,22 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
         public mutating func next() async throws -> KafkaMessage? {
             try await core.next()
         }
+    }
+}
+
+/// How far a consumer group has got on one partition (``KafkaConsumer/groupProgress(on:timeout:)``).
+public struct KafkaGroupProgress: Sendable, Hashable {
+    /// The partition.
+    public var partition: KafkaTopicPartition
+    /// The group's committed offset: the next message it will process. The partition's start if it never committed.
+    public var committed: Int64
+    /// The partition's high watermark: the offset of the next message produced to it.
+    public var end: Int64
+
+    /// Creates a progress entry.
+    public init(partition: KafkaTopicPartition, committed: Int64, end: Int64) {
+        self.partition = partition
+        self.committed = committed
+        self.end = end
     }
 }

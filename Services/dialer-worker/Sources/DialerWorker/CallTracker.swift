@@ -62,6 +62,11 @@ final class CallTracker: Sendable {
         }
     }
 
+    /// The call already ended under another process (the history says so): forget it without publishing.
+    func endedElsewhere(_ callID: CallID) -> [TrackerAction] {
+        claimLost(callID)
+    }
+
     /// The claim was won: publishes its `dispatched` event. Returns whether to originate; a hangup or cancel that
     /// arrived during the claim ends the call `canceled` instead.
     func claimWon(_ dispatched: CallStatusEvent, now: Date = Date()) -> (originate: Bool, actions: [TrackerAction]) {

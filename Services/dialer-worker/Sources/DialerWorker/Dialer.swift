@@ -21,9 +21,12 @@ final class Dialer: Service {
     private let context: WorkerContext
     private let consumer: KafkaConsumer
     private let events: ARIEventStream
+    private let history: HistoryWriter
     private let offsets = Mutex(OffsetTracker())
     /// Vanished channels of other workers' calls: first seen gone at, with the call's stored seq then.
     private let orphans = Mutex([CallID: (since: ContinuousClock.Instant, seq: Int)]())
+    /// Calls this worker ended lately: a stopping worker waits until the history holds their ends.
+    private let recentlyEnded = Mutex(RecentlyEnded(window: .seconds(30)))
     private let jobs: AsyncStream<Job>
     private let jobsContinuation: AsyncStream<Job>.Continuation
     private let logger: Logger
@@ -32,10 +35,11 @@ final class Dialer: Service {
     /// after `dispatched`, so numbers the previous owner may have published unseen are never reused.
     static let takeoverSeqSkip = 5
 
-    init(context: WorkerContext, consumer: KafkaConsumer, events: ARIEventStream) {
+    init(context: WorkerContext, consumer: KafkaConsumer, events: ARIEventStream, history: HistoryWriter) {
         self.context = context
         self.consumer = consumer
         self.events = events
+        self.history = history
         (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
         var logger = context.logger
         logger[metadataKey: "component"] = "dialer"
@@ -108,7 +112,31 @@ final class Dialer: Service {
                 metadata: ["dialer.live_calls": "\(left)"])
         }
         await waitUntil(.now + .seconds(10)) { self.context.tracker.pendingOutboxes == 0 }
+        await waitForHistory()
         jobsContinuation.finish()
+    }
+
+    /// Waits (at most 10 s) until PostgreSQL holds the terminal events this worker published lately. The next
+    /// process of this node adopts the calls PostgreSQL shows live: one whose end was still on its way to the history
+    /// would be ended a second time, with a second terminal event on the topic.
+    private func waitForHistory() async {
+        var pending = recentlyEnded.withLock { $0.within(now: .now) }
+        guard !pending.isEmpty else { return }
+        let store = context.store
+        let timeout = configuration.databaseTimeout
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !pending.isEmpty, ContinuousClock.now < deadline {
+            let ids = Array(pending.keys)
+            if let stored = try? await WorkerContext.withTimeout(timeout, { try await store.sequences(of: ids) }) {
+                pending = pending.filter { id, seq in (stored[id] ?? -1) < seq }
+            }
+            guard !pending.isEmpty, (try? await Task.sleep(for: .milliseconds(50))) != nil else { break }
+        }
+        if !pending.isEmpty {
+            logger.warning(
+                "stopping before the history recorded the end of recent calls; the next process may end them again",
+                metadata: ["dialer.unrecorded_ends": "\(pending.count)"])
+        }
     }
 
     private func waitUntil(_ deadline: ContinuousClock.Instant, _ condition: @Sendable () -> Bool) async {
@@ -233,9 +261,13 @@ final class Dialer: Service {
             logger.debug("command skipped: the call is already tracked by this worker")
             return Placement(tracked: false, refundToken: true, durable: true)
         }
+        // Every attempt of this claim carries the same instant: it is what tells this placement's own claim (one
+        // that timed out but was applied) from an earlier placement's, whose call may already have been dialed.
+        let claimedAt = Date()
         guard
             let claim = await context.withDatabaseRetry(
-                "claim", logger: logger, { try await store.claim(command, nodeID: nodeID, workerID: workerID) })
+                "claim", logger: logger,
+                { try await store.claim(command, nodeID: nodeID, workerID: workerID, at: claimedAt) })
         else {
             perform(context.tracker.claimLost(callID))
             return Placement(tracked: true, refundToken: true, durable: false)
@@ -247,7 +279,7 @@ final class Dialer: Service {
         case .alreadyTaken(let status):
             // An attempt that timed out may have been applied: a call dispatched by this worker that this task
             // registered (no other task or predecessor holds it) is this task's own claim.
-            if status == .dispatched, let own = await ownClaim(of: command, logger: logger) {
+            if status == .dispatched, let own = await ownClaim(of: command, claimedAt: claimedAt, logger: logger) {
                 dispatched = own
                 break
             }
@@ -302,15 +334,18 @@ final class Dialer: Service {
         return Placement(tracked: true, refundToken: false, durable: published)
     }
 
-    /// The `dispatched` event of a claim this worker made for `command` but did not hear back about.
-    private func ownClaim(of command: OriginateCommand, logger: Logger) async -> CallStatusEvent? {
+    /// The `dispatched` event of a claim this placement made for `command` (at `claimedAt`) but did not hear back
+    /// about. A claim by the same worker at another instant is an earlier placement's (a redelivered command whose
+    /// call may have been dialed and ended already, the history not knowing it yet): never this one's to dial again.
+    private func ownClaim(of command: OriginateCommand, claimedAt: Date, logger: Logger) async -> CallStatusEvent? {
         let store = context.store
         let callID = command.callID
         guard
             let record = await context.withDatabaseRetry(
                 "check claim", logger: logger, { try await store.call(id: callID) }),
             let record, record.status == .dispatched, record.seq == 1,
-            record.workerID == configuration.workerID, record.nodeID == configuration.nodeID
+            record.workerID == configuration.workerID, record.nodeID == configuration.nodeID,
+            let dispatchedAt = record.dispatchedAt, abs(dispatchedAt.timeIntervalSince(claimedAt)) < 0.001
         else { return nil }
         logger.info("a claim that timed out had been applied: it is this worker's")
         return CallStatusEvent(
@@ -354,6 +389,9 @@ final class Dialer: Service {
                     "status events of the call not published", metadata: ["events.dropped": "\(dropped)"])
                 for waiter in waiters { waiter.resume(returning: false) }
                 return
+            }
+            if event.status.isTerminal {
+                recentlyEnded.withLock { $0.ended(callID, seq: event.seq, at: .now) }
             }
             for waiter in context.tracker.publicationAcknowledged(callID, seq: event.seq) {
                 waiter.resume(returning: true)
@@ -424,11 +462,27 @@ final class Dialer: Service {
         let store = context.store
         let nodeID = configuration.nodeID
         guard
-            let records = await context.withDatabaseRetry(
+            var records = await context.withDatabaseRetry(
                 "adopt", logger: logger, { try await store.liveCalls(nodeID: nodeID) })
         else { return }
+        records.removeAll { $0.workerID != configuration.workerID }
+        guard !records.isEmpty else { return }
+        // The rows may be stale: the previous process's last status events can still be on their way to the
+        // history (a killed worker's partitions wait for the group to notice). Adopting a call that had ended would
+        // end it a second time.
+        logger.info(
+            "a previous process left live calls; waiting for the history to catch up before adopting them",
+            metadata: ["dialer.candidates": "\(records.count)"])
+        if !(await history.waitUntilCaughtUp(within: configuration.stuckMargin)) {
+            logger.warning("the history did not catch up in time; adopting the calls as PostgreSQL shows them")
+        }
+        guard
+            let current = await context.withDatabaseRetry(
+                "adopt", logger: logger, { try await store.liveCalls(nodeID: nodeID) })
+        else { return }
+        records = current.filter { $0.workerID == configuration.workerID }
         var adopted = 0
-        for record in records where record.workerID == configuration.workerID {
+        for record in records {
             let dialplan =
                 record.context.flatMap { context in
                     record.extension.flatMap { exten in
@@ -493,6 +547,15 @@ final class Dialer: Service {
             let channel = try await context.ari.channel(id: channelID)
             perform(context.tracker.synchronize(with: channel))
         } catch ARIError.notFound {
+            // A call adopted from PostgreSQL may have been ended by the previous process, its end not yet in the
+            // history when it was adopted: ending it again would publish a second terminal event.
+            if let record = try? await context.store.call(id: callID), record.status.isTerminal {
+                perform(context.tracker.endedElsewhere(callID))
+                logger.info(
+                    "channel gone and the call already ended in the history; not ended again",
+                    metadata: ["call.status": "\(record.status.rawValue)"])
+                return
+            }
             let actions = context.tracker.vanished(channelID)
             if !actions.isEmpty {
                 context.metrics.reconciledEnds.increment()

@@ -16,6 +16,8 @@ final class HistoryWriter: Service {
     private let store: CallStore
     private let topics: CallTopics
     private let batchSize: Int
+    /// The longest one attempt to store a batch may take before it is abandoned and retried.
+    private let attemptTimeout: Duration
     private let readiness: WorkerReadiness
     private let metrics: WorkerMetrics
     private let logger: Logger
@@ -25,6 +27,7 @@ final class HistoryWriter: Service {
         store: CallStore,
         topics: CallTopics,
         batchSize: Int,
+        attemptTimeout: Duration,
         readiness: WorkerReadiness,
         metrics: WorkerMetrics,
         logger: Logger
@@ -33,6 +36,7 @@ final class HistoryWriter: Service {
         self.store = store
         self.topics = topics
         self.batchSize = batchSize
+        self.attemptTimeout = attemptTimeout
         self.readiness = readiness
         self.metrics = metrics
         var logger = logger
@@ -81,6 +85,26 @@ final class HistoryWriter: Service {
         if let readerFailure { throw readerFailure }
     }
 
+    /// Waits until the `call-history` group (this writer and its peers in other workers) has stored every status
+    /// event that was on the topic when called; `false` when `timeout` passed first.
+    ///
+    /// A restarted worker needs this before adopting its predecessor's calls from PostgreSQL: the predecessor's last
+    /// events wait on its partitions until the group notices it is gone (up to the session timeout), and a call
+    /// adopted from the stale row would be ended a second time.
+    func waitUntilCaughtUp(within timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        var targets: [KafkaTopicPartition: Int64]?
+        while ContinuousClock.now < deadline {
+            if let progress = try? await consumer.groupProgress(on: topics.status, timeout: .seconds(2)) {
+                let ends = targets ?? Dictionary(progress.map { ($0.partition, $0.end) }, uniquingKeysWith: max)
+                targets = ends
+                if progress.allSatisfy({ $0.committed >= ends[$0.partition] ?? 0 }) { return true }
+            }
+            guard (try? await Task.sleep(for: .milliseconds(200))) != nil else { return false }
+        }
+        return false
+    }
+
     /// Stores one batch (retrying until PostgreSQL takes it), then commits its offsets.
     private func write(_ batch: [KafkaMessage]) async {
         var commands: [OriginateCommand] = []
@@ -109,8 +133,13 @@ final class HistoryWriter: Service {
         var attempt = 0
         while true {
             do {
-                try await store.recordQueued(commands)
-                _ = try await store.apply(events)
+                // Bounded like the dialer's queries: a query sent as the server went away can wait on its dead
+                // connection far longer than the outage, and the history would stay behind until then. An
+                // abandoned attempt that still lands is harmless: both writes are idempotent.
+                try await WorkerContext.withTimeout(attemptTimeout) { [commands, events, store] in
+                    try await store.recordQueued(commands)
+                    _ = try await store.apply(events)
+                }
                 break
             } catch {
                 attempt += 1

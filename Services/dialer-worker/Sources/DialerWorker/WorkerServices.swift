@@ -156,9 +156,10 @@ public func buildServiceGroup(
     )
     let history = HistoryWriter(
         consumer: historyConsumer, store: store, topics: configuration.topics,
-        batchSize: configuration.historyBatchSize, readiness: context.readiness, metrics: metrics, logger: logger)
+        batchSize: configuration.historyBatchSize,
+        attemptTimeout: configuration.databaseTimeout, readiness: context.readiness, metrics: metrics, logger: logger)
     let control = ControlHandler(reader: controlReader, context: context)
-    let dialer = Dialer(context: context, consumer: dialerConsumer, events: events)
+    let dialer = Dialer(context: context, consumer: dialerConsumer, events: events, history: history)
 
     let group = ServiceGroup(
         configuration: ServiceGroupConfiguration(

@@ -414,6 +414,24 @@ final class RdKafkaClient: @unchecked Sendable {
         return (low, high)
     }
 
+    /// The consumer group's committed offsets of `partitions`, asked of the group coordinator (blocking up to
+    /// `timeoutMilliseconds`); `nil` for a partition the group never committed.
+    func committedOffsets(
+        _ partitions: [KafkaTopicPartition],
+        timeoutMilliseconds: Int32
+    ) throws(KafkaError) -> [KafkaTopicPartition: Int64?] {
+        let list = Self.makeList(partitions.map { ($0.topic, $0.partition, Int64(RD_KAFKA_OFFSET_INVALID)) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let error = rd_kafka_committed(handle, list, timeoutMilliseconds)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(error) }
+        var offsets: [KafkaTopicPartition: Int64?] = [:]
+        for entry in Self.read(list) {
+            guard entry.error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(entry.error) }
+            offsets[entry.partition] = entry.offset >= 0 ? entry.offset : nil
+        }
+        return offsets
+    }
+
     /// The high watermark last seen in a fetch response for the partition (no network call), if known.
     func cachedHighWatermark(topic: String, partition: Int32) -> Int64? {
         var low: Int64 = 0
