@@ -36,6 +36,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Partitions of each topic.")
     var partitions: Int32 = 12
 
+    @Option(help: "Brokers of the embedded Kafka cluster.")
+    var brokers: Int = 3
+
     @Option(help: "Port of the Kafka control endpoint (0 picks one).")
     var kafkaControlPort: Int = 0
 
@@ -45,6 +48,7 @@ struct UpCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be between 1 and 16") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
+        guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
     }
 
     func run() async throws {
@@ -57,7 +61,7 @@ struct UpCommand: AsyncParsableCommand {
         let stack = try LocalStack(
             options: .init(
                 stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true).standardizedFileURL,
-                gatewayPort: gatewayPort, workers: workers, partitions: partitions,
+                gatewayPort: gatewayPort, workers: workers, partitions: partitions, brokers: brokers,
                 kafkaControlPort: kafkaControlPort,
                 binDirectory: binDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
                     ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -80,6 +84,7 @@ final class LocalStack: Service, Sendable {
         var gatewayPort: Int
         var workers: Int
         var partitions: Int32
+        var brokers: Int
         var kafkaControlPort: Int
         var binDirectory: URL
     }
@@ -96,7 +101,7 @@ final class LocalStack: Service, Sendable {
         self.options = options
         self.logger = logger
         cluster = try EmbeddedKafkaCluster(
-            brokers: 3, topics: ProjectTopics.withPartitions(options.partitions), logger: logger)
+            brokers: options.brokers, topics: ProjectTopics.withPartitions(options.partitions), logger: logger)
         simulator = try ARISimulator(
             configuration: ARISimulatorConfiguration(
                 username: "dialer", password: Self.secret(in: options.stateDirectory, "ari_password", bytes: 12)),

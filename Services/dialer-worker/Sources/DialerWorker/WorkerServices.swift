@@ -90,8 +90,14 @@ public func buildServiceGroup(
     if kafka.clientID == KafkaConfiguration.defaultClientID {
         kafka.clientID = "dialer-worker-\(configuration.workerID)"
     }
+    // A call's status events go out one at a time, each acknowledged before the next: a short linger keeps the
+    // history and the live streams close behind the calls (an operator's KAFKA_PROP_LINGER_MS still wins).
+    var producerKafka = kafka
+    if producerKafka.properties["linger.ms"] == nil {
+        producerKafka.properties["linger.ms"] = "1"
+    }
     let producer = try KafkaProducer(
-        configuration: kafka, deliveryTimeout: configuration.kafkaDeliveryTimeout, logger: logger)
+        configuration: producerKafka, deliveryTimeout: configuration.kafkaDeliveryTimeout, logger: logger)
     // Both consumers want commands and events as soon as they are written: a short fetch wait keeps the history
     // current within a fraction of a second (an operator's KAFKA_PROP_FETCH_WAIT_MAX_MS still wins).
     var consumerKafka = kafka

@@ -81,11 +81,11 @@ struct UsersController: Sendable {
         }
     }
 
-    /// Passwords: 12 to 72 bytes (bcrypt ignores anything after 72 bytes, so longer ones would be misleading).
+    /// Passwords: at least 12 characters (Unicode code points, as JSON Schema's `minLength` counts them) and at most
+    /// 72 bytes in UTF-8 (bcrypt ignores anything after 72 bytes, so longer ones would be misleading).
     static func validatePassword(_ password: String) throws(FieldError) {
-        let count = password.utf8.count
-        guard (12...72).contains(count) else {
-            throw FieldError(field: "password", message: "must be 12 to 72 bytes long")
+        guard password.unicodeScalars.count >= 12, password.utf8.count <= 72 else {
+            throw FieldError(field: "password", message: "must be at least 12 characters and at most 72 bytes long")
         }
     }
 

@@ -769,7 +769,7 @@ enum OpenAPIDocument {
                     "username": ["type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"],
                     "password": [
                         "type": "string", "minLength": 12, "maxLength": 72,
-                        "description": "12-72 bytes; generated when absent.",
+                        "description": "At least 12 characters and at most 72 bytes in UTF-8; generated when absent.",
                     ],
                     "role": ref("Role"),
                 ] as [String: Any],
