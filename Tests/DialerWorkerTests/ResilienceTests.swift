@@ -134,10 +134,23 @@ struct ResilienceTests {
 
     @Test("a drain timeout leaves live calls up, and a restarted worker with the same id adopts and ends them")
     func adoptionAfterRestart() async throws {
+        // The call outlives the successor's wait for the history (a few seconds), so it is adopted live.
+        try await restartWithLiveCall(holdSeconds: 25, expectAdoptedLive: true)
+    }
+
+    @Test("a call that hangs up while the restarted worker waits for the history ends with its real cause, once")
+    func hangupDuringTheAdoptionWait() async throws {
+        // The call ends a few seconds into the successor's wait: its events are held and handed over on adoption.
+        try await restartWithLiveCall(holdSeconds: 12, expectAdoptedLive: false)
+    }
+
+    /// A worker stops with a call up (drain timeout zero); a new process with the same worker id adopts it and
+    /// ends it from its real `ChannelDestroyed`, with a single terminal event and a single originate.
+    private func restartWithLiveCall(holdSeconds: Int, expectAdoptedLive: Bool) async throws {
         try await WorkerTestEnvironment.run { environment in
             let workerID = unique("worker")
             let first = try environment.workerConfiguration(workerID: workerID) { $0.drainTimeout = .zero }
-            let command = try environment.command(TestNumber.answer(holdSeconds: 12))
+            let command = try environment.command(TestNumber.answer(holdSeconds: holdSeconds))
             try await withWorker(first) { _ in
                 try await environment.publish(command)
                 try await environment.waitForStatus(command.callID, .answered)
@@ -152,7 +165,9 @@ struct ResilienceTests {
             // Same worker id, another ARI application: it subscribes to the adopted channel.
             let second = try environment.workerConfiguration(workerID: workerID)
             try await withWorker(second) { worker in
-                try await eventually("the call adopted") { worker.status.liveCalls == 1 }
+                if expectAdoptedLive {
+                    try await eventually("the call adopted") { worker.status.liveCalls == 1 }
+                }
                 let record = try await environment.waitForEnd(command.callID)
                 #expect(record.status == .completed)
                 let terminal = try #require(environment.statusLog.terminalEvents(of: command.callID).first)

@@ -27,6 +27,8 @@ final class Dialer: Service {
     private let orphans = Mutex([CallID: (since: ContinuousClock.Instant, seq: Int)]())
     /// Calls this worker ended lately: a stopping worker waits until the history holds their ends.
     private let recentlyEnded = Mutex(RecentlyEnded(window: .seconds(30)))
+    /// Events of a previous process's calls, held while adoption waits for the history (`nil` otherwise).
+    private let adoptionHold = Mutex<AdoptionHold?>(nil)
     private let jobs: AsyncStream<Job>
     private let jobsContinuation: AsyncStream<Job>.Continuation
     private let logger: Logger
@@ -423,7 +425,14 @@ final class Dialer: Service {
                 context.gate.setARIConnected(false)
                 continue
             }
-            perform(context.tracker.handle(event))
+            // Checked and handled under the hold's lock, so that a held call's events reach the tracker in order
+            // whether they arrive before or after its adoption.
+            let tracker = context.tracker
+            let actions = adoptionHold.withLock { hold -> [TrackerAction] in
+                if hold?.capture(event) == true { return [] }
+                return tracker.handle(event)
+            }
+            perform(actions)
         }
     }
 
@@ -469,29 +478,13 @@ final class Dialer: Service {
         guard !records.isEmpty else { return }
         // The rows may be stale: the previous process's last status events can still be on their way to the
         // history (a killed worker's partitions wait for the group to notice). Adopting a call that had ended would
-        // end it a second time.
+        // end it a second time. Meanwhile the calls' own events are held, so that one hanging up during the wait
+        // ends with its real cause.
         logger.info(
             "a previous process left live calls; waiting for the history to catch up before adopting them",
             metadata: ["dialer.candidates": "\(records.count)"])
-        if !(await history.waitUntilCaughtUp(within: configuration.stuckMargin)) {
-            logger.warning("the history did not catch up in time; adopting the calls as PostgreSQL shows them")
-        }
-        guard
-            let current = await context.withDatabaseRetry(
-                "adopt", logger: logger, { try await store.liveCalls(nodeID: nodeID) })
-        else { return }
-        records = current.filter { $0.workerID == configuration.workerID }
-        var adopted = 0
+        adoptionHold.withLock { $0 = AdoptionHold(channels: Set(records.map { $0.channelID ?? $0.id.description })) }
         for record in records {
-            let dialplan =
-                record.context.flatMap { context in
-                    record.extension.flatMap { exten in
-                        try? DialplanTarget(context: context, extension: exten, priority: record.priority ?? 1)
-                    }
-                } ?? configuration.defaultDialplan
-            guard context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) else { continue }
-            context.gate.occupySlots(1)
-            adopted += 1
             do {
                 // The previous process's application may have been another: ask for this channel's events here.
                 try await context.ari.subscribe(
@@ -502,10 +495,45 @@ final class Dialer: Service {
                     "could not subscribe to an adopted call's channel", metadata: ["error": "\(error)"])
             }
         }
+        if !(await history.waitUntilCaughtUp(within: configuration.stuckMargin)) {
+            logger.warning("the history did not catch up in time; adopting the calls as PostgreSQL shows them")
+        }
+        let current = await context.withDatabaseRetry(
+            "adopt", logger: logger, { try await store.liveCalls(nodeID: nodeID) })
+        records = (current ?? []).filter { $0.workerID == configuration.workerID }
+        var adopted = 0
+        defer { releaseAdoptionHold() }
+        for record in records {
+            let dialplan =
+                record.context.flatMap { context in
+                    record.extension.flatMap { exten in
+                        try? DialplanTarget(context: context, extension: exten, priority: record.priority ?? 1)
+                    }
+                } ?? configuration.defaultDialplan
+            guard context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) else { continue }
+            context.gate.occupySlots(1)
+            adopted += 1
+        }
         if adopted > 0 {
             logger.info("adopted live calls of a previous process", metadata: ["dialer.adopted": "\(adopted)"])
             context.metrics.liveCalls.record(context.tracker.count)
         }
+    }
+
+    /// Hands the events held during adoption to the tracker, in order, and stops holding.
+    private func releaseAdoptionHold() {
+        let tracker = context.tracker
+        let (actions, held, dropped) = adoptionHold.withLock { hold -> ([TrackerAction], Int, Int) in
+            defer { hold = nil }
+            guard let events = hold?.events else { return ([], 0, 0) }
+            return (events.flatMap { tracker.handle($0) }, events.count, hold?.dropped ?? 0)
+        }
+        if held > 0 || dropped > 0 {
+            logger.info(
+                "events of adopted calls received during the wait handed over",
+                metadata: ["dialer.held_events": "\(held)", "dialer.dropped_events": "\(dropped)"])
+        }
+        perform(actions)
     }
 
     private func reconcileRegularly() async {

@@ -163,8 +163,8 @@ struct EventsController: Sendable {
                 }
                 for await element in subscription.elements {
                     switch element {
-                    case .event(let event, let json):
-                        if let id = admit(event) { try await writer.write(try frame(event, id: id, json: json)) }
+                    case .event(let event):
+                        if let id = admit(event) { try await writer.write(try frame(event, id: id)) }
                     case .heartbeat:
                         try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
                     }
@@ -180,12 +180,10 @@ struct EventsController: Sendable {
     }
 
     /// One SSE frame; the JSON has no raw newlines, so one `data:` line carries it.
-    static func frame(_ event: CallStatusEvent, id: String, json: [UInt8]? = nil) throws -> ByteBuffer {
-        let json = try json ?? WireCoding.encode(event)
+    static func frame(_ event: CallStatusEvent, id: String) throws -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(json.count + id.utf8.count + 32)
         buffer.writeString("id: \(id)\nevent: status\ndata: ")
-        buffer.writeBytes(json)
+        buffer.writeBytes(try WireCoding.encode(event))
         buffer.writeString("\n\n")
         return buffer
     }
