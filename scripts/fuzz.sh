@@ -53,9 +53,15 @@ database_url="${TEST_DATABASE_URL%/*}/$database"
 stack_pid=""
 cleanup() {
     if [[ -n "$stack_pid" ]] && kill -0 "$stack_pid" 2>/dev/null; then
+        # Its children, in case it has to be killed: a SIGKILLed devstack cannot stop them itself.
+        local children
+        children=$(pgrep -P "$stack_pid" | tr '\n' ' ')
         kill -TERM "$stack_pid"
-        for _ in $(seq 1 150); do kill -0 "$stack_pid" 2>/dev/null || break; sleep 0.2; done
-        kill -KILL "$stack_pid" 2>/dev/null || true
+        for _ in $(seq 1 300); do kill -0 "$stack_pid" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$stack_pid" 2>/dev/null; then
+            kill -KILL "$stack_pid" 2>/dev/null || true
+            for child in $children; do kill -KILL "$child" 2>/dev/null || true; done
+        fi
     fi
     psql "$admin_url" -q -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$state"
@@ -63,8 +69,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The token endpoint's rate limit would answer most fuzzed logins 429 (documented, but it starves the other
-# checks); it has its own test (SecurityTests). Everything else is the default configuration.
+# checks); it has its own test (SecurityTests). The workers do not wait for the fuzzed calls still ringing when the
+# run ends (DRAIN_TIMEOUT_SECONDS). Everything else is the default configuration.
 DATABASE_URL="$database_url" ADMIN_PASSWORD="$password" TOKEN_RATE_LIMIT="100000/60" ALLOWED_CONTEXTS="agents,outbound" \
+    DRAIN_TIMEOUT_SECONDS=2 \
     "$bin_dir/devstack" up --state-dir "$state" --gateway-port "$port" --partitions 4 >"$state/devstack.out" 2>&1 &
 stack_pid=$!
 for _ in $(seq 1 900); do

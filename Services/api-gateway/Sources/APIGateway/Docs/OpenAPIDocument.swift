@@ -592,8 +592,8 @@ enum OpenAPIDocument {
                             "properties": [
                                 "name": [
                                     "type": "string", "minLength": 1, "maxLength": 80,
-                                    "description": "Letters, ASCII digits, space, '.', '-', '_' (no quotes, angle "
-                                        + "brackets or control characters).",
+                                    "description": "Letters of any script, ASCII digits, space, '.', '-', '_', at "
+                                        + "most 80 bytes in UTF-8 (no quotes, angle brackets or control characters).",
                                 ] as [String: Any],
                                 "number": ["type": "string", "pattern": "^\\+?[0-9]{1,20}$"],
                             ] as [String: Any],
