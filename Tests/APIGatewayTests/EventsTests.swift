@@ -135,7 +135,7 @@ import Testing
         let received = Mutex<[Int]>([])
         let reader = Task {
             for await element in fast.elements {
-                if case .event(let event) = element { received.withLock { $0.append(event.seq) } }
+                if case .event(let event, _) = element { received.withLock { $0.append(event.seq) } }
                 if received.withLock({ $0.count }) == 50 { break }
             }
         }

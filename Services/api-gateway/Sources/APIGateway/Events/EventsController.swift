@@ -60,7 +60,8 @@ struct EventsController: Sendable {
             body: ResponseBody { writer in
                 var delivered = lastSeq
                 try await Self.stream(
-                    subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, writer: &writer
+                    subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, channel: channel,
+                    writer: &writer
                 ) { event in
                     guard event.seq > delivered else { return nil }
                     delivered = event.seq
@@ -123,7 +124,8 @@ struct EventsController: Sendable {
             body: ResponseBody { writer in
                 var delivered: [CallID: Int] = [:]
                 try await Self.stream(
-                    subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, writer: &writer
+                    subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, channel: channel,
+                    writer: &writer
                 ) { event in
                     guard event.seq > delivered[event.callID, default: 0] else { return nil }
                     delivered[event.callID] = event.seq
@@ -143,7 +145,7 @@ struct EventsController: Sendable {
     /// away or the server shuts down. `admit` returns the SSE id of an event to send, or `nil` to skip it.
     static func stream(
         subscription: StatusHub.Subscription, hub: StatusHub, heartbeat: Duration, logger: Logger,
-        writer: inout any ResponseBodyWriter, admit: (CallStatusEvent) -> String?,
+        channel: (any Channel)?, writer: inout any ResponseBodyWriter, admit: (CallStatusEvent) -> String?,
         initial: () -> [CallStatusEvent]
     ) async throws {
         defer { hub.unsubscribe(subscription.id) }
@@ -163,8 +165,10 @@ struct EventsController: Sendable {
                 }
                 for await element in subscription.elements {
                     switch element {
-                    case .event(let event):
-                        if let id = admit(event) { try await writer.write(try frame(event, id: id)) }
+                    case .event(let event, let json):
+                        guard let id = admit(event) else { continue }
+                        try await writer.write(try frame(event, id: id, json: json))
+                        try await waitUntilWritable(channel)
                     case .heartbeat:
                         try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
                     }
@@ -179,11 +183,27 @@ struct EventsController: Sendable {
         }
     }
 
+    /// Waits until the frames written so far have reached the connection and it can take more.
+    ///
+    /// The body writer hands each frame to the event loop and returns before the loop has written it, so a stream
+    /// whose client reads nothing could pile up frames in the loop's queue without ever seeing the connection turn
+    /// unwritable (1,000 such clients held 2.9 GB). A hop through the event loop lets those writes land first; then a
+    /// full connection holds the stream back, its bounded buffer fills, and the hub drops it.
+    static func waitUntilWritable(_ channel: (any Channel)?) async throws {
+        guard let channel else { return }
+        try await channel.eventLoop.submit {}.get()
+        while !channel.isWritable, channel.isActive {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
     /// One SSE frame; the JSON has no raw newlines, so one `data:` line carries it.
-    static func frame(_ event: CallStatusEvent, id: String) throws -> ByteBuffer {
+    static func frame(_ event: CallStatusEvent, id: String, json: [UInt8]? = nil) throws -> ByteBuffer {
+        let json = try json ?? WireCoding.encode(event)
         var buffer = ByteBuffer()
+        buffer.reserveCapacity(json.count + id.utf8.count + 32)
         buffer.writeString("id: \(id)\nevent: status\ndata: ")
-        buffer.writeBytes(try WireCoding.encode(event))
+        buffer.writeBytes(json)
         buffer.writeString("\n\n")
         return buffer
     }
