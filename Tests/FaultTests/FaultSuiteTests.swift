@@ -77,9 +77,9 @@ import Testing
     @Test func everyAcceptedCallEndsExactlyOnceUnderFaults() async throws {
         let postgres = try SuitePostgres.create()
         defer { postgres.destroy() }
-        let stack = try await SuiteStack.start(
+        let stack = try await DevStackProcess.start(
             databaseURL: postgres.url, workers: 2,
-            environment: [
+            extraEnvironment: [
                 // The suite's load must fit the budget of two workers: faults, not throttling, are under test.
                 "MAX_CALLS_PER_SECOND": "100", "MAX_CONCURRENT_CALLS": "400", "LOG_LEVEL": "info",
                 // A killed worker's partitions move once its group session times out: 10 s instead of librdkafka's
@@ -113,7 +113,7 @@ import Testing
         } catch {
             print("fault suite stopped: \(error); logs kept in \(Self.keepLogs(of: stack))\n\(stack.postMortem)")
             try? await client.shutdown()
-            _ = try? await stack.stop()
+            _ = try? await stack.stop(timeout: 90)
             throw error
         }
         try await client.shutdown()
@@ -128,12 +128,12 @@ import Testing
             #expect(row.accepted > 0, "\(row.fault): the load got no call accepted")
             #expect(row.lost == 0 && row.doubleDialed == 0 && row.stuck == 0, "\(row.fault)")
         }
-        #expect(try await stack.stop() == 0)
+        #expect(try await stack.stop(timeout: 90) == 0)
     }
 
     /// Copies the stack's logs (the gateway's and the workers') out of its state directory, which stopping it
     /// removes; returns where.
-    static func keepLogs(of stack: SuiteStack) -> String {
+    static func keepLogs(of stack: DevStackProcess) -> String {
         let target = FileManager.default.temporaryDirectory.appendingPathComponent(
             "fault-suite-logs-\(UUID().uuidString.prefix(8))")
         do {

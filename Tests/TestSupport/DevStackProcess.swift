@@ -14,10 +14,9 @@ public final class DevStackProcess: @unchecked Sendable {
     public let ariURL: String
     /// The admin's password.
     public let adminPassword: String
-    /// The state directory (logs under `logs/`).
+    /// The state directory: the children's logs under `logs/`, devstack's own output in `devstack.out`/`.err`.
     public let stateDirectory: URL
     private let process: Process
-    private let output: Pipe
 
     /// The devstack executable built by `make test` (`swift build --product devstack`).
     public static var executable: URL {
@@ -26,7 +25,7 @@ public final class DevStackProcess: @unchecked Sendable {
 
     private init(
         apiURL: String, bootstrapServers: String, kafkaControlURL: String, ariURL: String, adminPassword: String,
-        stateDirectory: URL, process: Process, output: Pipe
+        stateDirectory: URL, process: Process
     ) {
         self.apiURL = apiURL
         self.bootstrapServers = bootstrapServers
@@ -35,7 +34,6 @@ public final class DevStackProcess: @unchecked Sendable {
         self.adminPassword = adminPassword
         self.stateDirectory = stateDirectory
         self.process = process
-        self.output = output
     }
 
     /// Starts the stack on `databaseURL` and waits until it prints that it is ready.
@@ -49,6 +47,7 @@ public final class DevStackProcess: @unchecked Sendable {
         }
         let stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "devstack-test-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
         let port = try Self.freePort()
         let password = "e2e-\(UUID().uuidString.prefix(12))"
         let process = Process()
@@ -63,22 +62,26 @@ public final class DevStackProcess: @unchecked Sendable {
         environment.removeValue(forKey: "ARI_HTTP_URL")
         environment.merge(extraEnvironment) { _, new in new }
         process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        // Files rather than a pipe: nobody reads a pipe after the banner, and a full one would block devstack; the
+        // files are also the evidence when the stack itself fails (``postMortem``).
+        let outURL = stateDirectory.appendingPathComponent("devstack.out")
+        let errURL = stateDirectory.appendingPathComponent("devstack.err")
+        for url in [outURL, errURL] { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        process.standardInput = FileHandle.nullDevice
         try process.run()
 
         var banner = ""
-        let deadline = Date().addingTimeInterval(180)
-        let reader = output.fileHandleForReading
-        while !banner.contains("Try it"), Date() < deadline, process.isRunning {
-            let chunk = reader.availableData
-            if chunk.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-            banner += String(decoding: chunk, as: UTF8.self)
+        let deadline = ContinuousClock.now + .seconds(180)
+        while !banner.contains("Try it"), ContinuousClock.now < deadline, process.isRunning {
+            try await Task.sleep(for: .milliseconds(100))
+            banner = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
         }
         guard banner.contains("ready:") else {
             process.terminate()
-            throw TestEnvironmentError("devstack up did not become ready; it printed:\n\(banner)")
+            let errors = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+            throw TestEnvironmentError("devstack up did not become ready:\n\(banner)\n\(errors.suffix(4000))")
         }
         func field(_ label: String) -> String {
             banner.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }
@@ -91,8 +94,21 @@ public final class DevStackProcess: @unchecked Sendable {
         let control = banner.range(of: "control: ").map { String(banner[$0.upperBound...].prefix { $0 != ")" }) } ?? ""
         return DevStackProcess(
             apiURL: "http://127.0.0.1:\(port)", bootstrapServers: field("Kafka"), kafkaControlURL: control,
-            ariURL: field("ARI"), adminPassword: password, stateDirectory: stateDirectory, process: process,
-            output: output)
+            ariURL: field("ARI"), adminPassword: password, stateDirectory: stateDirectory, process: process)
+    }
+
+    /// Whether `devstack` itself still runs.
+    public var isRunning: Bool { process.isRunning }
+
+    /// How devstack ended, with the end of what it printed (for a stack that died under a fault).
+    public var postMortem: String {
+        func tail(_ name: String, _ count: Int) -> Substring {
+            ((try? String(contentsOf: stateDirectory.appendingPathComponent(name), encoding: .utf8)) ?? "").suffix(
+                count)
+        }
+        let status =
+            process.isRunning ? "running" : "exited \(process.terminationStatus) (\(process.terminationReason))"
+        return "devstack \(status)\nstdout:\n\(tail("devstack.out", 3000))\nstderr:\n\(tail("devstack.err", 6000))"
     }
 
     /// The process ids of the stack's children (the gateway, the workers, PostgreSQL's postmaster if private).

@@ -8,7 +8,7 @@ import TestSupport
 /// The faults the suite injects into a running `devstack up`: signals to its child processes, the embedded broker's
 /// control endpoint, the ARI simulator's admin endpoint.
 struct StackControl: Sendable {
-    let stack: SuiteStack
+    let stack: DevStackProcess
     let client: HTTPClient
     /// The suite's own PostgreSQL server (stopped and started by one fault).
     let postgres: SuitePostgres?

@@ -1,34 +1,11 @@
 import Foundation
+import ServiceSupport
 
 /// Small, allocation-light JSON text building: events are written thousands of times per second.
 enum JSONText {
     /// Appends `value` as a JSON string literal.
     static func appendString(_ value: String, to output: inout String) {
-        output.append("\"")
-        var needsEscaping = false
-        for byte in value.utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
-            needsEscaping = true
-            break
-        }
-        if !needsEscaping {
-            output.append(value)
-        } else {
-            for scalar in value.unicodeScalars {
-                switch scalar {
-                case "\"": output.append("\\\"")
-                case "\\": output.append("\\\\")
-                case "\n": output.append("\\n")
-                case "\r": output.append("\\r")
-                case "\t": output.append("\\t")
-                case _ where scalar.value < 0x20:
-                    let hex = String(scalar.value, radix: 16)
-                    output.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
-                default:
-                    output.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        output.append("\"")
+        JSONStringLiteral.append(value, to: &output)
     }
 
     /// `"key":` followed by a string value.

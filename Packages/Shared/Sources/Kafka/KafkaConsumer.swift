@@ -116,8 +116,7 @@ public final class KafkaConsumer: Service, Sendable {
     /// - Throws: ``KafkaError`` when the brokers or the group coordinator do not answer in time.
     public func groupProgress(on topic: String, timeout: Duration) async throws -> [KafkaGroupProgress] {
         let client = core.client
-        let milliseconds = Int32(
-            clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: timeout.milliseconds)
         let result: Result<[KafkaGroupProgress], KafkaError> = await PollThread.run(name: "kafka-progress") {
             do throws(KafkaError) {
                 let count = try client.partitionCount(topic: topic, timeoutMilliseconds: milliseconds)

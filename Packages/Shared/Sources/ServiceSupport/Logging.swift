@@ -107,26 +107,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     private static func appendString(_ string: String, to output: inout String) {
-        output.append("\"")
-        let plain = !string.utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
-        if plain {
-            output.append(string)
-        } else {
-            for scalar in string.unicodeScalars {
-                switch scalar {
-                case "\"": output.append("\\\"")
-                case "\\": output.append("\\\\")
-                case "\n": output.append("\\n")
-                case "\r": output.append("\\r")
-                case "\t": output.append("\\t")
-                case _ where scalar.value < 0x20:
-                    let hex = String(scalar.value, radix: 16)
-                    output.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
-                default: output.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        output.append("\"")
+        JSONStringLiteral.append(string, to: &output)
     }
 
     private static func timestamp() -> String {

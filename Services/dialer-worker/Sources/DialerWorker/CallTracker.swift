@@ -55,16 +55,12 @@ final class CallTracker: Sendable {
         }
     }
 
-    /// The claim was lost (someone else has the call, or it was canceled or ended): forget it.
-    func claimLost(_ callID: CallID) -> [TrackerAction] {
+    /// Stops tracking a call without publishing anything: its claim was lost (someone else has it, or it was
+    /// canceled or ended), or it already ended under another process (the history says so).
+    func forget(_ callID: CallID) -> [TrackerAction] {
         state.withLock { state in
             state.calls.removeValue(forKey: callID.description) == nil ? [] : [.releaseSlot]
         }
-    }
-
-    /// The call already ended under another process (the history says so): forget it without publishing.
-    func endedElsewhere(_ callID: CallID) -> [TrackerAction] {
-        claimLost(callID)
     }
 
     /// The claim was won: publishes its `dispatched` event. Returns whether to originate; a hangup or cancel that

@@ -271,7 +271,7 @@ final class Dialer: Service {
                 "claim", logger: logger,
                 { try await store.claim(command, nodeID: nodeID, workerID: workerID, at: claimedAt) })
         else {
-            perform(context.tracker.claimLost(callID))
+            perform(context.tracker.forget(callID))
             return Placement(tracked: true, refundToken: true, durable: false)
         }
         let dispatched: CallStatusEvent
@@ -285,7 +285,7 @@ final class Dialer: Service {
                 dispatched = own
                 break
             }
-            perform(context.tracker.claimLost(callID))
+            perform(context.tracker.forget(callID))
             context.metrics.claimsLost.increment()
             logger.info("command skipped: the call is already taken", metadata: ["call.status": "\(status.rawValue)"])
             return Placement(tracked: true, refundToken: true, durable: true)
@@ -578,7 +578,7 @@ final class Dialer: Service {
             // A call adopted from PostgreSQL may have been ended by the previous process, its end not yet in the
             // history when it was adopted: ending it again would publish a second terminal event.
             if let record = try? await context.store.call(id: callID), record.status.isTerminal {
-                perform(context.tracker.endedElsewhere(callID))
+                perform(context.tracker.forget(callID))
                 logger.info(
                     "channel gone and the call already ended in the history; not ended again",
                     metadata: ["call.status": "\(record.status.rawValue)"])
