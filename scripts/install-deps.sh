@@ -3,7 +3,7 @@
 # Runs apt-get only as root on Debian/Ubuntu; elsewhere it says what is missing and stops.
 set -euo pipefail
 
-packages=(librdkafka-dev kcat postgresql postgresql-contrib python3 curl wrk hyperfine)
+packages=(librdkafka-dev kcat postgresql postgresql-contrib python3 curl jq wrk hyperfine)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

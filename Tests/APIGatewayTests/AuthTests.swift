@@ -157,6 +157,33 @@ import Testing
         }
     }
 
+    @Test func aRememberedTokenIsRefusedOnceExpiredAndOnlyItsExactBytesAreRemembered() async throws {
+        try await GatewayHarness.run { gateway in
+            let (user, _) = try await gateway.user(.operator)
+            let tokens = await TokenService(
+                secretKey: .init(bytes: Array("a-signing-key-for-the-token-cache-test-0123456789".utf8)),
+                issuer: "dialer", audience: "dialer-api", lifetimeMinutes: 1)
+            // Issued 58 s ago with a one-minute lifetime: it expires 2 s from now.
+            let (token, _) = try await tokens.issue(for: user, now: Date() - 58)
+            let expiry = Date() + 2
+            #expect(try await tokens.verify(token).userID == user.id)
+            #expect(tokens.verified.count == 1)
+            #expect(try await tokens.verify(token).userID == user.id)
+
+            // A one-character change of the signature is another token: verified in full, and refused.
+            var tampered = Array(token.utf8)
+            let index = tampered.count - 2
+            tampered[index] = tampered[index] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+            await #expect(throws: TokenRejection.badSignature) {
+                try await tokens.verify(String(decoding: tampered, as: UTF8.self))
+            }
+
+            try await Task.sleep(for: .milliseconds(Int64(max(0, expiry.timeIntervalSinceNow) * 1000) + 1_100))
+            await #expect(throws: TokenRejection.expired) { try await tokens.verify(token) }
+            #expect(tokens.verified.count == 0)
+        }
+    }
+
     @Test func disabledAndDeletedUsersAreRefusedOnTheNextRequest() async throws {
         try await GatewayHarness.run { gateway in
             let (admin, adminToken) = try await gateway.user(.admin)

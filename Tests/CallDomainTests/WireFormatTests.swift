@@ -144,6 +144,36 @@ import Testing
         #expect(Array(first.description)[14] == "8")
     }
 
+    @Test func generatedIDsCarryTheirVariantAndDoNotRepeat() {
+        let ids = (0..<10_000).map { _ in CallID.generate(now: Date(timeIntervalSince1970: 1_000)) }
+        #expect(Set(ids).count == ids.count, "same millisecond, so only the random bits tell them apart")
+        for id in ids.prefix(100) {
+            #expect(Array(id.description)[14] == "7")
+            #expect("89ab".contains(Array(id.description)[19]))
+        }
+    }
+
+    @Test func randomUUIDsAreVersion4AndDoNotRepeat() {
+        let ids = (0..<10_000).map { _ in UUID.random() }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(100) {
+            let text = id.uuidString.lowercased()
+            #expect(Array(text)[14] == "4")
+            #expect("89ab".contains(Array(text)[19]))
+        }
+        // Every random bit varies: across many ids no bit outside the version and variant is fixed.
+        var ones = [Int](repeating: 0, count: 128)
+        for id in ids {
+            withUnsafeBytes(of: id.uuid) { bytes in
+                for bit in 0..<128 where bytes[bit / 8] & (0x80 >> UInt8(bit % 8)) != 0 { ones[bit] += 1 }
+            }
+        }
+        let fixed: Set<Int> = [48, 49, 50, 51, 64, 65]
+        for bit in 0..<128 where !fixed.contains(bit) {
+            #expect((3_000...7_000).contains(ones[bit]), "bit \(bit) set in \(ones[bit]) of 10,000")
+        }
+    }
+
     @Test func parsingRefusesNonUUIDs() {
         #expect(CallID("not-a-uuid") == nil)
         #expect(CallID("") == nil)

@@ -54,6 +54,7 @@ public enum TestDatabase {
     }
 
     /// Runs `body` with a running `PostgresClient` for `url`.
+    @discardableResult
     public static func withClient<Result: Sendable>(
         url: String,
         _ body: @Sendable (PostgresClient) async throws -> Result

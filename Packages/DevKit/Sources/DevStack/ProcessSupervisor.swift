@@ -84,7 +84,7 @@ public actor ProcessSupervisor {
     private func launch(_ spec: ChildSpec) throws -> Process {
         let logURL = logDirectory.appendingPathComponent("\(spec.name).log")
         if !FileManager.default.fileExists(atPath: logURL.path) {
-            FileManager.default.createFile(atPath: logURL.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         }
         let log = try FileHandle(forWritingTo: logURL)
         try log.seekToEnd()

@@ -44,7 +44,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
 
     /// Creates an event.
     public init(
-        eventID: UUID = UUID(),
+        eventID: UUID = .random(),
         callID: CallID,
         seq: Int,
         status: CallStatus,

@@ -25,7 +25,8 @@ public struct CallMessagePublisher: Sendable {
     public func publish(_ command: OriginateCommand, traceParent: String?) async throws -> KafkaDeliveryReceipt {
         try await send(
             topic: topics.originate, callID: command.callID, type: OriginateCommand.eventType,
-            id: UUID().uuidString.lowercased(), time: command.requestedAt, payload: try WireCoding.encode(command),
+            id: UUID.random().uuidString.lowercased(), time: command.requestedAt,
+            payload: try WireCoding.encode(command),
             traceParent: traceParent)
     }
 
@@ -33,7 +34,8 @@ public struct CallMessagePublisher: Sendable {
     @discardableResult
     public func publish(_ command: ControlCommand, traceParent: String?) async throws -> KafkaDeliveryReceipt {
         try await send(
-            topic: topics.control, callID: command.callID, type: command.eventType, id: UUID().uuidString.lowercased(),
+            topic: topics.control, callID: command.callID, type: command.eventType,
+            id: UUID.random().uuidString.lowercased(),
             time: Date(), payload: try command.encoded(), traceParent: traceParent)
     }
 

@@ -36,7 +36,7 @@ extension CallStore {
             requestID.append(command.requestID ?? "")
             createdAt.append(command.requestedAt.timeIntervalSince1970)
             expiresAt.append(command.expiresAt.timeIntervalSince1970)
-            timelineIDs.append(UUID())
+            timelineIDs.append(UUID.random())
         }
         try await client.query(
             """
