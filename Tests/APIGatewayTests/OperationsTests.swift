@@ -58,6 +58,11 @@ import Testing
             let problem = try await gateway.request(
                 .get, "/api/v1/calls/\(CallID.generate())", token: token, headers: [.requestID: "lookup-req-1"])
             #expect(problem.json["request_id"] as? String == "lookup-req-1")
+            let placed = try await gateway.request(
+                .post, "/api/v1/calls", token: token, json: #"{"to":"+4930123456"}"#,
+                headers: [.requestID: "call-req-1"])
+            #expect(placed.status == .accepted)
+            let callID = try #require(placed.json["id"] as? String)
 
             let records = gateway.logs.records
             let access = records.filter { $0["msg"] as? String == "request" }
@@ -68,7 +73,16 @@ import Testing
             let lookupLine = try #require(access.first { $0["request.id"] as? String == "lookup-req-1" })
             #expect(lookupLine["http.status"] as? String == "404")
             #expect(lookupLine["client.address"] is String)
-            #expect(lookupLine["http.duration_ms"] != nil)
+            let duration = try #require(lookupLine["http.duration_ms"] as? String)
+            #expect(duration.wholeMatch(of: /[0-9]+\.[0-9]{2}/) != nil, "\(duration)")
+            #expect(lookupLine["call.id"] == nil)
+            // One line per call request says which request became which call.
+            let callLines = records.filter { $0["request.id"] as? String == "call-req-1" }
+            #expect(callLines.count == 1)
+            #expect(callLines.first?["call.id"] as? String == callID)
+            #expect(callLines.first?["http.status"] as? String == "202")
+            #expect(callLines.first?["user.name"] as? String == "logged.user")
+            #expect(callLines.first?["call.replayed"] == nil)
             // Every line of a request carries its id; no line carries a credential.
             #expect(records.filter { $0["request.id"] as? String == "lookup-req-1" }.count >= 1)
             for line in gateway.logs.all {
@@ -77,6 +91,14 @@ import Testing
                 #expect(!line.contains("Bearer"), "an Authorization value was logged: \(line)")
             }
         }
+    }
+
+    @Test(arguments: [
+        (Int64(0), "0.00"), (4_999, "0.00"), (5_000, "0.01"), (12_345_678, "12.35"), (1_000_000_000, "1000.00"),
+        (99_994_999, "99.99"), (99_995_000, "100.00"),
+    ])
+    func accessLogDurationsHaveTwoDecimals(nanoseconds: Int64, text: String) {
+        #expect(ObservationMiddleware.milliseconds(nanoseconds) == text)
     }
 
     @Test func unknownRoutesAndOversizedBodiesAreProblems() async throws {

@@ -154,7 +154,7 @@ import Testing
     }
 
     @Test func randomUUIDsAreVersion4AndDoNotRepeat() {
-        let ids = (0..<10_000).map { _ in UUID.random() }
+        let ids = (0..<10_000).map { _ in UUID.systemRandom() }
         #expect(Set(ids).count == ids.count)
         for id in ids.prefix(100) {
             let text = id.uuidString.lowercased()

@@ -44,7 +44,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
 
     /// Creates an event.
     public init(
-        eventID: UUID = .random(),
+        eventID: UUID = .systemRandom(),
         callID: CallID,
         seq: Int,
         status: CallStatus,

@@ -104,7 +104,7 @@ public enum TraceContext {
 
     /// A new random request id (32 hex digits, usable as a trace id).
     public static func newRequestID() -> String {
-        let uuid = UUID.random().uuid
+        let uuid = UUID.systemRandom().uuid
         return hex(withUnsafeBytes(of: uuid) { Array($0) })
     }
 }

@@ -25,7 +25,7 @@ public struct CallMessagePublisher: Sendable {
     public func publish(_ command: OriginateCommand, traceParent: String?) async throws -> KafkaDeliveryReceipt {
         try await send(
             topic: topics.originate, callID: command.callID, type: OriginateCommand.eventType,
-            id: UUID.random().uuidString.lowercased(), time: command.requestedAt,
+            id: UUID.systemRandom().uuidString.lowercased(), time: command.requestedAt,
             payload: try WireCoding.encode(command),
             traceParent: traceParent)
     }
@@ -35,7 +35,7 @@ public struct CallMessagePublisher: Sendable {
     public func publish(_ command: ControlCommand, traceParent: String?) async throws -> KafkaDeliveryReceipt {
         try await send(
             topic: topics.control, callID: command.callID, type: command.eventType,
-            id: UUID.random().uuidString.lowercased(),
+            id: UUID.systemRandom().uuidString.lowercased(),
             time: Date(), payload: try command.encoded(), traceParent: traceParent)
     }
 

@@ -36,7 +36,7 @@ extension CallStore {
             requestID.append(command.requestID ?? "")
             createdAt.append(command.requestedAt.timeIntervalSince1970)
             expiresAt.append(command.expiresAt.timeIntervalSince1970)
-            timelineIDs.append(UUID.random())
+            timelineIDs.append(UUID.systemRandom())
         }
         try await client.query(
             """

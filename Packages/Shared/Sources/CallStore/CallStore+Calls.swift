@@ -38,7 +38,7 @@ extension CallStore {
             try await connection.query(
                 """
                 INSERT INTO call_events (call_id, seq, event_id, status, previous_status, occurred_at)
-                VALUES (\(command.callID.uuid), 0, \(UUID.random()), 'queued', NULL, \(command.requestedAt))
+                VALUES (\(command.callID.uuid), 0, \(UUID.systemRandom()), 'queued', NULL, \(command.requestedAt))
                 ON CONFLICT DO NOTHING
                 """,
                 logger: logger)

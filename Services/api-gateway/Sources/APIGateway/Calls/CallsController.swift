@@ -44,9 +44,8 @@ struct CallsController: Sendable {
             logger: context.logger)
         var headers: HTTPFields = [.location: acceptance.resource.links.this]
         if acceptance.replayed { headers[.idempotentReplayed] = "true" }
-        context.logger.info(
-            acceptance.replayed ? "call replayed" : "call accepted",
-            metadata: ["call.id": .stringConvertible(acceptance.resource.id)])
+        context.annotations.callID = acceptance.resource.id.description
+        context.annotations.replayed = acceptance.replayed
         return try JSONResponse.make(
             acceptance.resource, status: acceptance.fromHistory ? .ok : .accepted, headers: headers)
     }

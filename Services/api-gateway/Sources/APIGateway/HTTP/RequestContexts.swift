@@ -58,6 +58,8 @@ public struct AuthenticatedRequestContext: GatewayContextProtocol, ChildRequestC
     public let channel: (any Channel)?
     /// The authenticated caller.
     public let user: AuthenticatedUser
+    /// Facts for the access log (shared with the outer context).
+    public let annotations: RequestAnnotations
 
     /// Succeeds only when the authentication middleware has set an identity.
     public init(context: GatewayRequestContext) throws {
@@ -69,6 +71,7 @@ public struct AuthenticatedRequestContext: GatewayContextProtocol, ChildRequestC
         clientAddress = context.clientAddress
         channel = context.channel
         user = identity
+        annotations = context.annotations
     }
 
     /// Throws 403 unless the caller's role is at least `role`.
@@ -106,17 +109,46 @@ extension UserRole {
     public func includes(_ other: UserRole) -> Bool { rank >= other.rank }
 }
 
-/// Facts found deep in the middleware stack (who the caller is) that the outer access log reports; a reference,
-/// because contexts are values copied on the way in.
+/// Facts found deep in the middleware stack (who the caller is, which call a request created) that the outer
+/// access log reports; a reference, because contexts are values copied on the way in. One line per request tells
+/// an operator which request id became which call id, without a second log line per call request.
 public final class RequestAnnotations: Sendable {
-    private let state = Mutex<String?>(nil)
+    private struct State {
+        var username: String?
+        var callID: String?
+        var replayed = false
+    }
+
+    private let state = Mutex(State())
 
     /// Creates empty annotations.
     public init() {}
 
     /// The authenticated caller's name, once known.
     public var username: String? {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
+        get { state.withLock { $0.username } }
+        set { state.withLock { $0.username = newValue } }
+    }
+
+    /// The call a `POST /calls` accepted (or replayed), once known.
+    public var callID: String? {
+        get { state.withLock { $0.callID } }
+        set { state.withLock { $0.callID = newValue } }
+    }
+
+    /// The request repeated an earlier one with the same `Idempotency-Key`.
+    public var replayed: Bool {
+        get { state.withLock { $0.replayed } }
+        set { state.withLock { $0.replayed = newValue } }
+    }
+
+    /// The access log's metadata for these facts.
+    func metadata(into metadata: inout Logger.Metadata) {
+        let state = state.withLock { $0 }
+        metadata["user.name"] = .string(state.username ?? "-")
+        if let callID = state.callID {
+            metadata["call.id"] = .string(callID)
+            if state.replayed { metadata["call.replayed"] = "true" }
+        }
     }
 }
