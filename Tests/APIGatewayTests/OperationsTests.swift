@@ -76,6 +76,8 @@ import Testing
             let duration = try #require(lookupLine["http.duration_ms"] as? String)
             #expect(duration.wholeMatch(of: /[0-9]+\.[0-9]{2}/) != nil, "\(duration)")
             #expect(lookupLine["call.id"] == nil)
+            let timestamp = try #require(lookupLine["ts"] as? String)
+            #expect(timestamp.wholeMatch(of: /[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z/) != nil)
             // One line per call request says which request became which call.
             let callLines = records.filter { $0["request.id"] as? String == "call-req-1" }
             #expect(callLines.count == 1)
