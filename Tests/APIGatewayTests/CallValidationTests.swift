@@ -140,6 +140,12 @@ import Testing
                 ("to=123", [.contentType: "application/x-www-form-urlencoded"], .unsupportedMediaType),
                 ("{\"to\":\"123\"}", [.contentType: "text/plain"], .unsupportedMediaType),
                 ("{\"to\":\"123\"}", [:], .unsupportedMediaType),
+                ("{\"to\":\"123\"}", [.contentType: " \t "], .unsupportedMediaType),
+                ("{\"to\":\"123\"}", [.contentType: "application/jsonx"], .unsupportedMediaType),
+                // The media type is read case-insensitively and without blanks or parameters: the body gets as far
+                // as validation (letters are no dial target).
+                ("{\"to\":\"abc\"}", [.contentType: " Application/JSON ; charset=utf-8"], .unprocessableContent),
+                ("{\"to\":\"abc\"}", [.contentType: "application/problem+json"], .unprocessableContent),
                 (
                     "{\"to\":\"\(String(repeating: "1", count: 3000))\"}", [.contentType: "application/json"],
                     .contentTooLarge

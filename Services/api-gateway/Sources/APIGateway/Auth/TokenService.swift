@@ -87,7 +87,8 @@ struct TokenService: Sendable {
     /// A token that passed before is answered from ``verified`` until it expires: the same bytes carry the same
     /// signature and claims, so only the clock can change the answer (decoding and HMAC were a tenth of the CPU of a
     /// call request). Whether its user may still act is decided per request by the user directory, not here.
-    func verify(_ token: String, now: Date = Date()) async throws(TokenRejection) -> (userID: UUID, tokenID: String) {
+    func verify(_ token: String) async throws(TokenRejection) -> (userID: UUID, tokenID: String) {
+        let now = Date()
         if let known = verified.lookup(token, now: now) { return known }
         let result = try await verifyInFull(token)
         verified.insert(token, userID: result.userID, tokenID: result.tokenID, expiresAt: result.expiresAt, now: now)

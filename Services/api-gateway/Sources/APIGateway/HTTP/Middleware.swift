@@ -229,13 +229,13 @@ extension Request {
         }
     }
 
-    /// The media type of the body, lower-cased, without parameters.
+    /// The media type of the body, lower-cased, without parameters; `nil` when none is given (or only blanks).
     var mediaType: String? {
         guard let value = headers[.contentType] else { return nil }
         // On the bytes: Foundation's `trimmingCharacters(in:)` showed in the profile of every call request.
         let bytes = value.utf8.prefix { $0 != UInt8(ascii: ";") }
         let isBlank: (UInt8) -> Bool = { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-        guard let first = bytes.firstIndex(where: { !isBlank($0) }) else { return "" }
+        guard let first = bytes.firstIndex(where: { !isBlank($0) }) else { return nil }
         let last = bytes.lastIndex(where: { !isBlank($0) })!
         return String(decoding: bytes[first...last], as: UTF8.self).lowercased()
     }
