@@ -184,6 +184,26 @@ import Testing
         }
     }
 
+    @Test func theExpiringCacheDropsExpiredEntriesFirstAndEverythingOnlyWhenAllAreLive() {
+        let cache = ExpiringCache<String, Int, Int>(capacity: 2)
+        cache.insert(1, for: "old", until: 10, now: 0)
+        cache.insert(2, for: "live", until: 100, now: 0)
+        cache.insert(2, for: "live", until: 100, now: 0)  // replacing a key evicts nothing
+        #expect(cache.count == 2)
+        cache.insert(3, for: "new", until: 100, now: 50)  // full: the expired "old" goes
+        #expect(cache.value(for: "live", now: 50) == 2)
+        #expect(cache.value(for: "new", now: 50) == 3)
+        #expect(cache.value(for: "old", now: 5) == nil)
+        cache.insert(4, for: "third", until: 100, now: 60)  // full of live entries: all go
+        #expect(cache.count == 1)
+        #expect(cache.value(for: "third", now: 60) == 4)
+        #expect(cache.value(for: "third", now: 100) == nil, "the deadline itself is expired")
+        #expect(cache.count == 0)
+        cache.insert(5, for: "gone", until: 100, now: 0)
+        cache.remove("gone")
+        #expect(cache.value(for: "gone", now: 0) == nil)
+    }
+
     @Test func disabledAndDeletedUsersAreRefusedOnTheNextRequest() async throws {
         try await GatewayHarness.run { gateway in
             let (admin, adminToken) = try await gateway.user(.admin)

@@ -28,10 +28,9 @@ public struct CallID: Hashable, Sendable, Comparable, CustomStringConvertible, C
         for index in 0..<6 {
             bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - UInt64(index))))
         }
-        // Two random words, not a draw per byte: each draw is a `getrandom` system call.
-        var random = SystemRandomNumberGenerator()
-        withUnsafeBytes(of: (random.next() as UInt64, random.next() as UInt64)) { words in
-            for index in 6..<16 { bytes[index] = words[index] }
+        // The random bits of one random UUID (a draw per byte would be a `getrandom` system call each).
+        withUnsafeBytes(of: UUID.systemRandom().uuid) { random in
+            for index in 6..<16 { bytes[index] = random[index] }
         }
         bytes[6] = (bytes[6] & 0x0F) | 0x70  // version 7
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 9562 variant

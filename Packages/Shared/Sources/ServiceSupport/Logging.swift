@@ -112,10 +112,12 @@ public struct JSONLogHandler: LogHandler {
 
     /// `2026-12-04T16:00:00.348Z`: UTC, marked as such, so a log pipeline in another zone reads the right instant.
     private static func timestamp() -> String {
-        Date().formatted(
-            Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day().time(includingFractionalSeconds: true)
-                .timeZone(separator: .omitted))
+        Date().formatted(timestampStyle)
     }
+
+    /// Built once: every log line formats its timestamp with it.
+    private static let timestampStyle = Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day()
+        .time(includingFractionalSeconds: true).timeZone(separator: .omitted)
 
     private static let standardErrorLock = Mutex(())
 

@@ -3,20 +3,14 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
-import Synchronization
 
 /// Current user records by id, re-read after a short time so that disabling or deleting a user takes effect
 /// within `USER_CACHE_SECONDS` while the hot path (placing calls) does not read the database on every request.
 final class UserDirectory: Sendable {
-    private struct Entry {
-        var user: User?
-        var fetchedAt: ContinuousClock.Instant
-    }
-
     private let repository: any UserRepository
     private let ttl: Duration
-    private let entries = Mutex<[UUID: Entry]>([:])
-    private static let maximumEntries = 10_000
+    /// `nil` values are remembered too: a deleted user's tokens are refused without a read each time.
+    private let entries = ExpiringCache<UUID, User?, ContinuousClock.Instant>(capacity: 10_000)
 
     init(repository: any UserRepository, ttlSeconds: Double) {
         self.repository = repository
@@ -26,22 +20,19 @@ final class UserDirectory: Sendable {
     /// The user as the database knows it (at most `ttl` old), or `nil` when it does not exist.
     func user(id: UUID) async throws -> User? {
         let now = ContinuousClock.now
-        if ttl > .zero, let entry = entries.withLock({ $0[id] }), now - entry.fetchedAt < ttl {
-            return entry.user
+        if ttl > .zero, let user = entries.value(for: id, now: now) {
+            return user
         }
         let user = try await repository.user(id: id)
         if ttl > .zero {
-            entries.withLock { entries in
-                if entries.count >= Self.maximumEntries { entries.removeAll(keepingCapacity: true) }
-                entries[id] = Entry(user: user, fetchedAt: now)
-            }
+            entries.insert(user, for: id, until: now + ttl, now: now)
         }
         return user
     }
 
     /// Forgets a user at once (after an admin changed it through this instance).
     func invalidate(_ id: UUID) {
-        _ = entries.withLock { $0.removeValue(forKey: id) }
+        entries.remove(id)
     }
 }
 

@@ -1,7 +1,6 @@
 import CallStore
 import Foundation
 import JWTKit
-import Synchronization
 
 /// The claims of an access token.
 ///
@@ -54,7 +53,7 @@ struct TokenService: Sendable {
     let audience: String
     let lifetime: Duration
     /// Tokens that passed every check, until their expiry: a client presents one token for many requests.
-    let verified = VerifiedTokenCache(capacity: 10_000)
+    let verified = ExpiringCache<String, (userID: UUID, tokenID: String), Date>(capacity: 10_000)
 
     /// Builds the signer. The key's length was checked by the configuration (jwt-kit asserts on short keys).
     init(secretKey: GatewayConfiguration.SecretKey, issuer: String, audience: String, lifetimeMinutes: Int) async {
@@ -89,9 +88,9 @@ struct TokenService: Sendable {
     /// call request). Whether its user may still act is decided per request by the user directory, not here.
     func verify(_ token: String) async throws(TokenRejection) -> (userID: UUID, tokenID: String) {
         let now = Date()
-        if let known = verified.lookup(token, now: now) { return known }
+        if let known = verified.value(for: token, now: now) { return known }
         let result = try await verifyInFull(token)
-        verified.insert(token, userID: result.userID, tokenID: result.tokenID, expiresAt: result.expiresAt, now: now)
+        verified.insert((result.userID, result.tokenID), for: token, until: result.expiresAt, now: now)
         return (result.userID, result.tokenID)
     }
 
@@ -130,47 +129,4 @@ struct TokenService: Sendable {
         while base64.utf8.count % 4 != 0 { base64 += "=" }
         return Data(base64Encoded: base64).map { Array($0) }
     }
-}
-
-/// Access tokens that passed verification, with their expiry; bounded, and never answering for an expired token.
-final class VerifiedTokenCache: Sendable {
-    private struct Entry {
-        var userID: UUID
-        var tokenID: String
-        var expiresAt: Date
-    }
-
-    private let entries = Mutex([String: Entry]())
-    private let capacity: Int
-
-    init(capacity: Int) {
-        self.capacity = capacity
-    }
-
-    /// The verified identity of `token`, unless it is unknown or expired at `now`.
-    func lookup(_ token: String, now: Date) -> (userID: UUID, tokenID: String)? {
-        entries.withLock { entries in
-            guard let entry = entries[token] else { return nil }
-            guard now < entry.expiresAt else {
-                entries[token] = nil
-                return nil
-            }
-            return (entry.userID, entry.tokenID)
-        }
-    }
-
-    /// Remembers a verified token. When full, expired entries go first, then (many live tokens) all of them: the
-    /// cache only saves work, and a token it forgot is verified in full again.
-    func insert(_ token: String, userID: UUID, tokenID: String, expiresAt: Date, now: Date) {
-        entries.withLock { entries in
-            if entries.count >= capacity {
-                entries = entries.filter { now < $0.value.expiresAt }
-                if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
-            }
-            entries[token] = Entry(userID: userID, tokenID: tokenID, expiresAt: expiresAt)
-        }
-    }
-
-    /// How many tokens are remembered.
-    var count: Int { entries.withLock { $0.count } }
 }

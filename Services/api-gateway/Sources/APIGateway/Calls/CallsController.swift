@@ -44,8 +44,7 @@ struct CallsController: Sendable {
             logger: context.logger)
         var headers: HTTPFields = [.location: acceptance.resource.links.this]
         if acceptance.replayed { headers[.idempotentReplayed] = "true" }
-        context.annotations.callID = acceptance.resource.id.description
-        context.annotations.replayed = acceptance.replayed
+        context.annotations.record(call: acceptance.resource.id, replayed: acceptance.replayed)
         return try JSONResponse.make(
             acceptance.resource, status: acceptance.fromHistory ? .ok : .accepted, headers: headers)
     }

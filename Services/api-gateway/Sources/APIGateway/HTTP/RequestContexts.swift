@@ -1,3 +1,4 @@
+import CallDomain
 import CallStore
 import Foundation
 import Hummingbird
@@ -115,8 +116,7 @@ extension UserRole {
 public final class RequestAnnotations: Sendable {
     private struct State {
         var username: String?
-        var callID: String?
-        var replayed = false
+        var call: (id: String, replayed: Bool)?
     }
 
     private let state = Mutex(State())
@@ -130,25 +130,18 @@ public final class RequestAnnotations: Sendable {
         set { state.withLock { $0.username = newValue } }
     }
 
-    /// The call a `POST /calls` accepted (or replayed), once known.
-    public var callID: String? {
-        get { state.withLock { $0.callID } }
-        set { state.withLock { $0.callID = newValue } }
-    }
-
-    /// The request repeated an earlier one with the same `Idempotency-Key`.
-    public var replayed: Bool {
-        get { state.withLock { $0.replayed } }
-        set { state.withLock { $0.replayed = newValue } }
+    /// Records the call a `POST /calls` accepted, or replayed for a repeated `Idempotency-Key`.
+    public func record(call id: CallID, replayed: Bool) {
+        state.withLock { $0.call = (id.description, replayed) }
     }
 
     /// The access log's metadata for these facts.
     func metadata(into metadata: inout Logger.Metadata) {
         let state = state.withLock { $0 }
         metadata["user.name"] = .string(state.username ?? "-")
-        if let callID = state.callID {
-            metadata["call.id"] = .string(callID)
-            if state.replayed { metadata["call.replayed"] = "true" }
+        if let call = state.call {
+            metadata["call.id"] = .string(call.id)
+            if call.replayed { metadata["call.replayed"] = "true" }
         }
     }
 }
