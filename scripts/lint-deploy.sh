@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Validates the deployment files (deploy/, compose.yaml, .env.example) without Docker, Kubernetes or Asterisk:
-# YAML syntax, compose.yaml against the Compose Specification schema, the Kubernetes manifests against the
-# Kubernetes OpenAPI schemas and cross-reference rules, the Dockerfile's final stages, the Asterisk samples.
-# The checks are in scripts/lint-deploy.py; this wrapper provides its Python modules.
+# Validates the deployment files (deploy/, compose.yaml, .env.example) without Docker, Kubernetes, Asterisk,
+# Prometheus or Grafana running: YAML syntax, compose.yaml against the Compose Specification schema, the Kubernetes
+# manifests against the Kubernetes OpenAPI schemas and cross-reference rules, the Dockerfile's final stages, the
+# Asterisk samples (scripts/lint-deploy.py); the Prometheus configuration, alert rules and their unit tests
+# (promtool), and the Grafana dashboards and the metrics they and the alerts use (scripts/lint-monitoring.py).
+# This wrapper provides the Python modules and promtool, runs every check, and fails if any failed.
 #
 # Needs python3 with PyYAML and jsonschema (>= 4.23) and the kubernetes-validate package. Missing modules are
 # installed with pip into .tmp/lint-deploy/python (never into the system Python, so it also works where
 # Debian marks the system Python as externally managed); as root on Debian, pip itself is installed with apt
 # when absent. Set LINT_DEPLOY_ALLOW_NO_K8S_SCHEMA=1 to skip the OpenAPI validation when PyPI is unreachable.
+# Needs promtool: as root on Debian it is installed with apt (package prometheus) when absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,4 +71,39 @@ if ! modules_present --k8s && [[ "${LINT_DEPLOY_ALLOW_NO_K8S_SCHEMA:-0}" != 1 ]]
     exit 1
 fi
 
-exec python3 scripts/lint-deploy.py
+if ! command -v promtool >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        echo "lint-deploy: installing prometheus (for promtool)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    else
+        echo "lint-deploy: promtool is missing (apt-get install prometheus, or a Prometheus release archive)" >&2
+        exit 1
+    fi
+fi
+
+status=0
+python3 scripts/lint-deploy.py || status=1
+python3 scripts/lint-monitoring.py || status=1
+
+# promtool prints every step; its output is shown only when a check fails.
+promtool_check() {
+    local output
+    if output=$(promtool "$@" 2>&1); then
+        return 0
+    fi
+    printf '%s\n' "$output" >&2
+    echo "lint-deploy: promtool $* failed" >&2
+    return 1
+}
+promtool_status=0
+promtool_check check config deploy/prometheus/prometheus.yml || promtool_status=1
+promtool_check check rules deploy/prometheus/alerts.yml || promtool_status=1
+promtool_check test rules deploy/prometheus/alerts.test.yml || promtool_status=1
+if ((promtool_status == 0)); then
+    version=$(promtool --version 2>&1 | awk 'NR == 1 { print $3 }')
+    echo "lint-deploy: promtool $version: prometheus.yml, alerts.yml and the tests of alerts.test.yml pass"
+else
+    status=1
+fi
+exit "$status"

@@ -1,6 +1,7 @@
 import Foundation
+import TestSupport
 
-/// The real Asterisk 22.10.1 recordings in `../shared/ari-captures` (or `ARI_CAPTURES_DIR`).
+/// The real Asterisk 22.10.1 recordings in `Tests/Fixtures/ari-captures` (or `ARI_CAPTURES_DIR`).
 struct Capture {
     struct HTTPExchange {
         var method: String
@@ -12,17 +13,8 @@ struct Capture {
     var scenario: String
     var root: JSONValue
 
-    static func directory(filePath: String = #filePath) -> String {
-        if let override = ProcessInfo.processInfo.environment["ARI_CAPTURES_DIR"], !override.isEmpty {
-            return override
-        }
-        let repository = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        return repository.deletingLastPathComponent().appendingPathComponent("shared/ari-captures").path
-    }
-
     static func all() throws -> [Capture] {
-        let directory = Self.directory()
+        let directory = TestFixtures.ariCaptures
         return try FileManager.default.contentsOfDirectory(atPath: directory)
             .filter { $0.hasSuffix(".json") }
             .sorted()
@@ -30,7 +22,7 @@ struct Capture {
     }
 
     static func named(_ scenario: String) throws -> Capture {
-        try Self.load(Self.directory() + "/" + scenario + ".json")
+        try Self.load(TestFixtures.ariCaptures + "/" + scenario + ".json")
     }
 
     private static func load(_ path: String) throws -> Capture {

@@ -24,6 +24,56 @@ import Testing
         }
     }
 
+    @Test("a restart drops channels and sockets, then REST answers 503 not booted while WebSockets are accepted")
+    func restartBootWindow() async throws {
+        try await withSimulator { harness in
+            let application = uniqueName()
+            let client = harness.client(application: application)
+            let recorder = try await EventRecorder.connected(harness.configuration(application: application))
+            defer { recorder.stop() }
+            let id = uniqueName("call")
+            _ = try await client.originate(
+                OriginateRequest(channelID: id, endpoint: "PJSIP/155501000090@carrier", app: application))
+            try await eventually("the channel is live") { harness.simulator.liveChannelCount == 1 }
+
+            harness.simulator.restart(bootWindow: .seconds(3))
+            let restarted = ContinuousClock.now
+            #expect(harness.simulator.liveChannelCount == 0, "channels die with the process, without an event")
+            // The client reconnects at once: the WebSocket is accepted while REST still refuses.
+            try await recorder.waitForState("reconnected") { $0.contains(.reconnected) }
+            await #expect(throws: ARIError.server(status: 503, message: "Asterisk not booted")) {
+                try await client.ping()
+            }
+            await #expect(throws: ARIError.server(status: 503, message: "Asterisk not booted")) {
+                try await client.originate(
+                    OriginateRequest(channelID: uniqueName("call"), endpoint: "PJSIP/155501000090@carrier", app: "x"))
+            }
+            #expect(harness.simulator.acceptedOriginates == 1, "nothing was created during the boot window")
+            #expect(!recorder.events.contains { if case .channelDestroyed = $0 { true } else { false } })
+            try await eventually(timeout: .seconds(10), "booted") { (try? await client.ping()) != nil }
+            #expect(ContinuousClock.now - restarted >= .seconds(3))
+            _ = try await client.asteriskInfo()
+            // The admin endpoint does the same for tests in other processes.
+            let response = try await httpRequest(
+                .POST, harness.baseURL.replacingOccurrences(of: "/ari", with: "/__sim/restart?boot_seconds=1"))
+            #expect(response.status == 204)
+            await #expect(throws: ARIError.server(status: 503, message: "Asterisk not booted")) {
+                try await client.channels()
+            }
+        }
+    }
+
+    @Test("a simulator configured with a boot window refuses REST from its start until the window passes")
+    func bootWindowAtStart() async throws {
+        try await withSimulator(.init(bootWindow: .seconds(2))) { harness in
+            let client = harness.client(application: uniqueName())
+            await #expect(throws: ARIError.server(status: 503, message: "Asterisk not booted")) {
+                try await client.asteriskInfo()
+            }
+            try await eventually(timeout: .seconds(10), "booted") { (try? await client.ping()) != nil }
+        }
+    }
+
     @Test func refusesOriginatesForADuration() async throws {
         try await withSimulator { harness in
             let client = harness.client(application: uniqueName())

@@ -1,7 +1,8 @@
 import ARI
 import Foundation
+import TestSupport
 
-/// The ARI models of the official Swagger 1.2 description, loaded at run time from `../shared/ari-spec`
+/// The ARI models of the official Swagger 1.2 description, loaded at run time from `Tests/Fixtures/ari-spec`
 /// (or `ARI_SPEC_DIR`), and a validator: required properties present, declared types respected
 /// (recursively, through `List[...]`, model references and the `Message`/`Event` discriminator).
 struct SpecSchema: Sendable {
@@ -27,18 +28,7 @@ struct SpecSchema: Sendable {
     ]
     let directory: String
 
-    /// Where the spec lives: `ARI_SPEC_DIR`, else `<repository>/../shared/ari-spec`.
-    static func directory(filePath: String = #filePath) -> String {
-        if let override = ProcessInfo.processInfo.environment["ARI_SPEC_DIR"], !override.isEmpty {
-            return override
-        }
-        // <repo>/Tests/ARITests/SpecSchema.swift → <repo>
-        let repository = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        return repository.deletingLastPathComponent().appendingPathComponent("shared/ari-spec").path
-    }
-
-    static func load(directory: String = SpecSchema.directory()) throws -> SpecSchema {
+    static func load(directory: String = TestFixtures.ariSpec) throws -> SpecSchema {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".json") }
         var models: [String: Model] = [:]
         for file in files.sorted() {

@@ -1,11 +1,12 @@
 import ARI
 import CallDomain
 import Foundation
+import TestSupport
 import Testing
 
 @testable import DialerWorker
 
-/// The call tracker fed with what a real Asterisk 22.10.1 sent (`../shared/ari-captures`, or `ARI_CAPTURES_DIR`):
+/// The call tracker fed with what a real Asterisk 22.10.1 sent (`Tests/Fixtures/ari-captures`, or `ARI_CAPTURES_DIR`):
 /// every WebSocket event of the capture in its recorded order, including the `;2` halves and a second application
 /// subscribed to everything, with the originate's HTTP answer (and our DELETE) where they happened.
 @Suite("Tracker on real Asterisk captures")
@@ -152,15 +153,7 @@ struct CaptureReplayTests {
     }
 
     static func timeline(_ scenario: String) throws -> [[String: Any]] {
-        let directory: String
-        if let override = ProcessInfo.processInfo.environment["ARI_CAPTURES_DIR"], !override.isEmpty {
-            directory = override
-        } else {
-            directory =
-                URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/ari-captures")
-                .path
-        }
+        let directory = TestFixtures.ariCaptures
         let data = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/\(scenario).json"))
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         return try #require(root["timeline"] as? [[String: Any]])

@@ -58,6 +58,8 @@ struct LogicTests {
     func capacityGate() async {
         let gate = IntakeGate(maxConcurrentCalls: 2, maxOriginatesInFlight: 10, maxCallsPerSecond: 1000)
         gate.setARIConnected(true)
+        gate.setNodeBooted(true)
+        gate.setLeaseHeld(true)
         #expect(await gate.admit(onBlocked: { _ in }, onAdmitted: {}))
         #expect(await gate.admit(onBlocked: { _ in }, onAdmitted: {}))
         gate.finishPlacing(keepSlot: true, refundToken: false)
@@ -75,7 +77,7 @@ struct LogicTests {
         #expect(await gate.admit(onBlocked: { _ in }, onAdmitted: {}) == false)
     }
 
-    @Test("the gate stays closed while ARI or PostgreSQL is away")
+    @Test("the gate stays closed while ARI is away, the node is booting, PostgreSQL is away or the lease lapsed")
     func dependencies() async {
         let gate = IntakeGate(maxConcurrentCalls: 10, maxOriginatesInFlight: 10, maxCallsPerSecond: 1000)
         let first = Task { await gate.admit(onBlocked: { _ in }, onAdmitted: {}) }
@@ -83,8 +85,18 @@ struct LogicTests {
         #expect(gate.blockedBy == .ari)
         gate.setDatabaseAvailable(false)
         gate.setARIConnected(true)
+        // Connected, but the node has not answered as booted: a starting Asterisk accepts the WebSocket first.
+        while gate.blockedBy != .nodeBooting { await Task.yield() }
+        #expect(!gate.nodeUsable)
+        gate.setNodeBooted(true)
         while gate.blockedBy != .database { await Task.yield() }
+        #expect(gate.nodeUsable)
         gate.setDatabaseAvailable(true)
+        // A worker whose heartbeat lapsed may have lost its calls to another: it takes nothing until renewed.
+        while gate.blockedBy != .ownerLease { await Task.yield() }
+        #expect(!gate.mayOriginate)
+        gate.setLeaseHeld(true)
+        #expect(gate.mayOriginate)
         #expect(await first.value)
     }
 

@@ -66,6 +66,60 @@ struct ResilienceTests {
         }
     }
 
+    @Test("Asterisk restart with calls queued and in flight: every call is dialed once, after the boot, and completes")
+    func asteriskRestart() async throws {
+        try await WorkerTestEnvironment.run { environment in
+            let configuration = try environment.workerConfiguration {
+                $0.ari.reconnectBackoff = .init(initial: .milliseconds(100), max: .milliseconds(200))
+            }
+            try await withWorker(configuration) { worker in
+                let before = try environment.command(TestNumber.answer(holdSeconds: 1))
+                try await environment.publish(before)
+                _ = try await environment.waitForEnd(before.callID)
+
+                // The node restarts: the WebSocket comes back at once, REST answers 503 "not booted" for 4 s.
+                environment.simulator.restart(bootWindow: .seconds(4))
+                let restarted = ContinuousClock.now
+                let commands = try (0..<12).map { _ in
+                    try environment.command(TestNumber.answer(ringTenths: 3, holdSeconds: 1))
+                }
+                for command in commands { try await environment.publish(command) }
+                try await eventually(timeout: .seconds(3), "intake paused for the booting node") {
+                    worker.status.pauseReason == "ari_node_not_booted"
+                }
+                #expect(!(await worker.status.isReady()), "a booting node is not ready")
+                for command in commands {
+                    let record = try await environment.waitForEnd(command.callID, timeout: .seconds(60))
+                    #expect(record.status == .completed, "\(record.status) \(record.detail ?? "")")
+                    #expect(environment.statusLog.terminalEvents(of: command.callID).count == 1)
+                    #expect(environment.simulator.acceptedOriginateCount(channelID: command.callID.description) == 1)
+                }
+                #expect(ContinuousClock.now - restarted >= .seconds(4))
+                #expect(environment.simulator.acceptedOriginates == commands.count + 1)
+                try await eventually("ready again") { await worker.status.isReady() }
+            }
+        }
+    }
+
+    @Test("originates answered 503 by a booted node are sent again with back-off; the call completes, dialed once")
+    func originateRetriedAfter503() async throws {
+        try await WorkerTestEnvironment.run { environment in
+            try await withWorker(try environment.workerConfiguration()) { _ in
+                environment.simulator.refuseOriginates(count: 3, status: 503)
+                let command = try environment.command(TestNumber.answer(holdSeconds: 1))
+                try await environment.publish(command)
+                let record = try await environment.waitForEnd(command.callID)
+                #expect(record.status == .completed)
+                #expect(environment.simulator.originateCount(channelID: command.callID.description) == 4)
+                #expect(environment.simulator.acceptedOriginateCount(channelID: command.callID.description) == 1)
+                #expect(
+                    environment.statusLog.statuses(of: command.callID) == [
+                        .dispatched, .initiated, .answered, .completed,
+                    ])
+            }
+        }
+    }
+
     @Test("PostgreSQL stopped for 10 s under load: intake pauses and resumes, nothing lost or duplicated")
     func postgresOutage() async throws {
         let postgres = try ThrowawayPostgres()

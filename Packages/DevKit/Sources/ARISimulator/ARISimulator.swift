@@ -118,6 +118,10 @@ public final class ARISimulator: Service, Sendable {
     }
 
     private func serverStarted(port: Int) {
+        let bootWindow = self.configuration.bootWindow
+        if bootWindow > .zero {
+            self.state.withLock { $0.bootedAt = .now + bootWindow }
+        }
         let waiters = self.startup.withLock { startup -> [CheckedContinuation<Int, any Error>] in
             guard case .notStarted(let waiters) = startup else { return [] }
             startup = .running(port: port)
@@ -160,6 +164,14 @@ public final class ARISimulator: Service, Sendable {
     /// Calls stay up; their events are lost until a client reconnects, as with a real Asterisk.
     public func dropWebSockets(application: String? = nil) {
         let aborts = self.state.withLock { $0.dropConnections(application: application) }
+        for abort in aborts { abort() }
+    }
+
+    /// Simulates an Asterisk restart: every channel disappears without an event, every events WebSocket closes
+    /// abruptly (1006), and for `bootWindow` REST answers `503 {"message":"Asterisk not booted"}` while WebSocket
+    /// upgrades are accepted again at once, as a real Asterisk 22 does while it boots.
+    public func restart(bootWindow: Duration) {
+        let aborts = self.state.withLock { $0.restart(bootWindow: bootWindow, now: .now) }
         for abort in aborts { abort() }
     }
 

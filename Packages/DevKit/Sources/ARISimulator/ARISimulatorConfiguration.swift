@@ -45,6 +45,9 @@ public struct ARISimulatorConfiguration: Sendable {
     public var asteriskID: String
     /// Version reported by `GET /asterisk/info` and the `Server` header.
     public var asteriskVersion: String
+    /// How long after start REST answers `503 {"message":"Asterisk not booted"}` while the events WebSocket is
+    /// already accepted, as a real Asterisk does until it is fully booted (zero: booted at once).
+    public var bootWindow: Duration
 
     /// Creates a configuration; defaults match the captures' Asterisk (`dialer` / `dialer-secret`).
     public init(
@@ -60,7 +63,8 @@ public struct ARISimulatorConfiguration: Sendable {
         outboundContext: String = "default",
         dialplanContexts: Set<String>? = nil,
         asteriskID: String = "02:fc:00:00:00:01",
-        asteriskVersion: String = "22.10.1"
+        asteriskVersion: String = "22.10.1",
+        bootWindow: Duration = .zero
     ) {
         self.host = host
         self.port = port
@@ -75,5 +79,6 @@ public struct ARISimulatorConfiguration: Sendable {
         self.dialplanContexts = dialplanContexts
         self.asteriskID = asteriskID
         self.asteriskVersion = asteriskVersion
+        self.bootWindow = bootWindow
     }
 }

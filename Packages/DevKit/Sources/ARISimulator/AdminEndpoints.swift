@@ -10,6 +10,8 @@ import Synchronization
 /// | request | effect |
 /// |---|---|
 /// | `POST /__sim/drop-websockets[?app=NAME]` | close events WebSockets abruptly (1006) |
+/// | `POST /__sim/restart[?boot_seconds=S]` | Asterisk restarts: channels gone, sockets closed (1006), then REST |
+/// | | answers 503 "Asterisk not booted" for S seconds (default 3) while WebSockets are accepted |
 /// | `POST /__sim/refuse-originates?count=N[&status=503]` | refuse the next N originates |
 /// | `POST /__sim/refuse-originates?seconds=S[&status=503]` | refuse originates for S seconds |
 /// | `POST /__sim/latency?ms=N` | delay REST responses by N ms (0 to stop) |
@@ -35,6 +37,12 @@ struct AdminEndpoints {
         switch (request.method, action) {
         case (.post, "drop-websockets"):
             self.simulator.dropWebSockets(application: query["app"])
+        case (.post, "restart"):
+            let seconds = query["boot_seconds"].map { Double($0) } ?? 3
+            guard let seconds, seconds >= 0, seconds <= 600 else {
+                return Self.badRequest("boot_seconds must be 0...600")
+            }
+            self.simulator.restart(bootWindow: .milliseconds(Int64(seconds * 1000)))
         case (.post, "refuse-originates"):
             let status = query["status"].flatMap { Int($0) } ?? 503
             guard (400...599).contains(status) else { return Self.badRequest("status must be 400...599") }
@@ -88,6 +96,9 @@ struct AdminEndpoints {
                 "early_event_originates":\(state.counters.earlyEventOriginates),\
                 "live_channels":\(state.calls.count),\
                 "websockets":\(state.connections.count),\
+                "restarts":\(state.counters.restarts),\
+                "not_booted_refusals":\(state.counters.notBootedRefusals),\
+                "booting":\(state.isBooting(now: .now)),\
                 "refuse_next":\(faults.refuseNext),\
                 "latency_ms":\(faults.latency.milliseconds),\
                 "unresponsive":\(faults.unresponsive)}

@@ -31,6 +31,14 @@ struct SimulatorResponder: HTTPResponder {
             return Self.json(.unauthorized, JSONText.message("Authentication required"), headers: headers)
         }
         await self.simulator.applyRequestFaults()
+        let booting = self.simulator.state.withLock { state in
+            guard state.isBooting(now: .now) else { return false }
+            state.counters.notBootedRefusals += 1
+            return true
+        }
+        if booting {
+            return Self.json(.serviceUnavailable, JSONText.message("Asterisk not booted"))
+        }
         let segments = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
             .dropFirst()
             .map { QueryString.decodePath($0) }

@@ -49,6 +49,10 @@ struct Counters: Sendable {
     var totalOriginates = 0
     var acceptedOriginates = 0
     var earlyEventOriginates = 0
+    /// Simulated Asterisk restarts.
+    var restarts = 0
+    /// REST requests refused with 503 "Asterisk not booted".
+    var notBootedRefusals = 0
     /// When the first originate naming each channel id arrived, in seconds since 1970 (wall clock, so a benchmark
     /// in another process can compare it with its own timestamps).
     var firstOriginateAt: [String: Double] = [:]
@@ -84,6 +88,8 @@ struct SimulatorState: Sendable {
     var originateSequence = 0
     var counters = Counters()
     var faults = Faults()
+    /// Until when REST answers 503 "Asterisk not booted" (after start or a simulated restart).
+    var bootedAt: ContinuousClock.Instant?
     var rules: RuleTable
     let configuration: ARISimulatorConfiguration
     let technologies: Set<String>
@@ -206,6 +212,23 @@ struct SimulatorState: Sendable {
     }
 
     /// Removes the WebSockets of `application` (all when `nil`) and returns their abort functions.
+    /// Whether REST requests are refused as Asterisk refuses them before it is fully booted.
+    func isBooting(now: ContinuousClock.Instant) -> Bool {
+        guard let bootedAt = self.bootedAt else { return false }
+        return now < bootedAt
+    }
+
+    /// Asterisk stops: every channel is gone without an event (the process died with them), every WebSocket closes
+    /// without a close frame; it then boots again for `bootWindow`. Returns the socket aborts to run unlocked.
+    mutating func restart(bootWindow: Duration, now: ContinuousClock.Instant) -> [@Sendable () -> Void] {
+        for callID in Array(self.calls.keys) { self.cancelTimer(callID) }
+        self.calls.removeAll()
+        self.peerIndex.removeAll()
+        self.bootedAt = now + bootWindow
+        self.counters.restarts += 1
+        return self.dropConnections(application: nil)
+    }
+
     mutating func dropConnections(application: String?) -> [@Sendable () -> Void] {
         var aborts: [@Sendable () -> Void] = []
         for (id, connection) in self.connections where application == nil || connection.application == application {

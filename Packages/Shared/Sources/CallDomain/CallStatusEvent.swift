@@ -41,6 +41,13 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
     public var durationSeconds: Double?
     /// The client's metadata of the call.
     public var metadata: ClientMetadata
+    /// The owner epoch the publishing worker held for the call (raised by every claim and takeover); the history
+    /// refuses an event whose epoch is below the call's, so a worker that lost the call can no longer move it.
+    /// Absent on events not published by a call's owner (a queued call canceled or expired).
+    public var ownerEpoch: Int?
+
+    /// The largest `seq` or owner epoch a consumer must accept: they are stored as PostgreSQL `integer`.
+    public static let maximumCounter = Int(Int32.max)
 
     /// Creates an event.
     public init(
@@ -60,7 +67,8 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         answeredAt: Date? = nil,
         endedAt: Date? = nil,
         durationSeconds: Double? = nil,
-        metadata: ClientMetadata = .empty
+        metadata: ClientMetadata = .empty,
+        ownerEpoch: Int? = nil
     ) {
         self.eventID = eventID
         self.callID = callID
@@ -79,6 +87,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         self.endedAt = endedAt
         self.durationSeconds = durationSeconds
         self.metadata = metadata
+        self.ownerEpoch = ownerEpoch
     }
 
     /// Whether a failed call may succeed if dialed again (absent unless failed).
@@ -103,6 +112,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         case endedAt = "ended_at"
         case durationSeconds = "duration_seconds"
         case metadata
+        case ownerEpoch = "owner_epoch"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,8 +120,9 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         eventID = try container.decode(UUID.self, forKey: .eventID)
         callID = try container.decode(CallID.self, forKey: .callID)
         seq = try container.decode(Int.self, forKey: .seq)
-        guard seq >= 1 else {
-            throw DecodingError.dataCorruptedError(forKey: .seq, in: container, debugDescription: "seq starts at 1")
+        guard seq >= 1, seq <= Self.maximumCounter else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .seq, in: container, debugDescription: "seq must be 1...\(Self.maximumCounter)")
         }
         status = try container.decode(CallStatus.self, forKey: .status)
         previousStatus = try container.decode(CallStatus.self, forKey: .previousStatus)
@@ -127,6 +138,11 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         endedAt = try container.decodeIfPresent(Date.self, forKey: .endedAt)
         durationSeconds = try container.decodeIfPresent(Double.self, forKey: .durationSeconds)
         metadata = try container.decodeIfPresent(ClientMetadata.self, forKey: .metadata) ?? .empty
+        ownerEpoch = try container.decodeIfPresent(Int.self, forKey: .ownerEpoch)
+        if let ownerEpoch, ownerEpoch < 0 || ownerEpoch > Self.maximumCounter {
+            throw DecodingError.dataCorruptedError(
+                forKey: .ownerEpoch, in: container, debugDescription: "owner_epoch must be 0...\(Self.maximumCounter)")
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -149,5 +165,6 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         try container.encode(endedAt, forKey: .endedAt)
         try container.encode(durationSeconds, forKey: .durationSeconds)
         try container.encode(metadata, forKey: .metadata)
+        try container.encodeIfPresent(ownerEpoch, forKey: .ownerEpoch)
     }
 }

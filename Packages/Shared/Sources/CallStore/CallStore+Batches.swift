@@ -85,7 +85,8 @@ extension CallStore {
 
     /// Applies a batch of status events in one transaction, each idempotently and in `seq` order per call.
     ///
-    /// An event at or below the stored `seq` is ignored, an illegal move is refused, a terminal status is final.
+    /// An event at or below the stored `seq` is ignored, an illegal move is refused, a terminal status is final, and
+    /// an event whose owner epoch is below the call's is refused (its worker lost the call to another).
     /// A call not yet known (its originate command is still on its way to the history writer) is created from the
     /// event, and the command fills in the request's fields when it arrives.
     ///
@@ -110,21 +111,29 @@ extension CallStore {
             let notApplied = events.indices.filter { !applied.contains($0) }
             if !notApplied.isEmpty {
                 let ids = Array(Set(notApplied.map { events[$0].callID.uuid }))
-                var current: [UUID: (status: CallStatus, seq: Int)] = [:]
+                var current: [UUID: (status: CallStatus, seq: Int, epoch: Int)] = [:]
                 let rows = try await connection.query(
-                    "SELECT id, status, seq FROM calls WHERE id = ANY(\(ids))", logger: logger)
-                for try await (id, status, seq) in rows.decode((UUID, String, Int).self) {
+                    "SELECT id, status, seq, owner_epoch FROM calls WHERE id = ANY(\(ids))", logger: logger)
+                for try await (id, status, seq, epoch) in rows.decode((UUID, String, Int, Int).self) {
                     guard let status = CallStatus(rawValue: status) else {
                         throw StoreError.corruptRow("status \(status)")
                     }
-                    current[id] = (status, seq)
+                    current[id] = (status, seq, epoch)
                 }
                 for index in notApplied {
                     let event = events[index]
                     guard let stored = current[event.callID.uuid] else {
                         throw StoreError.corruptRow("call \(event.callID) vanished")
                     }
-                    if stored.seq >= event.seq {
+                    if let epoch = event.ownerEpoch, epoch < stored.epoch {
+                        results[index] = .staleOwner(epoch: epoch)
+                        logger.warning(
+                            "refused a status event of a worker that lost the call",
+                            metadata: [
+                                "call.id": "\(event.callID)", "event.owner_epoch": "\(epoch)",
+                                "call.owner_epoch": "\(stored.epoch)", "event.worker_id": "\(event.workerID ?? "")",
+                            ])
+                    } else if stored.seq >= event.seq {
                         results[index] = .stale
                     } else if stored.status.isTerminal {
                         results[index] = .alreadyTerminal(stored.status)
@@ -187,6 +196,7 @@ extension CallStore {
         let endedAt = batch.map {
             ($0.endedAt ?? ($0.status.isTerminal ? $0.occurredAt : nil))?.timeIntervalSince1970 ?? -1
         }
+        let epoch = batch.map { $0.ownerEpoch ?? -1 }
         let rows = try await connection.query(
             """
             WITH input AS (
@@ -194,9 +204,9 @@ extension CallStore {
                     \(allowed)::text[], \(seq)::bigint[], \(eventID)::uuid[], \(occurredAt)::float8[],
                     \(nodeID)::text[], \(workerID)::text[], \(channelID)::text[], \(cause)::bigint[],
                     \(causeText)::text[], \(reason)::text[], \(detail)::text[], \(answeredAt)::float8[],
-                    \(endedAt)::float8[])
+                    \(endedAt)::float8[], \(epoch)::bigint[])
                     AS t(id, position, status, previous_status, allowed, seq, event_id, occurred_at, node_id,
-                        worker_id, channel_id, cause, cause_text, reason, detail, answered_at, ended_at)
+                        worker_id, channel_id, cause, cause_text, reason, detail, answered_at, ended_at, epoch)
             ),
             updated AS (
                 UPDATE calls SET status = input.status, seq = input.seq,
@@ -217,6 +227,7 @@ extension CallStore {
                 FROM input
                 WHERE calls.id = input.id AND calls.seq < input.seq
                     AND calls.status = ANY(string_to_array(input.allowed, ','))
+                    AND (input.epoch < 0 OR calls.owner_epoch <= input.epoch)
                 RETURNING calls.id
             ),
             timeline AS (

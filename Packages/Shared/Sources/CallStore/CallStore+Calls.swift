@@ -48,7 +48,8 @@ extension CallStore {
     // MARK: - Claim, cancel, expire
 
     /// Claims a call for dialing: inserts it if unknown, then moves it `queued → dispatched` only if it is still
-    /// queued. Exactly one of any number of concurrent claimants wins.
+    /// queued. Exactly one of any number of concurrent claimants wins; the claim raises the call's owner epoch, which
+    /// the `dispatched` event carries (``CallStatusEvent/ownerEpoch``).
     public func claim(
         _ command: OriginateCommand, nodeID: String, workerID: String, at now: Date = Date()
     )
@@ -57,21 +58,21 @@ extension CallStore {
         let logger = self.logger
         return try await client.withTransaction(logger: logger) { connection in
             try await Self.upsertCommand(command, on: connection, logger: logger)
-            let event = CallStatusEvent(
+            var event = CallStatusEvent(
                 callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
                 nodeID: nodeID, workerID: workerID, channelID: command.callID.description, to: command.to.value,
                 metadata: command.metadata)
             let updated = try await connection.query(
                 """
                 UPDATE calls SET status = 'dispatched', seq = 1, node_id = \(nodeID), worker_id = \(workerID),
-                    channel_id = \(event.channelID), dispatched_at = \(now), updated_at = now()
+                    channel_id = \(event.channelID), dispatched_at = \(now), owner_epoch = owner_epoch + 1,
+                    updated_at = now()
                 WHERE id = \(command.callID.uuid) AND status = 'queued' AND seq = 0
-                RETURNING id
+                RETURNING owner_epoch
                 """,
                 logger: logger)
-            var won = false
-            for try await _ in updated { won = true }
-            if won {
+            for try await epoch in updated.decode(Int.self) { event.ownerEpoch = epoch }
+            if event.ownerEpoch != nil {
                 try await Self.insertTimeline(event, on: connection, logger: logger)
                 return .won(event)
             }

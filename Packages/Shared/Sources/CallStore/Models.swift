@@ -109,6 +109,8 @@ public struct CallRecord: Sendable, Hashable {
     public var updatedAt: Date
     /// The timeline, oldest first (empty when not requested).
     public var timeline: [CallTimelineEntry]
+    /// Raised by every claim and takeover: the epoch the call's current owner holds.
+    public var ownerEpoch: Int = 0
 }
 
 /// Filters for listing calls.
@@ -193,6 +195,8 @@ public enum ApplyResult: Sendable, Hashable {
     case alreadyTerminal(CallStatus)
     /// The state machine forbids this move from the stored status.
     case illegalTransition(from: CallStatus)
+    /// The event comes from an owner the call was taken from (its owner epoch is below the call's).
+    case staleOwner(epoch: Int)
 }
 
 /// The result of a conditional change of a queued call (cancel or expire).

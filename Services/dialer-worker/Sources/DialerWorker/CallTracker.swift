@@ -71,6 +71,7 @@ final class CallTracker: Sendable {
             guard var call = state.calls[key] else { return (false, []) }
             call.status = dispatched.status
             call.seq = dispatched.seq
+            call.ownerEpoch = dispatched.ownerEpoch ?? 0
             var actions = state.enqueue(dispatched, traceParent: call.traceParent)
             if call.hangupRequested {
                 actions += state.end(
@@ -102,6 +103,38 @@ final class CallTracker: Sendable {
                     &call, outcome: CallOutcome(status: .failed, failureReason: .originateRefused), cause: nil,
                     at: date, detail: detail)
             }
+        }
+    }
+
+    /// What an originate that got no channel leaves to do.
+    enum RetryCheck: Sendable, Equatable {
+        /// Nothing showed the channel and nobody asked to end the call: the originate may be sent again.
+        case retry
+        /// Events showed the channel after all: the originate was taken (the call is now `originated`).
+        case channelExists
+        /// A hangup or cancel arrived meanwhile: the call ended `canceled`, undialed.
+        case canceled
+        /// The call is no longer this worker's.
+        case notTracked
+    }
+
+    /// Decides, for a call whose originate got no channel, whether it may be sent again (see ``RetryCheck``).
+    func checkOriginateRetry(_ callID: CallID, at date: Date = Date()) -> (RetryCheck, [TrackerAction]) {
+        state.withLock { state in
+            let key = callID.description
+            guard let call = state.calls[key], call.phase == .originating else { return (.notTracked, []) }
+            if call.sawChannel {
+                return (.channelExists, state.update(key) { state, call in state.accept(&call, at: date) })
+            }
+            if call.hangupRequested {
+                let actions = state.update(key) { state, call in
+                    state.end(
+                        &call, outcome: CallOutcome(status: .canceled), cause: nil, at: date,
+                        detail: "canceled while the node could not take the originate")
+                }
+                return (.canceled, actions)
+            }
+            return (.retry, [])
         }
     }
 
@@ -300,6 +333,44 @@ final class CallTracker: Sendable {
         }
     }
 
+    /// Every call this worker answers for: the tracked ones and those whose last events are still being published.
+    func ownedCallIDs() -> [CallID] {
+        state.withLock { state in
+            var ids = Set(state.outboxes.keys)
+            for call in state.calls.values { ids.insert(call.callID) }
+            return Array(ids)
+        }
+    }
+
+    /// Another worker took these calls over while this one could not prove it was alive: stops tracking them and
+    /// drops their unpublished events (the history would refuse them: their owner epoch is stale). Returns the slot
+    /// releases and the publication waiters to resume with `false`.
+    func drop(_ callIDs: Set<CallID>) -> (releasedSlots: Int, waiters: [CheckedContinuation<Bool, Never>]) {
+        state.withLock { state in
+            var released = 0
+            var waiters: [CheckedContinuation<Bool, Never>] = []
+            for callID in callIDs {
+                if state.calls.removeValue(forKey: callID.description) != nil { released += 1 }
+                if let outbox = state.outboxes.removeValue(forKey: callID) {
+                    waiters += outbox.waiters.map(\.continuation)
+                }
+            }
+            return (released, waiters)
+        }
+    }
+
+    /// The owner epoch this worker holds for each call it answers for (see ``ownedCallIDs()``).
+    func ownerEpochs() -> [CallID: Int] {
+        state.withLock { state in
+            var epochs: [CallID: Int] = [:]
+            for (callID, outbox) in state.outboxes {
+                if let epoch = outbox.queue.last?.event.ownerEpoch { epochs[callID] = epoch }
+            }
+            for call in state.calls.values where call.phase != .claiming { epochs[call.callID] = call.ownerEpoch }
+            return epochs
+        }
+    }
+
     /// Publishing failed for good (shutdown): drops the call's outbox; returns the waiters to resume with `false`.
     func abandonOutbox(_ callID: CallID) -> (dropped: Int, waiters: [CheckedContinuation<Bool, Never>]) {
         state.withLock { state in
@@ -452,7 +523,8 @@ final class CallTracker: Sendable {
                 answeredAt: call.answeredAt,
                 endedAt: endedAt,
                 durationSeconds: duration,
-                metadata: call.metadata
+                metadata: call.metadata,
+                ownerEpoch: call.ownerEpoch
             )
             call.status = status
             return event

@@ -23,8 +23,6 @@ final class Dialer: Service {
     private let events: ARIEventStream
     private let history: HistoryWriter
     private let offsets = Mutex(OffsetTracker())
-    /// Vanished channels of other workers' calls: first seen gone at, with the call's stored seq then.
-    private let orphans = Mutex([CallID: (since: ContinuousClock.Instant, seq: Int)]())
     /// Calls this worker ended lately: a stopping worker waits until the history holds their ends.
     private let recentlyEnded = Mutex(RecentlyEnded(window: .seconds(30)))
     /// Events of a previous process's calls, held while adoption waits for the history (`nil` otherwise).
@@ -66,6 +64,9 @@ final class Dialer: Service {
                 group.addTask { await self.followConnection() }
                 group.addTask { await self.reconcileRegularly() }
                 group.addTask { await self.probeDatabase() }
+                group.addTask { await self.probeNode() }
+                group.addTask { await LeaseKeeper(context: self.context, logger: self.logger).run() }
+                group.addTask { await self.takeOverAbandonedRegularly() }
                 do {
                     try await cancelWhenGracefulShutdown { try await self.intake() }
                 } catch {
@@ -306,34 +307,149 @@ final class Dialer: Service {
             timeout: command.timeoutSeconds,
             variables: command.variables.values
         )
-        let started = ContinuousClock.now
-        do {
-            _ = try await context.ari.originate(request)
-            context.metrics.originateLatency.record(duration: ContinuousClock.now - started)
-            context.metrics.originatesAccepted.increment()
-            logger.info("call originated", metadata: ["ari.endpoint": "\(request.endpoint)"])
-            perform(context.tracker.originateAccepted(callID))
-        } catch ARIError.conflict(let message) {
-            // A live channel already carries this id; ids are unique per call, so it is this call's channel.
-            context.metrics.originatesAccepted.increment()
-            logger.warning(
-                "originate answered 409: tracking the existing channel", metadata: ["ari.message": "\(message)"])
-            perform(context.tracker.originateAccepted(callID))
-        } catch {
-            context.metrics.originateLatency.record(duration: ContinuousClock.now - started)
-            if case ARIError.transport = error, (try? await context.ari.channel(id: callID.description)) != nil {
-                // The request failed on the way back, but Asterisk created the channel.
-                context.metrics.originatesAccepted.increment()
-                logger.warning("originate answer lost, but the channel exists", metadata: ["error": "\(error)"])
-                perform(context.tracker.originateAccepted(callID))
-            } else {
-                context.metrics.originatesRefused.increment()
-                logger.warning("originate refused", metadata: ["error": "\(error)"])
-                perform(context.tracker.originateRefused(callID, detail: "\(error)"))
-            }
-        }
+        perform(await sendOriginate(request, command: command, logger: logger))
         let published = await context.tracker.waitForPublications(callID)
         return Placement(tracked: true, refundToken: false, durable: published)
+    }
+
+    /// Sends the originate until the node takes it or refuses it for good, and returns what the tracker made of it.
+    ///
+    /// A request that got no channel dialed no one: `503 Asterisk not booted` (a starting node), connection refused,
+    /// any other 5xx, or no answer in time when the channel does not exist afterwards and no event showed it. Such a
+    /// request is sent again with back-off once the node answers as booted, while the call's time to live lasts, a
+    /// hangup was not asked for, and at most `ORIGINATE_MAX_ATTEMPTS` times in all (waiting for a node to boot is not
+    /// an attempt). Anything else (4xx: a bad endpoint, variables, credentials) is final: the call ends `failed`.
+    private func sendOriginate(
+        _ request: OriginateRequest, command: OriginateCommand, logger: Logger
+    ) async
+        -> [TrackerAction]
+    {
+        let callID = command.callID
+        let tracker = context.tracker
+        var attempts = 0
+        var delay = Duration.milliseconds(250)
+        var channelUnknown = false
+        var lastFailure: ARIError?
+        while true {
+            let deadline = command.expiresAt
+            if lastFailure != nil || !mayDial {
+                guard await waitForNode(until: deadline) else {
+                    let reason = context.gate.isStopped ? "the worker stopped" : "its time to live passed"
+                    let detail =
+                        "not dialed: \(reason) while the node could not take the originate"
+                        + (lastFailure.map { " (last answer: \($0))" } ?? "")
+                    context.metrics.originatesRefused.increment()
+                    logger.warning("originate given up", metadata: ["error": "\(detail)"])
+                    return tracker.originateRefused(callID, detail: detail)
+                }
+                switch tracker.checkOriginateRetry(callID) {
+                case (.retry, _): break
+                case (.notTracked, _): return []
+                case (.channelExists, let actions), (.canceled, let actions): return actions
+                }
+                if channelUnknown {
+                    // The request may have reached the node: it is sent again only if the channel does not exist.
+                    do {
+                        _ = try await context.ari.channel(id: callID.description)
+                        context.metrics.originatesAccepted.increment()
+                        logger.warning("originate answer lost, but the channel exists")
+                        return tracker.originateAccepted(callID)
+                    } catch ARIError.notFound {
+                        channelUnknown = false
+                    } catch {
+                        noteNodeFailure(error)
+                        continue
+                    }
+                }
+                context.metrics.originateRetries.increment()
+                logger.info(
+                    "originating again: the node created no channel",
+                    metadata: ["ari.attempt": "\(attempts + 1)", "error": "\(lastFailure.map { "\($0)" } ?? "")"])
+            }
+            let started = ContinuousClock.now
+            do {
+                _ = try await context.ari.originate(request)
+                context.metrics.originateLatency.record(duration: ContinuousClock.now - started)
+                context.metrics.originatesAccepted.increment()
+                logger.info("call originated", metadata: ["ari.endpoint": "\(request.endpoint)"])
+                return tracker.originateAccepted(callID)
+            } catch ARIError.conflict(let message) {
+                // A live channel already carries this id; ids are unique per call, so it is this call's channel.
+                context.metrics.originatesAccepted.increment()
+                logger.warning(
+                    "originate answered 409: tracking the existing channel", metadata: ["ari.message": "\(message)"])
+                return tracker.originateAccepted(callID)
+            } catch {
+                context.metrics.originateLatency.record(duration: ContinuousClock.now - started)
+                let failure = (error as? ARIError) ?? .transport("\(error)")
+                lastFailure = failure
+                switch failure {
+                case .server(503, let message) where message.localizedCaseInsensitiveContains("not booted"):
+                    // A starting node refuses every request before it created anything: waiting for it to answer as
+                    // booted is not an attempt (the call's time to live bounds the wait).
+                    noteNodeFailure(failure)
+                case .server(503, _):
+                    // A 503 from a booted node (or a proxy in front of it): an attempt, and the node is asked again.
+                    attempts += 1
+                    noteNodeFailure(failure)
+                case .server:
+                    attempts += 1
+                case .transport:
+                    attempts += 1
+                    channelUnknown = true
+                    noteNodeFailure(failure)
+                default:
+                    context.metrics.originatesRefused.increment()
+                    logger.warning("originate refused", metadata: ["error": "\(failure)"])
+                    return tracker.originateRefused(callID, detail: "\(failure)")
+                }
+                if attempts >= configuration.originateMaxAttempts {
+                    if channelUnknown, (try? await context.ari.channel(id: callID.description)) != nil {
+                        context.metrics.originatesAccepted.increment()
+                        return tracker.originateAccepted(callID)
+                    }
+                    context.metrics.originatesRefused.increment()
+                    logger.warning(
+                        "originate refused", metadata: ["error": "\(failure)", "ari.attempts": "\(attempts)"])
+                    return tracker.originateRefused(
+                        callID, detail: "\(failure) (after \(attempts) attempts)")
+                }
+                if attempts > 0 {
+                    guard (try? await Task.sleep(for: delay)) != nil else {
+                        return tracker.originateRefused(callID, detail: "\(failure); the worker stopped")
+                    }
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+        }
+    }
+
+    /// Whether an originate may be sent now: the WebSocket is up, the node is booted and the worker holds its lease.
+    private var mayDial: Bool { context.gate.nodeUsable && context.lease.isValid() }
+
+    /// Waits until an originate may be sent (``mayDial``); `false` when `deadline` passes, the worker stops or the
+    /// task is cancelled first.
+    private func waitForNode(until deadline: Date) async -> Bool {
+        while !mayDial {
+            guard !context.gate.isStopped, Date() < deadline else { return false }
+            guard (try? await Task.sleep(for: .milliseconds(100))) != nil else { return false }
+        }
+        return Date() < deadline
+    }
+
+    /// A request found the node away (not booted, unreachable): intake pauses until `GET /asterisk/ping` answers.
+    private func noteNodeFailure(_ error: any Error) {
+        switch error {
+        case ARIError.server(503, _), ARIError.transport:
+            if context.gate.nodeBooted {
+                logger.warning(
+                    "ARI node not usable; pausing intake until it answers as booted", metadata: ["error": "\(error)"])
+            }
+            context.gate.setNodeBooted(false)
+            context.metrics.nodeBooted.record(0)
+        default:
+            break
+        }
     }
 
     /// The `dispatched` event of a claim this placement made for `command` (at `claimedAt`) but did not hear back
@@ -384,7 +500,13 @@ final class Dialer: Service {
 
     /// Publishes a call's outbox in order, one event at a time, each acknowledged before the next.
     private func publishOutbox(of callID: CallID) async {
-        while let (event, traceParent) = context.tracker.nextPublication(callID) {
+        while true {
+            // A worker whose lease lapsed may have lost the call: it publishes again only once it has renewed its
+            // lease and kept the call (the tracker forgets the calls it lost, and this loop then ends).
+            if !context.lease.isValid() {
+                guard await context.lease.waitUntilValid() else { return }
+            }
+            guard let (event, traceParent) = context.tracker.nextPublication(callID) else { return }
             guard await context.publishUntilAcknowledged(event, traceParent: traceParent) else {
                 let (dropped, waiters) = context.tracker.abandonOutbox(callID)
                 context.logger(for: callID).error(
@@ -449,6 +571,9 @@ final class Dialer: Service {
                     logger.warning("ARI disconnected; pausing intake", metadata: ["ari.reason": "\(reason)"])
                 }
                 context.gate.setARIConnected(false)
+                // The node may be restarting: it must answer as booted again before the next originate.
+                context.gate.setNodeBooted(false)
+                context.metrics.nodeBooted.record(0)
             case .connected, .reconnected:
                 if state == .reconnected {
                     context.metrics.ariReconnects.increment()
@@ -459,7 +584,7 @@ final class Dialer: Service {
                     await adoptCalls()
                 }
                 context.gate.setARIConnected(true)
-                spawn { await self.reconcile(includeOrphans: false) }
+                spawn { await self.reconcile() }
             }
         }
     }
@@ -503,7 +628,18 @@ final class Dialer: Service {
         records = (current ?? []).filter { $0.workerID == configuration.workerID }
         var adopted = 0
         defer { releaseAdoptionHold() }
-        for record in records {
+        for stored in records {
+            // Raising the owner epoch fences off whatever the previous process still had on its way.
+            let workerID = configuration.workerID
+            guard
+                let record = await context.withDatabaseRetry(
+                    "adopt", logger: logger,
+                    {
+                        try await store.takeOver(
+                            stored.id, expectedEpoch: stored.ownerEpoch, nodeID: nodeID, workerID: workerID)
+                    }),
+                let record
+            else { continue }
             let dialplan =
                 record.context.flatMap { context in
                     record.extension.flatMap { exten in
@@ -539,14 +675,14 @@ final class Dialer: Service {
     private func reconcileRegularly() async {
         while (try? await Task.sleep(for: configuration.reconcileInterval)) != nil {
             guard context.gate.ariConnected else { continue }
-            await reconcile(includeOrphans: true)
+            await reconcile()
         }
     }
 
     /// Compares the tracked calls with the node's channels: a present channel updates its call (events may have
     /// been missed); a missing one is confirmed after the grace period and its call ended with the best-known
-    /// outcome. With `includeOrphans`, also ends other workers' calls whose channels vanished long ago.
-    private func reconcile(includeOrphans: Bool) async {
+    /// outcome.
+    private func reconcile() async {
         let channels: [ARIChannel]
         do {
             channels = try await context.ari.channels()
@@ -562,9 +698,6 @@ final class Dialer: Service {
             } else if context.tracker.markVanishCheck(call.channelID) {
                 spawn { await self.confirmVanished(call.callID, channelID: call.channelID) }
             }
-        }
-        if includeOrphans {
-            await sweepOrphans(present: Set(present.keys))
         }
     }
 
@@ -596,89 +729,118 @@ final class Dialer: Service {
         }
     }
 
-    /// Ends calls of this node that no live worker tracks: their owner died (or was restarted under another
-    /// worker id) and their channel is gone. A call qualifies once it is older than its ring timeout plus the
-    /// stuck margin, and its channel has been missing, with no progress in PostgreSQL, for the stuck margin — long
-    /// enough for a live owner to have ended it itself. The ending is applied to PostgreSQL conditionally first, so
-    /// that of several workers sweeping the same node only one publishes it.
-    private func sweepOrphans(present: Set<String>) async {
-        let records: [CallRecord]
-        do {
-            records = try await context.store.liveCalls(nodeID: configuration.nodeID)
-        } catch {
-            return
-        }
-        let now = Date()
-        let clock = ContinuousClock.now
-        let margin = configuration.stuckMargin
-        var candidates: [CallRecord] = []
-        orphans.withLock { orphans in
-            var seen: [CallID: (since: ContinuousClock.Instant, seq: Int)] = [:]
-            for record in records where !context.tracker.isTracked(record.id) {
-                let channelID = record.channelID ?? record.id.description
-                guard !present.contains(channelID) else { continue }
-                let age = now.timeIntervalSince(record.dispatchedAt ?? record.createdAt)
-                let marginSeconds = Double(margin.components.seconds) + Double(margin.components.attoseconds) / 1e18
-                guard age > Double(record.timeoutSeconds ?? 30) + marginSeconds else { continue }
-                var entry = orphans[record.id] ?? (clock, record.seq)
-                if entry.seq != record.seq { entry = (clock, record.seq) }
-                seen[record.id] = entry
-                if clock - entry.since >= margin { candidates.append(record) }
+    /// Every quarter of the owner timeout, takes over the live calls of this node whose owner's heartbeat stopped
+    /// (it crashed, stalls, or was restarted under another worker id).
+    private func takeOverAbandonedRegularly() async {
+        let interval = configuration.ownerTimeout / 4
+        while (try? await Task.sleep(for: interval)) != nil {
+            // A worker that itself just got its lease back may have been cut off for the same reason as the others:
+            // it waits a whole owner timeout before judging anyone dead.
+            guard context.gate.nodeUsable, context.lease.heldContinuously(for: configuration.ownerTimeout) else {
+                continue
             }
-            orphans = seen
-        }
-        for record in candidates {
-            await endOrphan(record)
+            await takeOverAbandoned()
         }
     }
 
-    private func endOrphan(_ record: CallRecord) async {
-        let logger = context.logger(for: record.id, requestID: record.requestID)
+    /// Takes over, one by one, the live calls of this node whose owner has had no heartbeat for the owner timeout:
+    /// each takeover raises the call's owner epoch (so the previous owner's late events are refused), subscribes this
+    /// worker's application to the channel, and tracks the call like one of its own: a channel still up is followed
+    /// to its real end, a vanished one ends with the best-known outcome (`completed` if it was answered, `failed`
+    /// with reason `lost` if nothing says how it ended).
+    func takeOverAbandoned() async {
+        let store = context.store
+        let nodeID = configuration.nodeID
+        let workerID = configuration.workerID
+        let timeout = configuration.ownerTimeout
+        let room = max(0, configuration.maxConcurrentCalls - context.gate.slotsUsed)
+        guard room > 0 else { return }
+        guard
+            let candidates = try? await WorkerContext.withTimeout(
+                configuration.databaseTimeout,
+                {
+                    try await store.abandonedCalls(
+                        nodeID: nodeID, ownerTimeout: timeout, excludingWorker: workerID, limit: min(room, 500))
+                }), !candidates.isEmpty
+        else { return }
+        // The stopped owner's last status events may still be on their way to the history: taking over a call whose
+        // end is in the topic but not yet in PostgreSQL would end it twice.
+        _ = await history.waitUntilCaughtUp(within: .seconds(10))
+        var taken = 0
+        for candidate in candidates {
+            guard context.lease.isValid() else { break }
+            let logger = context.logger(for: candidate.id, requestID: candidate.requestID)
+            guard
+                let record = try? await WorkerContext.withTimeout(
+                    configuration.databaseTimeout,
+                    {
+                        try await store.takeOver(
+                            candidate.id, expectedEpoch: candidate.ownerEpoch, nodeID: nodeID, workerID: workerID,
+                            ownerTimeout: timeout)
+                    })
+            else { continue }
+            await adopt(record, logger: logger)
+            taken += 1
+            context.metrics.takeovers.increment()
+            logger.warning(
+                "took over a call whose worker stopped sending heartbeats",
+                metadata: [
+                    "call.previous_owner": "\(candidate.workerID ?? "")", "call.status": "\(record.status.rawValue)",
+                    "owner.epoch": "\(record.ownerEpoch)",
+                ])
+        }
+        if taken > 0 {
+            context.metrics.liveCalls.record(context.tracker.count)
+            await reconcile()
+        }
+    }
+
+    /// Tracks a call this worker now owns (taken over, or left by its previous process): subscribes this worker's
+    /// application to the call's channel (the previous owner's application may have been another), then tracks it
+    /// from the status PostgreSQL shows; reconciliation brings it in line with the channel.
+    private func adopt(_ record: CallRecord, logger: Logger) async {
         let channelID = record.channelID ?? record.id.description
         do {
-            _ = try await context.ari.channel(id: channelID)
-            return
-        } catch ARIError.notFound {
+            try await context.ari.subscribe(
+                application: configuration.ari.application, eventSource: "channel:\(channelID)")
         } catch {
-            return
+            logger.debug("could not subscribe to an adopted call's channel", metadata: ["error": "\(error)"])
         }
-        let now = Date()
-        let answered = record.status == .answered
-        let outcome = answered ? CallOutcome(status: .completed) : CallOutcome(status: .failed, failureReason: .lost)
-        guard record.status.canTransition(to: outcome.status) else { return }
-        let event = CallStatusEvent(
-            callID: record.id,
-            seq: record.seq + Self.takeoverSeqSkip,
-            status: outcome.status,
-            previousStatus: record.status,
-            occurredAt: now,
-            nodeID: configuration.nodeID,
-            workerID: configuration.workerID,
-            channelID: channelID,
-            to: record.to,
-            failureReason: outcome.failureReason,
-            detail: "the worker that owned the call (\(record.workerID ?? "unknown")) stopped tracking it and its "
-                + "channel is gone; outcome inferred",
-            answeredAt: record.answeredAt,
-            endedAt: now,
-            durationSeconds: answered ? record.answeredAt.map { max(0, now.timeIntervalSince($0)) } : nil,
-            metadata: (try? ClientMetadata(record.metadata)) ?? .empty
-        )
-        let result: ApplyResult
-        do {
-            result = try await context.store.apply(event)
-        } catch {
-            return
+        let dialplan =
+            record.context.flatMap { context in
+                record.extension.flatMap { exten in
+                    try? DialplanTarget(context: context, extension: exten, priority: record.priority ?? 1)
+                }
+            } ?? configuration.defaultDialplan
+        if context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) {
+            context.gate.occupySlots(1)
         }
-        guard result == .applied else { return }
-        orphans.withLock { _ = $0.removeValue(forKey: record.id) }
-        context.metrics.reconciledEnds.increment()
-        context.metrics.recordOutcome(event.status)
-        logger.warning(
-            "ended an orphaned call whose channel vanished",
-            metadata: ["call.status": "\(event.status.rawValue)", "call.previous_owner": "\(record.workerID ?? "")"])
-        let traceParent = record.requestID.map { TraceContext.traceParent(requestID: $0) }
-        _ = await context.publishUntilAcknowledged(event, traceParent: traceParent)
+    }
+
+    // MARK: - Node probe
+
+    /// While the node is not known to be booted, asks `GET /asterisk/ping` every half second: a starting Asterisk
+    /// accepts the events WebSocket seconds before its REST API stops answering `503 Asterisk not booted`.
+    private func probeNode() async {
+        let ari = context.ari
+        var lastError = ""
+        while !Task.isCancelled {
+            if !context.gate.nodeBooted {
+                do {
+                    _ = try await ari.ping()
+                    logger.info("ARI node booted; originates allowed")
+                    context.gate.setNodeBooted(true)
+                    context.metrics.nodeBooted.record(1)
+                } catch {
+                    let text = "\(error)"
+                    if text != lastError {
+                        lastError = text
+                        logger.info("waiting for the ARI node to boot", metadata: ["error": "\(text)"])
+                    }
+                }
+            }
+            guard (try? await Task.sleep(for: .milliseconds(500))) != nil else { return }
+        }
     }
 
     // MARK: - PostgreSQL probe

@@ -4,7 +4,8 @@ import Synchronization
 ///
 /// A command is admitted only while the worker is under `MAX_CONCURRENT_CALLS` (commands being placed plus live
 /// calls), under `MAX_ORIGINATES_IN_FLIGHT`, within its `MAX_CALLS_PER_SECOND` budget (a token bucket holding one
-/// second of burst), and while PostgreSQL and ARI are reachable. While it is closed the dialer's partitions are
+/// second of burst), while PostgreSQL and ARI are reachable, and while the node says it is booted (a starting Asterisk
+/// accepts the events WebSocket before its REST API stops answering `503 Asterisk not booted`). While it is closed the dialer's partitions are
 /// paused, so commands wait in Kafka rather than in memory.
 final class IntakeGate: Sendable {
     /// Why the gate is closed.
@@ -14,6 +15,8 @@ final class IntakeGate: Sendable {
         case rate = "max_calls_per_second"
         case database = "database_unreachable"
         case ari = "ari_disconnected"
+        case nodeBooting = "ari_node_not_booted"
+        case ownerLease = "owner_lease_lapsed"
     }
 
     private enum Decision {
@@ -33,6 +36,8 @@ final class IntakeGate: Sendable {
         var lastRefill: ContinuousClock.Instant
         var databaseAvailable = true
         var ariConnected = false
+        var nodeBooted = false
+        var leaseHeld = false
         var stopped = false
         var wakePending = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -49,7 +54,9 @@ final class IntakeGate: Sendable {
             if stopped { return .stopped }
             refill(now: now)
             if !ariConnected { return .blocked(.ari, retryAfter: .seconds(1)) }
+            if !nodeBooted { return .blocked(.nodeBooting, retryAfter: .seconds(1)) }
             if !databaseAvailable { return .blocked(.database, retryAfter: .seconds(1)) }
+            if !leaseHeld { return .blocked(.ownerLease, retryAfter: .seconds(1)) }
             if slotsUsed >= maxSlots { return .blocked(.capacity, retryAfter: .seconds(1)) }
             if placing >= maxPlacing { return .blocked(.inFlight, retryAfter: .seconds(1)) }
             if tokens < 1 {
@@ -74,7 +81,8 @@ final class IntakeGate: Sendable {
 
     private let state: Mutex<State>
 
-    /// Creates a gate; it stays closed until ARI is connected (``setARIConnected(_:)``).
+    /// Creates a gate; it stays closed until ARI is connected (``setARIConnected(_:)``), the node has answered as
+    /// booted (``setNodeBooted(_:)``) and the worker holds its owner lease (``setLeaseHeld(_:)``).
     init(maxConcurrentCalls: Int, maxOriginatesInFlight: Int, maxCallsPerSecond: Double) {
         let burst = max(1, maxCallsPerSecond)
         state = Mutex(
@@ -159,6 +167,26 @@ final class IntakeGate: Sendable {
         waiter?.resume()
     }
 
+    /// The node answered `GET /asterisk/ping` (booted), or refused a request as not booted or could not be reached.
+    func setNodeBooted(_ booted: Bool) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.nodeBooted != booted else { return nil }
+            state.nodeBooted = booted
+            return state.wake()
+        }
+        waiter?.resume()
+    }
+
+    /// The worker's heartbeat is recent enough for it to act for its calls (``OwnerLease``), or it lapsed.
+    func setLeaseHeld(_ held: Bool) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.leaseHeld != held else { return nil }
+            state.leaseHeld = held
+            return state.wake()
+        }
+        waiter?.resume()
+    }
+
     /// Closes the gate for good (shutdown): ``admit(onBlocked:onAdmitted:)`` returns `false`.
     func stop() {
         let waiter = state.withLock { state in
@@ -172,6 +200,16 @@ final class IntakeGate: Sendable {
     var databaseAvailable: Bool { state.withLock { $0.databaseAvailable } }
     /// Whether the ARI WebSocket is connected.
     var ariConnected: Bool { state.withLock { $0.ariConnected } }
+    /// Whether the gate was stopped (shutdown).
+    var isStopped: Bool { state.withLock { $0.stopped } }
+    /// Whether the node last answered as booted.
+    var nodeBooted: Bool { state.withLock { $0.nodeBooted } }
+    /// Whether the WebSocket is up and the node is booted.
+    var nodeUsable: Bool { state.withLock { $0.ariConnected && $0.nodeBooted } }
+    /// Whether the worker holds its owner lease.
+    var leaseHeld: Bool { state.withLock { $0.leaseHeld } }
+    /// Whether an originate may be sent now: the node is usable and the worker holds its owner lease.
+    var mayOriginate: Bool { state.withLock { $0.ariConnected && $0.nodeBooted && $0.leaseHeld } }
     /// Why the gate is closed right now, if it is.
     var blockedBy: BlockReason? { state.withLock { $0.blockedBy } }
     /// Commands being placed plus live calls.

@@ -13,12 +13,14 @@ enum OpsServer {
         var ari: Bool
         var kafka: Bool
         var database: Bool
+        var ownerLease: Bool
         var paused: Bool
         var pauseReason: String?
         var liveCalls: Int
 
         enum CodingKeys: String, CodingKey {
             case status, ari, kafka, database, paused
+            case ownerLease = "owner_lease"
             case pauseReason = "pause_reason"
             case liveCalls = "live_calls"
         }
@@ -47,14 +49,17 @@ enum OpsServer {
 
     static func readiness(_ context: WorkerContext) async -> ReadinessReport {
         let database = await pingDatabase(context.store, timeout: .seconds(2))
-        let ari = context.gate.ariConnected
+        // Connected is not enough: a booting Asterisk accepts the WebSocket and refuses every request.
+        let ari = context.gate.nodeUsable
         let kafka = context.readiness.kafkaReady
+        let lease = context.gate.leaseHeld
         let blocked = context.gate.blockedBy
         return ReadinessReport(
-            status: ari && kafka && database ? "ready" : "not_ready",
+            status: ari && kafka && database && lease ? "ready" : "not_ready",
             ari: ari,
             kafka: kafka,
             database: database,
+            ownerLease: lease,
             paused: blocked != nil,
             pauseReason: blocked?.rawValue,
             liveCalls: context.tracker.count

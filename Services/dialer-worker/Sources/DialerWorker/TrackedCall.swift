@@ -31,6 +31,8 @@ struct TrackedCall: Sendable {
     let adopted: Bool
 
     var phase: Phase
+    /// The owner epoch of this worker's claim or takeover, carried by every status event it publishes for the call.
+    var ownerEpoch: Int
     var status: CallStatus
     /// The `seq` of the last status event produced for the call.
     var seq: Int
@@ -64,11 +66,13 @@ struct TrackedCall: Sendable {
         self.requestID = command.requestID ?? traceParent.flatMap(TraceContext.traceID(fromTraceParent:))
         self.adopted = false
         self.phase = .claiming
+        self.ownerEpoch = 0
         self.status = .queued
         self.seq = 0
     }
 
-    /// A call taken over from PostgreSQL after a restart.
+    /// A call taken over from PostgreSQL: after a restart, or from a worker that stopped (`record` carries the
+    /// epoch of the takeover).
     ///
     /// `seqSkip` moves the sequence past any number the previous owner may have published without the history
     /// writer having stored it yet, so a number is never used twice for one call.
@@ -83,6 +87,7 @@ struct TrackedCall: Sendable {
         self.requestID = record.requestID
         self.adopted = true
         self.phase = .originated
+        self.ownerEpoch = record.ownerEpoch
         self.status = record.status
         self.seq = record.seq + seqSkip
         self.answered = record.status == .answered || record.answeredAt != nil

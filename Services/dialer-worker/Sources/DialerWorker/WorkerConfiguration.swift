@@ -57,13 +57,20 @@ public struct WorkerConfiguration: Sendable {
     public var reconcileGrace: Duration
     /// How often live calls are compared with the node's channels (`RECONCILE_INTERVAL_SECONDS`).
     public var reconcileInterval: Duration
-    /// How long past its ring timeout a call may stay unanswered and non-terminal before it counts as stuck, and how
-    /// long another worker's vanished call is left to its owner (`STUCK_MARGIN_SECONDS`). Keep it above the Kafka
-    /// session timeout, so that a dead worker's last status events are in the history before its calls count as
-    /// orphans.
+    /// How long a restarted worker waits for the history to hold its previous process's last status events before it
+    /// adopts that process's live calls as PostgreSQL shows them (`STUCK_MARGIN_SECONDS`). Keep it above the Kafka
+    /// session timeout: a killed worker's partitions of the history group move only once its session expires.
     public var stuckMargin: Duration
     /// The most messages the history writer stores in one transaction (`HISTORY_BATCH_SIZE`).
     public var historyBatchSize: Int
+    /// How many times an originate that a booted node failed without creating a channel (a 5xx other than
+    /// `503 Asterisk not booted`, or no answer) is sent in all (`ORIGINATE_MAX_ATTEMPTS`). Waiting for a node to
+    /// boot is not an attempt: that wait is bounded by the call's time to live.
+    public var originateMaxAttempts: Int
+    /// How long a worker's heartbeat may be silent before the other workers of its node take its live calls over
+    /// (`OWNER_TIMEOUT_SECONDS`). The worker itself stops acting for its calls (originates, status events) once half
+    /// of it has passed since its last heartbeat was sent, so it has stopped before anyone takes over.
+    public var ownerTimeout: Duration
 
     /// Creates a configuration from explicit values (tests); ``fromEnvironment(_:)`` is the usual way.
     public init(
@@ -90,7 +97,9 @@ public struct WorkerConfiguration: Sendable {
         reconcileGrace: Duration = .seconds(2),
         reconcileInterval: Duration = .seconds(10),
         stuckMargin: Duration = .seconds(60),
-        historyBatchSize: Int = 500
+        historyBatchSize: Int = 500,
+        originateMaxAttempts: Int = 6,
+        ownerTimeout: Duration = .seconds(20)
     ) {
         self.nodeID = nodeID
         self.workerID = workerID
@@ -116,6 +125,8 @@ public struct WorkerConfiguration: Sendable {
         self.reconcileInterval = reconcileInterval
         self.stuckMargin = stuckMargin
         self.historyBatchSize = historyBatchSize
+        self.originateMaxAttempts = originateMaxAttempts
+        self.ownerTimeout = ownerTimeout
     }
 
     /// Reads and validates the configuration.
@@ -207,7 +218,9 @@ public struct WorkerConfiguration: Sendable {
             reconcileGrace: try seconds("RECONCILE_GRACE_SECONDS", 2, 0...600),
             reconcileInterval: try seconds("RECONCILE_INTERVAL_SECONDS", 10, 0.1...3600),
             stuckMargin: try seconds("STUCK_MARGIN_SECONDS", 60, 0...86_400),
-            historyBatchSize: try environment.int("HISTORY_BATCH_SIZE", default: 500, range: 1...10_000)
+            historyBatchSize: try environment.int("HISTORY_BATCH_SIZE", default: 500, range: 1...10_000),
+            originateMaxAttempts: try environment.int("ORIGINATE_MAX_ATTEMPTS", default: 6, range: 1...100),
+            ownerTimeout: try seconds("OWNER_TIMEOUT_SECONDS", 20, 2...3600)
         )
     }
 

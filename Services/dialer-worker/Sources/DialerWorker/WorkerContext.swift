@@ -15,6 +15,8 @@ struct WorkerContext: Sendable {
     let tracker: CallTracker
     let gate: IntakeGate
     let readiness: WorkerReadiness
+    /// The worker's right to act for its calls (its heartbeat); see ``OwnerLease``.
+    let lease: OwnerLease
     let metrics: WorkerMetrics
     /// The process logger, with `node.id` and `worker.id`.
     let logger: Logger

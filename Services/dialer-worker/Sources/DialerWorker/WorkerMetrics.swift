@@ -10,6 +10,10 @@ struct WorkerMetrics: Sendable {
     /// Originate requests sent, by result (`accepted`, `refused`); its rate is the originates per second.
     let originatesAccepted = Counter(label: "dialer_originates_total", dimensions: [("result", "accepted")])
     let originatesRefused = Counter(label: "dialer_originates_total", dimensions: [("result", "refused")])
+    /// Originates sent again because the node created no channel (not booted, 5xx, no answer).
+    let originateRetries = Counter(label: "dialer_originate_retries_total")
+    /// 1 while the node answers as booted (`GET /asterisk/ping`), else 0.
+    let nodeBooted = Gauge(label: "dialer_ari_node_booted")
     /// Time from sending an originate to its HTTP answer.
     let originateLatency = Timer(label: "dialer_originate_latency_seconds", preferredDisplayUnit: .seconds)
     /// ARI WebSocket reconnects seen by the dialer (each one triggers a reconciliation).
@@ -20,6 +24,12 @@ struct WorkerMetrics: Sendable {
     let claimsLost = Counter(label: "dialer_claims_lost_total")
     /// Commands dropped because their time to live had passed.
     let expired = Counter(label: "dialer_commands_expired_total")
+    /// Calls this worker took over from a worker whose heartbeat stopped.
+    let takeovers = Counter(label: "dialer_call_takeovers_total")
+    /// Calls another worker took over while this one's owner lease had lapsed (dropped here unpublished).
+    let callsLostToTakeover = Counter(label: "dialer_calls_lost_to_takeover_total")
+    /// 1 while the worker holds its owner lease (its heartbeat is recent), else 0.
+    let ownerLease = Gauge(label: "dialer_owner_lease_held")
     /// Calls ended by reconciliation because their channel vanished unseen.
     let reconciledEnds = Counter(label: "dialer_reconciled_ends_total")
     /// Status events the history writer stored, and its batches.

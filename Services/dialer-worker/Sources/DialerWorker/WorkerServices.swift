@@ -144,6 +144,7 @@ public func buildServiceGroup(
             maxOriginatesInFlight: configuration.maxOriginatesInFlight,
             maxCallsPerSecond: configuration.maxCallsPerSecond),
         readiness: WorkerReadiness(),
+        lease: OwnerLease(ownerTimeout: configuration.ownerTimeout),
         metrics: metrics,
         logger: logger
     )

@@ -1,0 +1,104 @@
+import CallDomain
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Who owns a live call, and taking calls over from workers that stopped.
+///
+/// A worker proves it is alive with a heartbeat in `dialer_workers`, timed by PostgreSQL's clock. The live calls of a
+/// worker whose heartbeat is older than the owner timeout may be taken over by another worker of the same node: the
+/// takeover raises the call's owner epoch, conditionally on the epoch it saw, so of several takers one wins, and the
+/// status events of the previous owner (which carry its older epoch) are refused from then on.
+extension CallStore {
+    /// The owner of a call as stored.
+    public struct CallOwner: Sendable, Hashable {
+        /// The worker that claimed or took over the call last.
+        public var workerID: String?
+        /// The epoch of that claim or takeover.
+        public var epoch: Int
+        /// The call's status.
+        public var status: CallStatus
+    }
+
+    /// Records that `workerID`, bound to `nodeID`, is alive now (PostgreSQL's clock).
+    public func heartbeat(workerID: String, nodeID: String) async throws {
+        try await client.query(
+            """
+            INSERT INTO dialer_workers (worker_id, node_id) VALUES (\(workerID), \(nodeID))
+            ON CONFLICT (worker_id) DO UPDATE SET node_id = EXCLUDED.node_id, heartbeat_at = now()
+            """,
+            logger: logger)
+    }
+
+    /// Forgets a worker's heartbeat (a clean stop): the calls it leaves behind may be taken over at once.
+    public func retireWorker(workerID: String) async throws {
+        try await client.query("DELETE FROM dialer_workers WHERE worker_id = \(workerID)", logger: logger)
+    }
+
+    /// Live calls of `nodeID` whose owner has no heartbeat newer than `ownerTimeout`, other than `excludingWorker`'s,
+    /// oldest first, at most `limit`.
+    public func abandonedCalls(
+        nodeID: String, ownerTimeout: Duration, excludingWorker workerID: String, limit: Int
+    ) async throws -> [CallRecord] {
+        let seconds = Double(ownerTimeout.components.seconds) + Double(ownerTimeout.components.attoseconds) / 1e18
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.callColumns) FROM calls
+            WHERE node_id = \(nodeID) AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
+                AND worker_id IS DISTINCT FROM \(workerID)
+                AND NOT EXISTS (
+                    SELECT 1 FROM dialer_workers w
+                    WHERE w.worker_id = calls.worker_id AND w.heartbeat_at >= now() - make_interval(secs => \(seconds))
+                )
+            ORDER BY created_at
+            LIMIT \(limit)
+            """,
+            logger: logger)
+        var calls: [CallRecord] = []
+        for try await row in rows { calls.append(try Self.decodeCall(row).record) }
+        return calls
+    }
+
+    /// Takes a live call over: raises its owner epoch and names `workerID` its owner, if the epoch is still
+    /// `expectedEpoch`, the call is live and, with `ownerTimeout`, its owner still has no heartbeat newer than that
+    /// (checked in the same statement, so an owner that came back just before is not robbed). Returns the call as it
+    /// is now, or `nil` when another worker took it first, its owner is alive, or it ended meanwhile.
+    public func takeOver(
+        _ callID: CallID, expectedEpoch: Int, nodeID: String, workerID: String, ownerTimeout: Duration? = nil
+    ) async throws -> CallRecord? {
+        let seconds =
+            ownerTimeout.map {
+                Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18
+            } ?? -1
+        let rows = try await client.query(
+            """
+            UPDATE calls SET owner_epoch = owner_epoch + 1, worker_id = \(workerID), node_id = \(nodeID),
+                updated_at = now()
+            WHERE id = \(callID.uuid) AND owner_epoch = \(expectedEpoch)
+                AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
+                AND (\(seconds) < 0 OR NOT EXISTS (
+                    SELECT 1 FROM dialer_workers w
+                    WHERE w.worker_id = calls.worker_id AND w.heartbeat_at >= now() - make_interval(secs => \(seconds))
+                ))
+            RETURNING \(unescaped: Self.callColumns)
+            """,
+            logger: logger)
+        var record: CallRecord?
+        for try await row in rows { record = try Self.decodeCall(row).record }
+        return record
+    }
+
+    /// The stored owner of each of `ids` that has a row.
+    public func owners(of ids: [CallID]) async throws -> [CallID: CallOwner] {
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await client.query(
+            "SELECT id, worker_id, owner_epoch, status FROM calls WHERE id = ANY(\(ids.map(\.uuid)))",
+            logger: logger)
+        var owners: [CallID: CallOwner] = [:]
+        for try await (id, worker, epoch, status) in rows.decode((UUID, String?, Int, String).self) {
+            guard let status = CallStatus(rawValue: status) else { throw StoreError.corruptRow("status \(status)") }
+            owners[CallID(uuid: id)] = CallOwner(workerID: worker, epoch: epoch, status: status)
+        }
+        return owners
+    }
+}
