@@ -88,6 +88,22 @@ extension CallStore {
         return record
     }
 
+    /// Records, just before the originate is sent, that the owner holding `epoch` is dialing the call; `false` when the
+    /// call was taken over (its epoch moved on) or is no longer live: the originate must not be sent.
+    public func markOriginating(_ callID: CallID, epoch: Int) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            UPDATE calls SET originate_sent_at = COALESCE(originate_sent_at, now())
+            WHERE id = \(callID.uuid) AND owner_epoch = \(epoch)
+                AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
+            RETURNING id
+            """,
+            logger: logger)
+        var marked = false
+        for try await _ in rows { marked = true }
+        return marked
+    }
+
     /// The stored owner of each of `ids` that has a row.
     public func owners(of ids: [CallID]) async throws -> [CallID: CallOwner] {
         guard !ids.isEmpty else { return [:] }
@@ -100,5 +116,32 @@ extension CallStore {
             owners[CallID(uuid: id)] = CallOwner(workerID: worker, epoch: epoch, status: status)
         }
         return owners
+    }
+}
+
+extension CallRecord {
+    /// The originate command this call was recorded from, validated again (`nil` when the row lacks the request, or a
+    /// stored value no longer passes validation): a new owner dials a call taken over before it was dialed from it.
+    public var originateCommand: OriginateCommand? {
+        guard let to, let dialTarget = try? DialTarget(to), let expiresAt else { return nil }
+        var callerID: CallerID?
+        if let number = callerIDNumber {
+            guard let parsed = try? CallerID(name: callerIDName, number: number) else { return nil }
+            callerID = parsed
+        }
+        var dialplan: DialplanTarget?
+        if let context, let exten = self.extension {
+            guard let parsed = try? DialplanTarget(context: context, extension: exten, priority: priority ?? 1) else {
+                return nil
+            }
+            dialplan = parsed
+        }
+        guard let variables = try? ChannelVariables(variables), let metadata = try? ClientMetadata(metadata) else {
+            return nil
+        }
+        return OriginateCommand(
+            callID: id, requestedAt: createdAt, expiresAt: expiresAt, to: dialTarget, callerID: callerID,
+            dialplan: dialplan, timeoutSeconds: timeoutSeconds ?? 30, variables: variables, metadata: metadata,
+            requestedBy: requestedBy ?? "unknown", requestID: requestID)
     }
 }

@@ -8,7 +8,7 @@ extension CallStore {
         id, status, seq, to_number, caller_id_name, caller_id_number, context, extension, priority, timeout_seconds,
         variables::text, metadata::text, requested_by, request_id, node_id, worker_id, channel_id, hangup_cause,
         hangup_cause_text, failure_reason, detail, created_at, expires_at, dispatched_at, answered_at, ended_at,
-        updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch
+        updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch, originate_sent_at
         """
 
     /// The call with its timeline, or `nil`.
@@ -147,7 +147,8 @@ extension CallStore {
             detail: try value(20, String?.self), createdAt: try value(21, Date.self),
             expiresAt: try value(22, Date?.self), dispatchedAt: try value(23, Date?.self),
             answeredAt: try value(24, Date?.self), endedAt: try value(25, Date?.self),
-            updatedAt: try value(26, Date.self), timeline: [], ownerEpoch: try value(28, Int.self))
+            updatedAt: try value(26, Date.self), timeline: [], ownerEpoch: try value(28, Int.self),
+            originateSentAt: try value(29, Date?.self))
         return (record, try value(27, Int64.self))
     }
 }

@@ -111,6 +111,8 @@ public struct CallRecord: Sendable, Hashable {
     public var timeline: [CallTimelineEntry]
     /// Raised by every claim and takeover: the epoch the call's current owner holds.
     public var ownerEpoch: Int = 0
+    /// When an owner was about to send the originate (`nil`: the call was never dialed).
+    public var originateSentAt: Date?
 }
 
 /// Filters for listing calls.

@@ -278,6 +278,22 @@ final class CallTracker: Sendable {
         }
     }
 
+    /// Takes over a call that its previous owner claimed but never dialed; the caller sends the originate. `false` when
+    /// it is tracked already.
+    func resume(_ command: OriginateCommand, record: CallRecord, dialplan: DialplanTarget, seqSkip: Int) -> Bool {
+        state.withLock { state in
+            let call = TrackedCall(resuming: command, record: record, dialplan: dialplan, seqSkip: seqSkip)
+            guard state.calls[call.channelID] == nil else { return false }
+            state.calls[call.channelID] = call
+            return true
+        }
+    }
+
+    /// The owner epoch this worker holds for a tracked call.
+    func ownerEpoch(of callID: CallID) -> Int? {
+        state.withLock { $0.calls[callID.description]?.ownerEpoch }
+    }
+
     /// Every tracked call, for reconciliation.
     func snapshot() -> [TrackedCallSnapshot] {
         state.withLock { state in

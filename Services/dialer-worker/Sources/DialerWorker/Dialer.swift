@@ -299,17 +299,21 @@ final class Dialer: Service {
             return Placement(tracked: true, refundToken: true, durable: published)
         }
 
-        let request = OriginateRequest(
-            channelID: callID.description,
+        perform(await sendOriginate(originateRequest(for: command), command: command, logger: logger))
+        let published = await context.tracker.waitForPublications(callID)
+        return Placement(tracked: true, refundToken: false, durable: published)
+    }
+
+    /// The app-style originate of a command: the channel id is the call id, the endpoint comes from the template.
+    private func originateRequest(for command: OriginateCommand) -> OriginateRequest {
+        OriginateRequest(
+            channelID: command.callID.description,
             endpoint: configuration.endpointTemplate.endpoint(for: command.to),
             app: configuration.ari.application,
             callerID: (command.callerID ?? configuration.defaultCallerID)?.ariValue,
             timeout: command.timeoutSeconds,
             variables: command.variables.values
         )
-        perform(await sendOriginate(request, command: command, logger: logger))
-        let published = await context.tracker.waitForPublications(callID)
-        return Placement(tracked: true, refundToken: false, durable: published)
     }
 
     /// Sends the originate until the node takes it or refuses it for good, and returns what the tracker made of it.
@@ -365,6 +369,23 @@ final class Dialer: Service {
                 logger.info(
                     "originating again: the node created no channel",
                     metadata: ["ari.attempt": "\(attempts + 1)", "error": "\(lastFailure.map { "\($0)" } ?? "")"])
+            }
+            // The fenced write: only the owner holding the call's epoch may dial it, and a call taken over before
+            // this mark was never dialed (its new owner dials it).
+            guard let epoch = tracker.ownerEpoch(of: callID) else { return [] }
+            let store = context.store
+            guard
+                let marked = await context.withDatabaseRetry(
+                    "mark originating", logger: logger, { try await store.markOriginating(callID, epoch: epoch) })
+            else {
+                return tracker.originateRefused(callID, detail: "not dialed: the worker stopped")
+            }
+            guard marked else {
+                let (released, waiters) = tracker.drop([callID])
+                for waiter in waiters { waiter.resume(returning: false) }
+                context.metrics.callsLostToTakeover.increment()
+                logger.warning("call taken over by another worker before this one dialed it; dropped")
+                return Array(repeating: .releaseSlot, count: released)
             }
             let started = ContinuousClock.now
             do {
@@ -640,15 +661,7 @@ final class Dialer: Service {
                     }),
                 let record
             else { continue }
-            let dialplan =
-                record.context.flatMap { context in
-                    record.extension.flatMap { exten in
-                        try? DialplanTarget(context: context, extension: exten, priority: record.priority ?? 1)
-                    }
-                } ?? configuration.defaultDialplan
-            guard context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) else { continue }
-            context.gate.occupySlots(1)
-            adopted += 1
+            if await takeCharge(of: record, subscribe: false, logger: context.logger(for: record.id)) { adopted += 1 }
         }
         if adopted > 0 {
             logger.info("adopted live calls of a previous process", metadata: ["dialer.adopted": "\(adopted)"])
@@ -779,7 +792,7 @@ final class Dialer: Service {
                             ownerTimeout: timeout)
                     })
             else { continue }
-            await adopt(record, logger: logger)
+            guard await takeCharge(of: record, subscribe: true, logger: logger) else { continue }
             taken += 1
             context.metrics.takeovers.increment()
             logger.warning(
@@ -795,16 +808,31 @@ final class Dialer: Service {
         }
     }
 
-    /// Tracks a call this worker now owns (taken over, or left by its previous process): subscribes this worker's
-    /// application to the call's channel (the previous owner's application may have been another), then tracks it
-    /// from the status PostgreSQL shows; reconciliation brings it in line with the channel.
-    private func adopt(_ record: CallRecord, logger: Logger) async {
+    /// Tracks a call this worker now owns (taken over, or left by its previous process); `false` when it is tracked
+    /// already.
+    ///
+    /// A call still `dispatched` for which no originate was recorded was never dialed: it is dialed now. Any other is
+    /// followed from the status PostgreSQL shows, with this worker's application subscribed to its channel (the
+    /// previous owner's application may have been another); reconciliation brings it in line with the channel, so a
+    /// channel still up is followed to its real end and a vanished one ends with the best-known outcome.
+    private func takeCharge(of record: CallRecord, subscribe: Bool, logger: Logger) async -> Bool {
+        if record.status == .dispatched, record.originateSentAt == nil, let command = record.originateCommand {
+            let dialplan = command.dialplan ?? configuration.defaultDialplan
+            guard context.tracker.resume(command, record: record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip)
+            else { return false }
+            context.gate.occupySlots(1)
+            logger.info("the call was claimed but never dialed by its previous owner: dialing it")
+            spawn { await self.dialTakenOver(command, logger: logger) }
+            return true
+        }
         let channelID = record.channelID ?? record.id.description
-        do {
-            try await context.ari.subscribe(
-                application: configuration.ari.application, eventSource: "channel:\(channelID)")
-        } catch {
-            logger.debug("could not subscribe to an adopted call's channel", metadata: ["error": "\(error)"])
+        if subscribe {
+            do {
+                try await context.ari.subscribe(
+                    application: configuration.ari.application, eventSource: "channel:\(channelID)")
+            } catch {
+                logger.debug("could not subscribe to an adopted call's channel", metadata: ["error": "\(error)"])
+            }
         }
         let dialplan =
             record.context.flatMap { context in
@@ -812,9 +840,20 @@ final class Dialer: Service {
                     try? DialplanTarget(context: context, extension: exten, priority: record.priority ?? 1)
                 }
             } ?? configuration.defaultDialplan
-        if context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) {
-            context.gate.occupySlots(1)
+        guard context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) else { return false }
+        context.gate.occupySlots(1)
+        return true
+    }
+
+    /// Dials a call taken over before its previous owner dialed it.
+    private func dialTakenOver(_ command: OriginateCommand, logger: Logger) async {
+        guard !command.isExpired(at: Date()) else {
+            perform(
+                context.tracker.originateRefused(
+                    command.callID, detail: "not dialed: its time to live passed before its worker could dial it"))
+            return
         }
+        perform(await sendOriginate(originateRequest(for: command), command: command, logger: logger))
     }
 
     // MARK: - Node probe

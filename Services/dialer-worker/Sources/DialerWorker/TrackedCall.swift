@@ -97,6 +97,18 @@ struct TrackedCall: Sendable {
         self.originatedAt = now - .milliseconds(Int64(max(0, age) * 1000))
     }
 
+    /// A call taken over while still `dispatched` and never dialed (no originate was recorded): its new owner dials it.
+    init(resuming command: OriginateCommand, record: CallRecord, dialplan: DialplanTarget, seqSkip: Int) {
+        self.init(
+            command: command, traceParent: record.requestID.map { TraceContext.traceParent(requestID: $0) },
+            dialplan: dialplan)
+        self.phase = .originating
+        self.status = record.status
+        self.seq = record.seq + seqSkip
+        self.ownerEpoch = record.ownerEpoch
+        self.originatedAt = .now
+    }
+
     /// The outcome when the channel is gone and its `ChannelDestroyed` was never seen: what the events seen so far
     /// say, with `failed`/`lost` where they say nothing.
     func bestKnownOutcome(now: ContinuousClock.Instant) -> CallOutcome {

@@ -2,6 +2,9 @@
 -- publishes carry the epoch it holds, and the history refuses an event whose epoch is below the call's: a worker that
 -- stalled past its lease and lost the call to another cannot move it any more.
 ALTER TABLE calls ADD COLUMN owner_epoch integer NOT NULL DEFAULT 0;
+-- Set by the owner, conditionally on its epoch, just before it sends the originate: a call taken over while still
+-- `dispatched` without it was never dialed, and its new owner dials it; with it, the call may have been dialed.
+ALTER TABLE calls ADD COLUMN originate_sent_at timestamptz;
 
 -- Each dialer worker's heartbeat (PostgreSQL's clock, so workers' clocks need not agree). The live calls of a worker
 -- whose heartbeat is older than the owner timeout are taken over by a live worker of the same node.

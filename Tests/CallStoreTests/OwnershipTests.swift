@@ -1,0 +1,156 @@
+import CallDomain
+import CallStore
+import Foundation
+import Logging
+import PostgresNIO
+import TestSupport
+import Testing
+
+/// One owner per call: owner epochs, heartbeats, takeovers and the fenced writes, against a real PostgreSQL.
+@Suite struct OwnershipTests {
+    @Test("a claim raises the owner epoch; a takeover raises it again only from the epoch it saw")
+    func takeoverIsConditionalOnTheEpoch() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let command = try CallStoreTests.command()
+            guard case .won(let dispatched) = try await store.claim(command, nodeID: "n1", workerID: "a") else {
+                Issue.record("claim lost")
+                return
+            }
+            #expect(dispatched.ownerEpoch == 1)
+            #expect(try await store.call(id: command.callID)?.ownerEpoch == 1)
+
+            #expect(try await store.takeOver(command.callID, expectedEpoch: 0, nodeID: "n1", workerID: "b") == nil)
+            let taken = try #require(
+                try await store.takeOver(command.callID, expectedEpoch: 1, nodeID: "n1", workerID: "b"))
+            #expect(taken.ownerEpoch == 2)
+            #expect(taken.workerID == "b")
+            // Two takers that saw the same epoch: one wins.
+            #expect(try await store.takeOver(command.callID, expectedEpoch: 1, nodeID: "n1", workerID: "c") == nil)
+        }
+    }
+
+    @Test("the history refuses an event of an owner the call was taken from, and applies the new owner's")
+    func staleOwnerEventsAreRefused() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let command = try CallStoreTests.command()
+            _ = try await store.claim(command, nodeID: "n1", workerID: "a")
+            var ringing = CallStoreTests.event(command.callID, 2, .ringing, from: .dispatched)
+            ringing.ownerEpoch = 1
+            #expect(try await store.apply(ringing) == .applied)
+            _ = try #require(try await store.takeOver(command.callID, expectedEpoch: 1, nodeID: "n1", workerID: "b"))
+
+            var staleEnd = CallStoreTests.event(command.callID, 3, .busy, from: .ringing)
+            staleEnd.ownerEpoch = 1
+            #expect(try await store.apply(staleEnd) == .staleOwner(epoch: 1))
+            var end = CallStoreTests.event(command.callID, 8, .noAnswer, from: .ringing)
+            end.ownerEpoch = 2
+            end.workerID = "b"
+            #expect(try await store.apply(end) == .applied)
+            let record = try #require(try await store.call(id: command.callID))
+            #expect(record.status == .noAnswer)
+            #expect(record.timeline.map(\.seq) == [0, 1, 2, 8], "the stale owner's event left no timeline row")
+            // An ended call is no one's to take over.
+            #expect(try await store.takeOver(command.callID, expectedEpoch: 2, nodeID: "n1", workerID: "c") == nil)
+        }
+    }
+
+    @Test("abandoned calls: live calls of the node whose owner has no recent heartbeat, never one's own")
+    func abandonedCallsFollowHeartbeats() async throws {
+        try await TestDatabase.withStore { store, _ in
+            var byWorker: [String: CallID] = [:]
+            for (worker, node) in [("alive", "n1"), ("dead", "n1"), ("ghost", "n1"), ("me", "n1"), ("other", "n2")] {
+                let command = try CallStoreTests.command()
+                _ = try await store.claim(command, nodeID: node, workerID: worker)
+                byWorker[worker] = command.callID
+            }
+            for worker in ["alive", "dead", "me", "other"] {
+                try await store.heartbeat(workerID: worker, nodeID: worker == "other" ? "n2" : "n1")
+            }
+            try await store.client.query(
+                "UPDATE dialer_workers SET heartbeat_at = now() - interval '1 hour' WHERE worker_id IN ('dead', 'other')"
+            )
+            let abandoned = try await store.abandonedCalls(
+                nodeID: "n1", ownerTimeout: .seconds(30), excludingWorker: "me", limit: 100)
+            #expect(Set(abandoned.map(\.id)) == [byWorker["dead"]!, byWorker["ghost"]!])
+
+            // A takeover that names the owner timeout refuses an owner whose heartbeat came back meanwhile.
+            try await store.heartbeat(workerID: "dead", nodeID: "n1")
+            #expect(
+                try await store.takeOver(
+                    byWorker["dead"]!, expectedEpoch: 1, nodeID: "n1", workerID: "me", ownerTimeout: .seconds(30))
+                    == nil)
+            let ghost = try #require(
+                try await store.takeOver(
+                    byWorker["ghost"]!, expectedEpoch: 1, nodeID: "n1", workerID: "me", ownerTimeout: .seconds(30)))
+            #expect(ghost.workerID == "me")
+            try await store.retireWorker(workerID: "alive")
+            let afterRetire = try await store.abandonedCalls(
+                nodeID: "n1", ownerTimeout: .seconds(30), excludingWorker: "me", limit: 100)
+            #expect(Set(afterRetire.map(\.id)) == [byWorker["alive"]!])
+        }
+    }
+
+    @Test("the originate mark is a fenced write, and a call taken over before it is known never dialed")
+    func originateMarkIsFenced() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let command = try OriginateCommand(
+                callID: .generate(), requestedAt: Date(timeIntervalSince1970: 1_800_000_000),
+                expiresAt: Date(timeIntervalSince1970: 1_800_000_300), to: try DialTarget("+15550100002"),
+                callerID: try CallerID(name: "Support", number: "+15550100999"),
+                dialplan: try DialplanTarget(context: "agents", extension: "s", priority: 2), timeoutSeconds: 25,
+                variables: try ChannelVariables(["CAMPAIGN": "spring"]),
+                metadata: try ClientMetadata(["crm": .string("x")]), requestedBy: "tester", requestID: "req-1")
+            _ = try await store.claim(command, nodeID: "n1", workerID: "a")
+            let claimed = try #require(try await store.call(id: command.callID))
+            #expect(claimed.originateSentAt == nil)
+            #expect(claimed.originateCommand == command, "a new owner dials exactly what was asked")
+
+            let taken = try #require(
+                try await store.takeOver(command.callID, expectedEpoch: 1, nodeID: "n1", workerID: "b"))
+            #expect(taken.originateSentAt == nil, "taken over before the mark: never dialed")
+            #expect(try await store.markOriginating(command.callID, epoch: 1) == false, "the old owner is fenced")
+            #expect(try await store.markOriginating(command.callID, epoch: 2))
+            #expect(try await store.call(id: command.callID)?.originateSentAt != nil)
+        }
+    }
+
+    @Test("migration 2 on a database with calls: existing rows get epoch 0 and stay claimable")
+    func migrationKeepsExistingRows() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let name = "test_mig2_\(UInt32.random(in: 0 ... .max))"
+            try await store.client.query("CREATE DATABASE \(unescaped: name)")
+            let url = try TestDatabase.url(database: name)
+            try await TestDatabase.withClient(url: url) { client in
+                let first = try #require(try Migrator.bundledMigrations().first { $0.version == 1 })
+                for statement in first.statements {
+                    try await client.query(PostgresQuery(unsafeSQL: statement))
+                }
+                try await client.query(
+                    """
+                    CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now())
+                    """)
+                try await client.query("INSERT INTO schema_migrations (version, name) VALUES (1, \(first.name))")
+                let queued = CallID.generate()
+                let live = CallID.generate()
+                try await client.query(
+                    """
+                    INSERT INTO calls (id, status, seq, to_number, created_at, expires_at)
+                    VALUES (\(queued.uuid), 'queued', 0, '+15550100003', now(), now() + interval '5 minutes'),
+                        (\(live.uuid), 'answered', 3, '+15550100004', now(), now() + interval '5 minutes')
+                    """)
+                let applied = try await Migrator(client: client, logger: Logger(label: "t")).migrate()
+                #expect(applied.first == 2)
+                let migrated = CallStore(client: client, logger: Logger(label: "t"))
+                #expect(try await migrated.call(id: live)?.ownerEpoch == 0)
+                #expect(try await migrated.call(id: live)?.status == .answered)
+                let command = try CallStoreTests.command(queued, to: "+15550100003")
+                guard case .won(let event) = try await migrated.claim(command, nodeID: "n1", workerID: "a") else {
+                    Issue.record("the migrated queued call could not be claimed")
+                    return
+                }
+                #expect(event.ownerEpoch == 1)
+            }
+        }
+    }
+}
