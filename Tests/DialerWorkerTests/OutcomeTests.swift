@@ -123,8 +123,16 @@ struct OutcomeTests {
                 #expect(stored.timeline.map(\.status) == [.queued] + expected.statuses)
                 #expect(stored.timeline.map(\.seq) == Array(0...expected.statuses.count))
 
-                // Dialed exactly once, with the call id as channel id.
-                #expect(environment.simulator.originateCount(channelID: callID.description) == 1)
+                // Dialed exactly once, with the call id as channel id. A node that keeps answering 503 created no
+                // channel: the originate is sent ORIGINATE_MAX_ATTEMPTS times in all, and no channel ever exists.
+                if expected.failureReason == .originateRefused {
+                    let attempts = worker.configuration.originateMaxAttempts
+                    #expect(environment.simulator.originateCount(channelID: callID.description) == attempts)
+                    #expect(environment.simulator.acceptedOriginateCount(channelID: callID.description) == 0)
+                    #expect(record.detail?.contains("after \(attempts) attempts") == true)
+                } else {
+                    #expect(environment.simulator.originateCount(channelID: callID.description) == 1)
+                }
                 #expect(worker.status.liveCalls == 0)
             }
         }

@@ -109,10 +109,13 @@ struct WorkerTestEnvironment: Sendable {
         _ body: @Sendable (WorkerTestEnvironment) async throws -> Result
     ) async throws -> Result {
         let topics = CallTopics(
-            originate: unique("originate"), control: unique("control"), status: unique("status"))
+            originate: unique("originate"), control: unique("control"), status: unique("status"),
+            deadLetter: unique("deadletter"))
         let kafka = try EmbeddedKafkaCluster(
             brokers: 1,
-            topics: [topics.originate: partitions, topics.control: 2, topics.status: partitions],
+            topics: [
+                topics.originate: partitions, topics.control: 2, topics.status: partitions, topics.deadLetter: 1,
+            ],
             logger: testLogger)
         defer { kafka.shutdown() }
         let simulator = try ARISimulator(configuration: simulatorConfiguration, logger: quietLogger)

@@ -34,6 +34,9 @@ struct PhaseRow: Sendable {
     var badEndpoints = 0
     /// Answered calls that did not end `completed` (cut while live).
     var answeredNotCompleted = 0
+    /// Calls that ended `failed` although the node never created their channel (every number of the mix is
+    /// dialable: a failure without a dial is a call given up, not an outcome).
+    var failedUndialed = 0
     /// Calls that ended otherwise than their number's outcome (informational: a refused originate fails).
     var otherOutcome = 0
     /// How long the system took, after the load stopped, until every accepted call was terminal.
@@ -48,7 +51,7 @@ struct PhaseRow: Sendable {
     /// The violations the guarantees forbid.
     var violations: Int {
         lost + doubleDialed + stuck + unexpected + terminalMismatch + missingFromPostgres + badEndpoints
-            + answeredNotCompleted
+            + answeredNotCompleted + failedUndialed
     }
 }
 
@@ -164,8 +167,11 @@ struct PhaseVerifier: Sendable {
                 continue
             }
             let timelineTerminals = (timelines[id] ?? [:]).values.filter { Self.terminal.contains($0) }
-            let topicTerminals = Set((topicEvents[id] ?? []).map(\.status).filter { Self.terminal.contains($0) })
-            if timelineTerminals.count != 1 || topicTerminals != [record.status] {
+            let topicTerminalEvents = (topicEvents[id] ?? []).filter { Self.terminal.contains($0.status) }
+            let topicTerminals = Set(topicTerminalEvents.map(\.status))
+            // One terminal event: a redelivered copy carries the same seq; a second ending has another.
+            let topicTerminalSeqs = Set(topicTerminalEvents.map(\.seq))
+            if timelineTerminals.count != 1 || topicTerminals != [record.status] || topicTerminalSeqs.count != 1 {
                 row.terminalMismatch += 1
                 row.problems.append(
                     "call \(id): status \(record.status), timeline terminals \(timelineTerminals), topic \(topicTerminals)"
@@ -176,6 +182,10 @@ struct PhaseVerifier: Sendable {
                 row.problems.append("call \(id) was answered but ended \(record.status) \(record.failureReason ?? "")")
             }
             if record.status != request.profile.expected { row.otherOutcome += 1 }
+            if record.status == "failed", (originates[id]?.accepted ?? 0) == 0 {
+                row.failedUndialed += 1
+                row.problems.append("call \(id) ended failed (\(record.failureReason ?? "")) and was never dialed")
+            }
         }
         for (id, events) in topicEvents {
             for event in events where timelines[id]?[event.seq] != event.status {

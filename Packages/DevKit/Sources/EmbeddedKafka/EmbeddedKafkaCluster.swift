@@ -268,8 +268,10 @@ public enum ProjectTopics {
     public static let control = "calls.control.v1"
     /// Call status events, keyed by call id: workers to history, gateway streams and any subscriber.
     public static let status = "calls.status.v1"
-    /// All three, in the order above.
-    public static let all = [originate, control, status]
+    /// Messages no consumer could process, with the reason in their headers.
+    public static let deadLetter = "calls.deadletter.v1"
+    /// All four, in the order above.
+    public static let all = [originate, control, status, deadLetter]
 
     /// The topics with `partitions` partitions each, in the shape ``EmbeddedKafkaCluster/init(brokers:topics:logger:)``
     /// takes.

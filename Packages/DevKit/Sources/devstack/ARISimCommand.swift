@@ -54,8 +54,12 @@ struct ARISimCommand: AsyncParsableCommand {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).")
     var logLevel: String = "info"
 
+    @Option(help: "Seconds REST answers 503 'Asterisk not booted' after start while WebSockets are accepted.")
+    var bootSeconds: Double = 0
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard (0...600).contains(bootSeconds) else { throw ValidationError("--boot-seconds must be 0...600") }
         guard defaultHold > 0 else { throw ValidationError("--default-hold must be positive") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         _ = try Self.earlyEventsPolicy(earlyEvents)
@@ -75,7 +79,8 @@ struct ARISimCommand: AsyncParsableCommand {
             username: username,
             password: password,
             defaultHold: .seconds(defaultHold),
-            earlyEvents: try Self.earlyEventsPolicy(earlyEvents)
+            earlyEvents: try Self.earlyEventsPolicy(earlyEvents),
+            bootWindow: .milliseconds(Int64(bootSeconds * 1000))
         )
         if let rules {
             let file = try RuleFile.parse(try Data(contentsOf: URL(fileURLWithPath: rules)))

@@ -45,10 +45,16 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Directory of the api-gateway and dialer-worker executables (default: next to devstack).")
     var binDir: String?
 
+    @Option(
+        help:
+            "Seconds the ARI simulator answers 503 'Asterisk not booted' after it starts, as a starting Asterisk does.")
+    var ariBootSeconds: Double = 2
+
     func validate() throws {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be between 1 and 16") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
         guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
+        guard (0...600).contains(ariBootSeconds) else { throw ValidationError("--ari-boot-seconds must be 0...600") }
     }
 
     func run() async throws {
@@ -62,7 +68,7 @@ struct UpCommand: AsyncParsableCommand {
             options: .init(
                 stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true).standardizedFileURL,
                 gatewayPort: gatewayPort, workers: workers, partitions: partitions, brokers: brokers,
-                kafkaControlPort: kafkaControlPort,
+                kafkaControlPort: kafkaControlPort, ariBootWindow: .milliseconds(Int64(ariBootSeconds * 1000)),
                 binDirectory: binDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
                     ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
                     .deletingLastPathComponent()),
@@ -86,6 +92,7 @@ final class LocalStack: Service, Sendable {
         var partitions: Int32
         var brokers: Int
         var kafkaControlPort: Int
+        var ariBootWindow: Duration
         var binDirectory: URL
     }
 
@@ -104,7 +111,8 @@ final class LocalStack: Service, Sendable {
             brokers: options.brokers, topics: ProjectTopics.withPartitions(options.partitions), logger: logger)
         simulator = try ARISimulator(
             configuration: ARISimulatorConfiguration(
-                username: "dialer", password: Self.secret(in: options.stateDirectory, "ari_password", bytes: 12)),
+                username: "dialer", password: Self.secret(in: options.stateDirectory, "ari_password", bytes: 12),
+                bootWindow: options.ariBootWindow),
             logger: logger)
         kafkaControlPort = options.kafkaControlPort == 0 ? try FreePort.pick() : options.kafkaControlPort
         kafkaControl = KafkaCommand.controlServer(cluster: cluster, port: kafkaControlPort, logger: logger)

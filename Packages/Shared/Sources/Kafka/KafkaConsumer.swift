@@ -62,7 +62,8 @@ public final class KafkaConsumer: Service, Sendable {
         KafkaConsumerMessages(core: core)
     }
 
-    /// Assignments and revocations of partitions, in the order they happened. Ends when the consumer closes.
+    /// Assignments and revocations of partitions, in the order they happened (the newest 64 are kept while nobody
+    /// reads them). Ends when the consumer closes.
     public var rebalanceEvents: AsyncStream<KafkaRebalanceEvent> {
         core.rebalanceEvents
     }

@@ -20,6 +20,8 @@ final class HistoryWriter: Service {
     private let attemptTimeout: Duration
     private let readiness: WorkerReadiness
     private let metrics: WorkerMetrics
+    /// Copies a message that can never be stored to the dead-letter topic; `false` when that failed for good.
+    private let deadLetter: @Sendable (KafkaMessage, DeadLetterReason, any Error) async -> Bool
     private let logger: Logger
 
     init(
@@ -30,6 +32,7 @@ final class HistoryWriter: Service {
         attemptTimeout: Duration,
         readiness: WorkerReadiness,
         metrics: WorkerMetrics,
+        deadLetter: @escaping @Sendable (KafkaMessage, DeadLetterReason, any Error) async -> Bool,
         logger: Logger
     ) {
         self.consumer = consumer
@@ -39,6 +42,7 @@ final class HistoryWriter: Service {
         self.attemptTimeout = attemptTimeout
         self.readiness = readiness
         self.metrics = metrics
+        self.deadLetter = deadLetter
         var logger = logger
         logger[metadataKey: "component"] = "history-writer"
         self.logger = logger
@@ -105,54 +109,49 @@ final class HistoryWriter: Service {
         return false
     }
 
-    /// Stores one batch (retrying until PostgreSQL takes it), then commits its offsets.
+    /// What a message of the batch holds for the history.
+    private enum Item: Sendable {
+        case command(OriginateCommand)
+        case event(CallStatusEvent)
+    }
+
+    /// Stores one batch (retrying while PostgreSQL is away), then commits its offsets.
+    ///
+    /// A message that can never be stored goes to the dead-letter topic instead of stalling its partition: one that
+    /// does not decode at once, and one PostgreSQL refuses for good (a data exception, a constraint), found by
+    /// storing the batch's messages one at a time once the whole batch was refused that way.
     private func write(_ batch: [KafkaMessage]) async {
-        var commands: [OriginateCommand] = []
-        var events: [CallStatusEvent] = []
+        var items: [(message: KafkaMessage, item: Item)] = []
         var positions: [KafkaTopicPartition: Int64] = [:]
         for message in batch {
             positions[message.topicPartition] = max(positions[message.topicPartition] ?? -1, message.offset)
             do {
                 if message.topic == topics.originate {
-                    commands.append(try CallMessageDecoder.originate(message).0)
+                    items.append((message, .command(try CallMessageDecoder.originate(message).0)))
                 } else if message.topic == topics.status {
-                    events.append(try CallMessageDecoder.status(message).0)
+                    items.append((message, .event(try CallMessageDecoder.status(message).0)))
                 }
             } catch {
-                logger.error(
-                    "undecodable message skipped",
-                    metadata: [
-                        "kafka.topic": "\(message.topic)", "kafka.partition": "\(message.partition)",
-                        "kafka.offset": "\(message.offset)", "message.key": "\(message.keyString ?? "")",
-                        "error": "\(error)",
-                    ])
+                guard await deadLetter(message, .undecodable, error) else { return }
             }
         }
         let started = ContinuousClock.now
-        var delay = Duration.milliseconds(100)
-        var attempt = 0
-        while true {
-            do {
-                // Bounded like the dialer's queries: a query sent as the server went away can wait on its dead
-                // connection far longer than the outage, and the history would stay behind until then. An
-                // abandoned attempt that still lands is harmless: both writes are idempotent.
-                try await WorkerContext.withTimeout(attemptTimeout) { [commands, events, store] in
-                    try await store.recordQueued(commands)
-                    _ = try await store.apply(events)
+        switch await store(items.map(\.item)) {
+        case .stored:
+            break
+        case .abandoned:
+            return
+        case .refused:
+            logger.warning(
+                "PostgreSQL refused the batch's data; storing its messages one at a time",
+                metadata: ["batch.size": "\(items.count)"])
+            for (message, item) in items {
+                switch await store([item]) {
+                case .stored: continue
+                case .abandoned: return
+                case .refused(let reason, let error):
+                    guard await deadLetter(message, reason, error) else { return }
                 }
-                break
-            } catch {
-                attempt += 1
-                // Shutting down with PostgreSQL away: leave the batch uncommitted, another member stores it.
-                if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 20) {
-                    logger.warning("history batch not stored at shutdown", metadata: ["error": "\(error)"])
-                    return
-                }
-                logger.warning(
-                    "history batch not stored; retrying",
-                    metadata: ["error": "\(String(reflecting: error))", "batch.size": "\(batch.count)"])
-                guard (try? await Task.sleep(for: delay)) != nil else { return }
-                delay = min(delay * 2, .seconds(2))
             }
         }
         metrics.historyMessages.increment(by: batch.count)
@@ -165,6 +164,52 @@ final class HistoryWriter: Service {
         } catch {
             // The batch is stored; a failed commit only means it may be stored again (idempotently).
             logger.debug("history offsets not committed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private enum StoreOutcome {
+        case stored
+        /// PostgreSQL refused the data itself: retrying cannot help.
+        case refused(DeadLetterReason, any Error)
+        /// Cancelled, or shutting down with PostgreSQL away: leave it uncommitted, another member stores it.
+        case abandoned
+    }
+
+    /// Stores the items in one transaction, retrying with back-off while the failure is transient.
+    private func store(_ items: [Item]) async -> StoreOutcome {
+        var commands: [OriginateCommand] = []
+        var events: [CallStatusEvent] = []
+        for item in items {
+            switch item {
+            case .command(let command): commands.append(command)
+            case .event(let event): events.append(event)
+            }
+        }
+        var delay = Duration.milliseconds(100)
+        var attempt = 0
+        while true {
+            do {
+                // Bounded like the dialer's queries: a query sent as the server went away can wait on its dead
+                // connection far longer than the outage, and the history would stay behind until then. An
+                // abandoned attempt that still lands is harmless: both writes are idempotent.
+                try await WorkerContext.withTimeout(attemptTimeout) { [commands, events, store] in
+                    try await store.recordQueued(commands)
+                    _ = try await store.apply(events)
+                }
+                return .stored
+            } catch {
+                if case .permanent(let reason) = FailureClass.of(error) { return .refused(reason, error) }
+                attempt += 1
+                if Task.isCancelled || (Task.isShuttingDownGracefully && attempt >= 20) {
+                    logger.warning("history batch not stored at shutdown", metadata: ["error": "\(error)"])
+                    return .abandoned
+                }
+                logger.warning(
+                    "history batch not stored; retrying",
+                    metadata: ["error": "\(String(reflecting: error))", "batch.size": "\(items.count)"])
+                guard (try? await Task.sleep(for: delay)) != nil else { return .abandoned }
+                delay = min(delay * 2, .seconds(2))
+            }
         }
     }
 }

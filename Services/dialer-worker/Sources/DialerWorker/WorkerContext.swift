@@ -4,6 +4,7 @@ import CallMessaging
 import CallStore
 import Kafka
 import Logging
+import Metrics
 import Synchronization
 
 /// The dependencies the worker's services share, built once by `buildServiceGroup`.
@@ -53,6 +54,39 @@ struct WorkerContext: Sendable {
                     metadata: [
                         "call.status": "\(event.status.rawValue)", "call.seq": "\(event.seq)", "error": "\(error)",
                     ])
+                guard (try? await Task.sleep(for: delay)) != nil else { return false }
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Copies a message that can never be processed to the dead-letter topic (``CallMessagePublisher/deadLetter``),
+    /// retrying until the brokers acknowledge it; `false` only when the producer is shut down or the task is
+    /// cancelled (the message is then left uncommitted, to be processed again by the next owner of its partition).
+    func deadLetter(_ message: KafkaMessage, reason: DeadLetterReason, error: any Error, group: String) async -> Bool {
+        var delay = Duration.milliseconds(100)
+        let detail = String(describing: error)
+        var logger = self.logger
+        logger[metadataKey: "kafka.topic"] = "\(message.topic)"
+        logger[metadataKey: "kafka.partition"] = "\(message.partition)"
+        logger[metadataKey: "kafka.offset"] = "\(message.offset)"
+        logger[metadataKey: "message.key"] = "\(message.keyString ?? "")"
+        while true {
+            do {
+                try await publisher.deadLetter(message, reason: reason, detail: detail, consumerGroup: group)
+                Counter(
+                    label: "dialer_deadletters_total",
+                    dimensions: [("reason", reason.rawValue), ("topic", message.topic)]
+                ).increment()
+                logger.error(
+                    "message sent to the dead-letter topic",
+                    metadata: ["dlq.reason": "\(reason.rawValue)", "error": "\(detail)"])
+                return true
+            } catch let error as KafkaError where error.code == .shutdown {
+                return false
+            } catch {
+                if Task.isCancelled { return false }
+                logger.warning("dead letter not acknowledged; retrying", metadata: ["error": "\(error)"])
                 guard (try? await Task.sleep(for: delay)) != nil else { return false }
                 delay = min(delay * 2, .seconds(5))
             }

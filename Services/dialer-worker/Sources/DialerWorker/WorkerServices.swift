@@ -164,7 +164,11 @@ public func buildServiceGroup(
     let history = HistoryWriter(
         consumer: historyConsumer, store: store, topics: configuration.topics,
         batchSize: configuration.historyBatchSize,
-        attemptTimeout: configuration.databaseTimeout, readiness: context.readiness, metrics: metrics, logger: logger)
+        attemptTimeout: configuration.databaseTimeout, readiness: context.readiness, metrics: metrics,
+        deadLetter: { [context] message, reason, error in
+            await context.deadLetter(message, reason: reason, error: error, group: configuration.historyGroupID)
+        },
+        logger: logger)
     let control = ControlHandler(reader: controlReader, context: context)
     let dialer = Dialer(context: context, consumer: dialerConsumer, events: events, history: history)
 

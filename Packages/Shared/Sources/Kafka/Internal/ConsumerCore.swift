@@ -22,6 +22,8 @@ final class ConsumerCore: Sendable {
     let rebalanceEvents: AsyncStream<KafkaRebalanceEvent>
     private let rebalanceContinuation: AsyncStream<KafkaRebalanceEvent>.Continuation
     private let threadName: String
+    /// How many unread rebalance events are kept (the newest).
+    static let rebalanceEventLimit = 64
 
     init(client: RdKafkaClient, mode: Mode, clientID: String, logger: Logger) {
         self.client = client
@@ -36,7 +38,9 @@ final class ConsumerCore: Sendable {
             metrics = ConsumerMetrics(clientID: clientID, group: "")
             threadName = "kafka-fanout"
         }
-        (rebalanceEvents, rebalanceContinuation) = AsyncStream.makeStream(of: KafkaRebalanceEvent.self)
+        // Bounded: most owners never read these events, and a long-lived consumer goes through many rebalances.
+        (rebalanceEvents, rebalanceContinuation) = AsyncStream.makeStream(
+            of: KafkaRebalanceEvent.self, bufferingPolicy: .bufferingNewest(Self.rebalanceEventLimit))
     }
 
     // MARK: - Reader side

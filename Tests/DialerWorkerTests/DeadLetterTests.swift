@@ -1,0 +1,107 @@
+import CallDomain
+import CallMessaging
+import CallStore
+import Foundation
+import Kafka
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import DialerWorker
+
+/// Poison messages: copied to the dead-letter topic with the reason in their headers, never stalling a partition.
+@Suite("Dead letters", .serialized)
+struct DeadLetterTests {
+    @Test("an undecodable command and a status event out of range go to the dead-letter topic; the partition goes on")
+    func poisonMessagesAreDeadLettered() async throws {
+        try await WorkerTestEnvironment.run(partitions: 1) { environment in
+            let deadLetters = try KafkaFanOutReader(
+                configuration: environment.kafkaConfiguration, topic: environment.topics.deadLetter,
+                start: .beginning, logger: testLogger)
+            let collected = Collected()
+            let reader = Task {
+                async let running: Void = (try? deadLetters.run()) ?? ()
+                do {
+                    for try await message in deadLetters.messages { collected.messages.withLock { $0.append(message) } }
+                } catch {}
+                await running
+            }
+            defer { reader.cancel() }
+            _ = try await deadLetters.waitUntilReady()
+
+            try await withWorker(try environment.workerConfiguration()) { _ in
+                let producer = environment.publisher.producer
+                let garbageKey = CallID.generate().description
+                // Valid CloudEvents headers, a body that is not a command.
+                let commandHeaders = CloudEventAttributes(
+                    id: UUID().uuidString, source: "/tests", type: OriginateCommand.eventType, time: Date(),
+                    subject: garbageKey, traceParent: nil
+                ).headers.map { KafkaHeader(key: $0.key, value: $0.value) }
+                _ = try await producer.send(
+                    topic: environment.topics.originate, key: garbageKey, value: Array(#"{"to": 5}"#.utf8),
+                    headers: commandHeaders)
+                // A status event whose seq does not fit PostgreSQL's integer.
+                let bigSeqCall = CallID.generate()
+                let event = CallStatusEvent(
+                    callID: bigSeqCall, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: Date())
+                var json = String(decoding: try WireCoding.encode(event), as: UTF8.self)
+                json = json.replacingOccurrences(of: #""seq":1"#, with: #""seq":2147483653"#)
+                #expect(json.contains("2147483653"))
+                let statusHeaders = CloudEventAttributes(
+                    id: UUID().uuidString, source: "/tests", type: CallStatusEvent.eventType, time: Date(),
+                    subject: bigSeqCall.description, traceParent: nil
+                ).headers.map { KafkaHeader(key: $0.key, value: $0.value) }
+                _ = try await producer.send(
+                    topic: environment.topics.status, key: bigSeqCall.description, value: Array(json.utf8),
+                    headers: statusHeaders)
+
+                // Behind the poison, on the same (only) partition, a good command is dialed and stored.
+                let good = try environment.command(TestNumber.answer(holdSeconds: 1))
+                try await environment.publish(good)
+                let record = try await environment.waitForEnd(good.callID)
+                #expect(record.status == .completed)
+
+                // The command was read by two groups (dialer and history): one copy each; the event by the history.
+                try await eventually(timeout: .seconds(20), "three dead letters") {
+                    collected.messages.withLock { $0.count } >= 3
+                }
+                let letters = collected.messages.withLock { $0 }
+                #expect(letters.count == 3)
+                func header(_ message: KafkaMessage, _ key: String) -> String? {
+                    message.headers.first { $0.key == key }?.value.map { String(decoding: $0, as: UTF8.self) }
+                }
+                let commandCopies = letters.filter { $0.keyString == garbageKey }
+                #expect(
+                    Set(commandCopies.compactMap { header($0, "dlq_consumer_group") }) == [
+                        "dialer-workers", "call-history",
+                    ])
+                for copy in commandCopies {
+                    #expect(copy.value == Array(#"{"to": 5}"#.utf8), "the original value, unchanged")
+                    #expect(header(copy, "dlq_reason") == "undecodable")
+                    #expect(header(copy, "dlq_source_topic") == environment.topics.originate)
+                    #expect(header(copy, "dlq_source_offset") == "0")
+                    #expect(header(copy, "ce_type") == OriginateCommand.eventType, "the original headers are kept")
+                }
+                let eventCopy = try #require(letters.first { $0.keyString == bigSeqCall.description })
+                #expect(header(eventCopy, "dlq_reason") == "undecodable")
+                #expect(header(eventCopy, "dlq_consumer_group") == "call-history")
+                #expect(header(eventCopy, "dlq_detail")?.contains("seq") == true)
+                #expect(try await environment.store.call(id: bigSeqCall) == nil, "nothing of it was stored")
+            }
+        }
+    }
+
+    @Test("errors are classified: decoding and wire errors are permanent, anything else transient")
+    func failureClasses() throws {
+        let decoding = DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "x"))
+        #expect(FailureClass.of(decoding) == .permanent(.undecodable))
+        #expect(FailureClass.of(WireError.unknownEventType("x")) == .permanent(.undecodable))
+        #expect(FailureClass.of(CancellationError()) == .transient)
+        #expect(FailureClass.of(WorkerContext.DatabaseTimeout(timeout: .seconds(1))) == .transient)
+    }
+}
+
+/// Messages read from a topic by a background task.
+private final class Collected: Sendable {
+    let messages = Mutex<[KafkaMessage]>([])
+}
