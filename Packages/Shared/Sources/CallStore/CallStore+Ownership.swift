@@ -18,6 +18,13 @@ extension CallStore {
         public var epoch: Int
         /// The call's status.
         public var status: CallStatus
+
+        /// Creates an owner value.
+        public init(workerID: String?, epoch: Int, status: CallStatus) {
+            self.workerID = workerID
+            self.epoch = epoch
+            self.status = status
+        }
     }
 
     /// Records that `workerID`, bound to `nodeID`, is alive now (PostgreSQL's clock).

@@ -119,7 +119,7 @@ final class ControlHandler: Service {
                 "cancel", logger: logger,
                 {
                     try await store.cancelQueued(
-                        callID: callID, nodeID: configuration.nodeID, workerID: configuration.workerID)
+                        callID: callID, nodeID: configuration.nodeID, workerID: configuration.workerID, at: Date())
                 })
         else { return }
         switch result {
@@ -152,9 +152,9 @@ final class ControlHandler: Service {
                 detail: "canceled before dialing", endedAt: now)
             guard
                 let applied = await context.withDatabaseRetry(
-                    "cancel unknown call", logger: logger, { try await store.apply(event) })
+                    "cancel unknown call", logger: logger, { try await store.apply([event]).first })
             else { return }
-            if applied == .applied {
+            if applied == ApplyResult.applied {
                 logger.info("call canceled before its command was recorded; it will never be dialed")
                 _ = await context.publishUntilAcknowledged(event, traceParent: traceParent)
             }
@@ -162,9 +162,9 @@ final class ControlHandler: Service {
     }
 
     /// `DELETE /channels/{id}`; a channel already gone (404) is fine: its `ChannelDestroyed` ends the call.
-    static func hangUp(channelID: String, ari: ARIClient, logger: Logger) async {
+    static func hangUp(channelID: String, ari: any NodeClient, logger: Logger) async {
         do {
-            try await ari.hangup(channelID: channelID)
+            try await ari.hangup(channelID: channelID, reason: nil)
         } catch ARIError.notFound {
             logger.debug("hangup: the channel is already gone")
         } catch {

@@ -32,7 +32,7 @@ extension Dialer {
         for record in records {
             do {
                 // The previous process's application may have been another: ask for this channel's events here.
-                try await context.ari.subscribe(
+                _ = try await context.ari.subscribe(
                     application: configuration.ari.application,
                     eventSource: "channel:\(record.channelID ?? record.id.description)")
             } catch {
@@ -56,7 +56,8 @@ extension Dialer {
                     "adopt", logger: logger,
                     {
                         try await store.takeOver(
-                            stored.id, expectedEpoch: stored.ownerEpoch, nodeID: nodeID, workerID: workerID)
+                            stored.id, expectedEpoch: stored.ownerEpoch, nodeID: nodeID, workerID: workerID,
+                            ownerTimeout: nil)
                     }),
                 let record
             else { continue }
@@ -170,7 +171,7 @@ extension Dialer {
         let channelID = record.channelID ?? record.id.description
         if subscribe {
             do {
-                try await context.ari.subscribe(
+                _ = try await context.ari.subscribe(
                     application: configuration.ari.application, eventSource: "channel:\(channelID)")
             } catch {
                 logger.debug("could not subscribe to an adopted call's channel", metadata: ["error": "\(error)"])
@@ -195,6 +196,6 @@ extension Dialer {
                     command.callID, detail: "not dialed: its time to live passed before its worker could dial it"))
             return
         }
-        perform(await sendOriginate(originateRequest(for: command), command: command, logger: logger))
+        perform(await originator.send(originator.request(for: command), command: command, logger: logger))
     }
 }

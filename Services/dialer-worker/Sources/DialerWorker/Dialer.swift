@@ -54,6 +54,9 @@ final class Dialer: Service {
 
     var configuration: WorkerConfiguration { context.configuration }
 
+    /// Sends the originates (see ``Originator``).
+    var originator: Originator { Originator(context: context, logger: logger) }
+
     // MARK: - Lifecycle
 
     func run() async throws {

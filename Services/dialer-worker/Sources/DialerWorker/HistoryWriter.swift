@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// after the gateway accepted it however far behind dialing is. Offsets are committed after each batch is stored.
 final class HistoryWriter: Service {
     private let consumer: KafkaConsumer
-    private let store: CallStore
+    private let store: any CallRepository
     private let topics: CallTopics
     private let batchSize: Int
     /// The longest one attempt to store a batch may take before it is abandoned and retried.
@@ -26,7 +26,7 @@ final class HistoryWriter: Service {
 
     init(
         consumer: KafkaConsumer,
-        store: CallStore,
+        store: any CallRepository,
         topics: CallTopics,
         batchSize: Int,
         attemptTimeout: Duration,

@@ -67,7 +67,7 @@ enum OpsServer {
     }
 
     /// A `SELECT 1` that gives up after `timeout` (a stopped server can take the connect timeout to fail).
-    private static func pingDatabase(_ store: CallStore, timeout: Duration) async -> Bool {
+    private static func pingDatabase(_ store: any CallRepository, timeout: Duration) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { (try? await store.ping()) != nil }
             group.addTask {

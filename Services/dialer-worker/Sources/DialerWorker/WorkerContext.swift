@@ -10,9 +10,9 @@ import Synchronization
 /// The dependencies the worker's services share, built once by `buildServiceGroup`.
 struct WorkerContext: Sendable {
     let configuration: WorkerConfiguration
-    let store: CallStore
-    let ari: ARIClient
-    let publisher: CallMessagePublisher
+    let store: any CallRepository
+    let ari: any NodeClient
+    let publisher: any StatusPublisher
     let tracker: CallTracker
     let gate: IntakeGate
     let readiness: WorkerReadiness
