@@ -210,6 +210,7 @@ import Testing
                 "answered but cut \(row.answeredNotCompleted)", "failed undialed \(row.failedUndialed)",
                 "bad endpoints \(row.badEndpoints)",
                 "refused then dialed \(row.refusedThenDialed)", "re-originated ids \(row.reoriginated)",
+                "taken over \(row.takenOver)",
                 "settled in \(String(format: "%.0f", row.settleSeconds)) s",
             ].joined(separator: ", ")
             lines.append(

@@ -37,6 +37,8 @@ struct PhaseRow: Sendable {
     /// Calls that ended `failed` although the node never created their channel (every number of the mix is
     /// dialable: a failure without a dial is a call given up, not an outcome).
     var failedUndialed = 0
+    /// Calls another worker took over from their owner (owner epoch above 1; informational).
+    var takenOver = 0
     /// Calls that ended otherwise than their number's outcome (informational: a refused originate fails).
     var otherOutcome = 0
     /// How long the system took, after the load stopped, until every accepted call was terminal.
@@ -72,6 +74,7 @@ struct PhaseVerifier: Sendable {
         var to: String?
         var answered: Bool
         var failureReason: String?
+        var ownerEpoch: Int
     }
 
     static let terminal: Set<String> = ["completed", "busy", "no_answer", "rejected", "failed", "canceled", "expired"]
@@ -182,6 +185,7 @@ struct PhaseVerifier: Sendable {
                 row.problems.append("call \(id) was answered but ended \(record.status) \(record.failureReason ?? "")")
             }
             if record.status != request.profile.expected { row.otherOutcome += 1 }
+            if record.ownerEpoch > 1 { row.takenOver += 1 }
             if record.status == "failed", (originates[id]?.accepted ?? 0) == 0 {
                 row.failedUndialed += 1
                 row.problems.append("call \(id) ended failed (\(record.failureReason ?? "")) and was never dialed")
@@ -221,15 +225,17 @@ struct PhaseVerifier: Sendable {
         do {
             let result = try await database.query(
                 """
-                SELECT id::text, status, (metadata->>'serial')::int, to_number, answered_at IS NOT NULL, failure_reason
+                SELECT id::text, status, (metadata->>'serial')::int, to_number, answered_at IS NOT NULL, failure_reason,
+                    owner_epoch
                 FROM calls WHERE metadata->>'fault' = \(phase) OR id::text = ANY(\(ids))
                 """, logger: Self.logger)
             var rows: [String: Row] = [:]
-            for try await (id, status, serial, to, answered, reason) in result.decode(
-                (String, String, Int?, String?, Bool, String?).self)
+            for try await (id, status, serial, to, answered, reason, epoch) in result.decode(
+                (String, String, Int?, String?, Bool, String?, Int).self)
             {
                 rows[id] = Row(
-                    id: id, status: status, serial: serial, to: to, answered: answered, failureReason: reason)
+                    id: id, status: status, serial: serial, to: to, answered: answered, failureReason: reason,
+                    ownerEpoch: epoch)
             }
             return rows
         }
