@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 SWIFT_SOURCES := Package.swift Packages Services Tests
+OPENAPI_CONTRACT := Services/api-gateway/Sources/APIGateway/Docs/openapi.yaml
 
 .PHONY: deps build release test test-faults lint format run bench bench-quick bench-kafka fuzz fuzz-quick clean
 
@@ -68,10 +69,12 @@ bench-quick: deps
 bench-kafka: deps
 	BENCH_BUILD=$(BENCH_BUILD) scripts/bench-kafka.sh
 
-## swift format (checked-in .swift-format) and the deployment files (YAML, Compose schema, manifests, Dockerfile).
-lint:
+## swift format (checked-in .swift-format), the deployment files (YAML, Compose schema, manifests, Dockerfile,
+## monitoring) and the OpenAPI contract (openapi-spec-validator, request examples against their schemas).
+lint: deps
 	$(SWIFT) format lint --strict --recursive --parallel $(SWIFT_SOURCES)
 	scripts/lint-deploy.sh
+	python3 scripts/check_openapi.py $(OPENAPI_CONTRACT)
 
 format:
 	$(SWIFT) format format --in-place --recursive --parallel $(SWIFT_SOURCES)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates an OpenAPI 3.1 document with openapi-spec-validator, and the request examples against their schemas.
 
-Usage: check_openapi.py DOCUMENT.json
+Usage: check_openapi.py DOCUMENT.json|DOCUMENT.yaml
 Prints "ok" and exits 0 when the document is valid OpenAPI 3.1 and every request-body example validates against
 its media type's schema (with the document's components); otherwise prints one error per line and exits 1.
 """
@@ -18,7 +18,12 @@ def pointer_escape(token: str) -> str:
 
 def main() -> int:
     with open(sys.argv[1], encoding="utf-8") as handle:
-        document = json.load(handle)
+        if sys.argv[1].endswith((".yaml", ".yml")):
+            import yaml
+
+            document = yaml.safe_load(handle)
+        else:
+            document = json.load(handle)
     errors = []
     if document.get("openapi", "").split(".")[:2] != ["3", "1"]:
         errors.append(f"not an OpenAPI 3.1 document: openapi={document.get('openapi')!r}")
@@ -29,6 +34,8 @@ def main() -> int:
     # keywords are ignored), so that a media type's schema and its nested "#/components/..." references resolve.
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
+            if method.startswith("x-"):
+                continue
             body = operation.get("requestBody", {})
             for media, content in body.get("content", {}).items():
                 pointer = f"#/paths/{pointer_escape(path)}/{method}/requestBody/content/{pointer_escape(media)}/schema"

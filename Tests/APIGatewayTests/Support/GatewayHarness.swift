@@ -30,6 +30,9 @@ struct Gateway: Sendable {
     let statusReader: KafkaFanOutReader
     /// The router's routes as `METHOD /path/{param}`.
     let routes: Set<String>
+    /// Every exchange made through ``request(_:_:token:json:headers:)``, checked against the served OpenAPI
+    /// document when the gateway stops.
+    let exchanges: ExchangeLog
 
     var topics: CallTopics { configuration.topics }
 
@@ -60,8 +63,10 @@ struct Gateway: Sendable {
         var headers = headers
         if let token { headers[.authorization] = "Bearer \(token)" }
         if json != nil, headers[.contentType] == nil { headers[.contentType] = "application/json" }
-        return try await client.execute(
+        let response = try await client.execute(
             uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+        exchanges.record(method: method, uri: uri, response: response)
+        return response
     }
 
     /// Posts a call as `token`'s user.
@@ -154,9 +159,15 @@ enum GatewayHarness {
                 trace("serving on port \(client.port ?? 0)")
                 let gateway = Gateway(
                     client: client, port: client.port ?? 0, store: store, cluster: cluster,
-                    configuration: configuration, tokens: tokens, logs: logs, statusReader: reader, routes: routes)
+                    configuration: configuration, tokens: tokens, logs: logs, statusReader: reader, routes: routes,
+                    exchanges: ExchangeLog())
                 try await body(gateway)
                 trace("test body done")
+                if configuration.docsEnabled {
+                    let document = try await client.execute(uri: "/openapi.json", method: .get, headers: [:], body: nil)
+                    let violations = try gateway.exchanges.check(against: Data(document.body.readableBytesView))
+                    #expect(violations.isEmpty, "responses that break the OpenAPI contract:\n\(violations)")
+                }
             }
             trace("gateway stopped")
         }
@@ -274,4 +285,47 @@ extension TestResponse {
 
     /// The problem `type` URI.
     var problemType: String? { json["type"] as? String }
+}
+
+/// The HTTP exchanges of one test, and their check against the OpenAPI document (`scripts/check_responses.py`).
+final class ExchangeLog: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    func record(method: HTTPRequest.Method, uri: String, response: TestResponse) {
+        let body = response.body.readableBytes <= 1 << 20 ? String(buffer: response.body) : nil
+        var object: [String: Any] = [
+            "method": method.rawValue, "path": uri, "status": Int(response.status.code),
+            "content_type": response.headers[.contentType] ?? "",
+        ]
+        object["body"] = body.map { $0 as Any } ?? NSNull()
+        guard let data = try? JSONSerialization.data(withJSONObject: object) else { return }
+        let line = String(decoding: data, as: UTF8.self)
+        lines.withLock { $0.append(line) }
+    }
+
+    /// The violations (one per line), or an empty string when every exchange conforms.
+    func check(against document: Data) throws -> String {
+        let recorded = lines.withLock { $0 }
+        guard !recorded.isEmpty else { return "" }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("contract-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let documentFile = directory.appendingPathComponent("openapi.json")
+        let exchangesFile = directory.appendingPathComponent("exchanges.jsonl")
+        try document.write(to: documentFile)
+        try Data(recorded.joined(separator: "\n").utf8).write(to: exchangesFile)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [
+            "python3", Repository.path("scripts/check_responses.py"), documentFile.path, exchangesFile.path,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return process.terminationStatus == 0 && trimmed == "ok" ? "" : trimmed
+    }
 }

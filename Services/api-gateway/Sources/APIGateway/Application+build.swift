@@ -21,6 +21,8 @@ struct GatewayDependencies: Sendable {
     var hasher: PasswordHasher
     var tokens: TokenService
     var accessLogger: Logger
+    /// The API contract as served at `/openapi.json` (``OpenAPIContract``).
+    var apiContract: [UInt8]
 }
 
 /// Builds the gateway: the HTTP application with its services (PostgreSQL pool, Kafka producer, the status
@@ -91,7 +93,11 @@ func buildGateway(
         tokens: await TokenService(
             secretKey: configuration.secretKey, issuer: configuration.jwtIssuer, audience: configuration.jwtAudience,
             lifetimeMinutes: configuration.accessTokenExpireMinutes),
-        accessLogger: logger)
+        accessLogger: logger,
+        apiContract: try OpenAPIContract.json(
+            .init(
+                benchBaselineRoute: configuration.benchBaselineRoute, allowedContexts: configuration.allowedContexts,
+                maxBodyBytes: configuration.maxBodyBytes, tokenRateLimit: configuration.tokenRateLimit)))
     let router = buildRouter(configuration: configuration, dependencies: dependencies)
     // Slow clients are cut off: a head or an idle connection by the idle timeout, a trickled body by the handler.
     let readTimeout = TimeAmount.milliseconds(Int64(configuration.httpReadTimeoutSeconds * 1000))
@@ -125,12 +131,7 @@ func buildRouter(
         instanceID: configuration.instanceID
     ).addRoutes(to: router)
     if configuration.docsEnabled {
-        let document = OpenAPIDocument.json(
-            .init(
-                docsEnabled: true, benchBaselineRoute: configuration.benchBaselineRoute,
-                allowedContexts: configuration.allowedContexts, maxBodyBytes: configuration.maxBodyBytes,
-                tokenRateLimit: configuration.tokenRateLimit))
-        DocsController(document: document).addRoutes(to: router)
+        DocsController(document: dependencies.apiContract).addRoutes(to: router)
     }
     if configuration.benchBaselineRoute {
         BenchBaselineController(maxBodyBytes: configuration.maxBodyBytes).addRoutes(to: router)
