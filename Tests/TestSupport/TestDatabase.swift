@@ -29,9 +29,7 @@ public enum TestDatabase {
     ) async throws -> Result {
         let name = "test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20))"
         let logger = Logger(label: "test-db")
-        try await withClient(url: try serverURL()) { admin in
-            try await admin.query("CREATE DATABASE \(unescaped: name)", logger: logger)
-        }
+        try await createDatabase(name, logger: logger)
         let url = try url(database: name)
         do {
             let result = try await withClient(url: url) { client in
@@ -43,6 +41,44 @@ public enum TestDatabase {
         } catch {
             try? await drop(name)
             throw error
+        }
+    }
+
+    /// Creates the database, each attempt on a fresh client and bounded: a connection lease asked for as the pool
+    /// starts was once seen to wait forever (CI stalled at this step), and a test must fail, not hang.
+    private static func createDatabase(_ name: String, logger: Logger) async throws {
+        var lastError: (any Error)?
+        for _ in 0..<3 {
+            do {
+                try await bounded(.seconds(30)) {
+                    try await withClient(url: try serverURL()) { admin in
+                        _ = try await admin.query("CREATE DATABASE \(unescaped: name)", logger: logger)
+                    }
+                }
+                return
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42P04" {
+                return  // an attempt that timed out had created it
+            } catch {
+                lastError = error
+            }
+        }
+        throw TestEnvironmentError("could not create the test database \(name): \(String(describing: lastError))")
+    }
+
+    /// Runs `body`, failing with an error when it has not finished after `limit`.
+    static func bounded(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return false
+            }
+            let finished = try await group.next() ?? false
+            group.cancelAll()
+            if !finished { throw TestEnvironmentError("no answer from the test PostgreSQL within \(limit)") }
         }
     }
 

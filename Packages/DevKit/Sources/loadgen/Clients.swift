@@ -1,35 +1,34 @@
+import AsyncHTTPClient
 import CallStore
 import Foundation
 import Logging
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
 import PostgresNIO
 
-/// Control-plane HTTP (simulator admin, readiness) through the system's curl, which `make` installs: a handful of
-/// requests per scenario, never on a measured path.
-enum Curl {
+/// Control-plane HTTP (simulator admin, readiness) with the shared AsyncHTTPClient: a handful of requests per
+/// scenario, never on a measured path (the measured load has its own NIO clients).
+enum ControlHTTP {
     /// Runs a request; returns the status code and the body.
-    static func request(_ method: String, _ url: String, timeout: Int = 30) throws -> (status: Int, body: Data) {
-        let marker = "\n__status__:"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "curl", "-s", "-X", method, "--max-time", "\(timeout)", "-w", "\(marker)%{http_code}", url,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard let range = data.range(of: Data(marker.utf8), options: .backwards) else {
-            throw BenchError("curl \(method) \(url) failed (exit \(process.terminationStatus))")
+    static func request(
+        _ method: HTTPMethod, _ url: String, timeout: Int64 = 30
+    ) async throws -> (status: Int, body: Data) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
+        } catch {
+            throw BenchError("\(method.rawValue) \(url) failed: \(error)")
         }
-        let status = Int(String(decoding: data[range.upperBound...], as: UTF8.self)) ?? 0
-        return (status, Data(data[..<range.lowerBound]))
+        let body = try await response.body.collect(upTo: 64 << 20)
+        return (Int(response.status.code), Data(buffer: body))
     }
 
     /// A GET whose answer must be 2xx JSON.
-    static func json(_ url: String) throws -> Any {
-        let (status, body) = try request("GET", url)
+    static func json(_ url: String) async throws -> Any {
+        let (status, body) = try await request(.GET, url)
         guard (200..<300).contains(status) else {
             throw BenchError("GET \(url): \(status) \(String(decoding: body, as: UTF8.self))")
         }
@@ -37,8 +36,8 @@ enum Curl {
     }
 
     /// A POST that must succeed (2xx).
-    static func post(_ url: String) throws {
-        let (status, body) = try request("POST", url)
+    static func post(_ url: String) async throws {
+        let (status, body) = try await request(.POST, url)
         guard (200..<300).contains(status) else {
             throw BenchError("POST \(url): \(status) \(String(decoding: body, as: UTF8.self))")
         }
@@ -57,17 +56,17 @@ struct SimulatorAdmin {
         baseURL = url
     }
 
-    func resetCounters() throws {
-        try Curl.post("\(baseURL)/__sim/reset-counters")
+    func resetCounters() async throws {
+        try await ControlHTTP.post("\(baseURL)/__sim/reset-counters")
     }
 
-    func stats() throws -> [String: Any] {
-        try Curl.json("\(baseURL)/__sim/stats") as? [String: Any] ?? [:]
+    func stats() async throws -> [String: Any] {
+        try await ControlHTTP.json("\(baseURL)/__sim/stats") as? [String: Any] ?? [:]
     }
 
     /// Every originated channel id since the last reset: how often it was originated and when it first arrived.
-    func originateLog() throws -> [String: (originates: Int, firstAt: Double?)] {
-        guard let object = try Curl.json("\(baseURL)/__sim/originate-log") as? [String: Any],
+    func originateLog() async throws -> [String: (originates: Int, firstAt: Double?)] {
+        guard let object = try await ControlHTTP.json("\(baseURL)/__sim/originate-log") as? [String: Any],
             let entries = object["originates"] as? [[String: Any]]
         else { throw BenchError("the simulator has no /__sim/originate-log (an older build?)") }
         var log: [String: (Int, Double?)] = [:]

@@ -108,7 +108,7 @@ struct EndToEndBench: AsyncParsableCommand {
                 progress("e2e: the pipeline did not drain at \(Int(last.offeredRate))/s; skipping \(skipped)")
                 break
             }
-            try simulator.resetCounters()
+            try await simulator.resetCounters()
             progress("e2e: \(Int(rate)) calls/s for \(Int(duration)) s")
             let result = try await measure(rate: rate, simulator: simulator, metered: metered, logger: logger)
             progress(
@@ -187,7 +187,7 @@ struct EndToEndBench: AsyncParsableCommand {
             let end = try await Self.waitForDrain(client: client, ids: ids, timeout: drainTimeout, logger: logger)
             return (end, try await Self.history(client: client, ids: ids, logger: logger))
         }
-        let originates = try simulator.originateLog()
+        let originates = try await simulator.originateLog()
 
         var statusCounts: [String: Int] = [:]
         var terminal = 0

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOHTTP1
 
 /// `loadgen memory`: a worker's resident memory with increasing numbers of live answered calls (the simulator holds
 /// them up until hung up), and the cost per live call.
@@ -76,14 +77,14 @@ struct MemoryBench: AsyncParsableCommand {
                 placed += result.statusCounts[202] ?? 0
             }
             let deadline = ContinuousClock.now + .seconds(max(60, Int64(Double(target) / 50)))
-            var live = try liveCalls(simulator)
+            var live = try await liveCalls(simulator)
             while live.worker < placed, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(500))
-                live = try liveCalls(simulator)
+                live = try await liveCalls(simulator)
             }
             let filled = (ContinuousClock.now - start).seconds
             try await Task.sleep(for: .milliseconds(Int64(settle * 1000)))
-            live = try liveCalls(simulator)
+            live = try await liveCalls(simulator)
             let rss = ProcessProbe.residentBytes(workerPid) ?? 0
             progress("memory: \(live.worker) live calls: worker RSS \(rss / 1_048_576) MiB")
             measured.append(
@@ -99,10 +100,10 @@ struct MemoryBench: AsyncParsableCommand {
     }
 
     /// The worker's tracked calls (its `/ready` report) and the simulator's live channels.
-    private func liveCalls(_ simulator: SimulatorAdmin) throws -> (worker: Int, simulator: Int) {
-        let channels = (try simulator.stats()["live_channels"] as? Int) ?? 0
+    private func liveCalls(_ simulator: SimulatorAdmin) async throws -> (worker: Int, simulator: Int) {
+        let channels = (try await simulator.stats()["live_channels"] as? Int) ?? 0
         guard let workerUrl else { return (channels, channels) }
-        let (_, body) = try Curl.request("GET", workerUrl + "/ready")
+        let (_, body) = try await ControlHTTP.request(.GET, workerUrl + "/ready")
         let report = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
         return ((report?["live_calls"] as? Int) ?? channels, channels)
     }
