@@ -148,40 +148,30 @@ final class IntakeGate: Sendable {
 
     /// PostgreSQL became unreachable (a claim failed) or reachable again (a probe succeeded).
     func setDatabaseAvailable(_ available: Bool) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.databaseAvailable != available else { return nil }
-            state.databaseAvailable = available
-            return state.wake()
-        }
-        waiter?.resume()
+        set(\.databaseAvailable, available)
     }
 
     /// The ARI events WebSocket went down or came up. An originate without the WebSocket would fail (the
     /// application does not exist for Asterisk then), so the gate closes.
     func setARIConnected(_ connected: Bool) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.ariConnected != connected else { return nil }
-            state.ariConnected = connected
-            return state.wake()
-        }
-        waiter?.resume()
+        set(\.ariConnected, connected)
     }
 
     /// The node answered `GET /asterisk/ping` (booted), or refused a request as not booted or could not be reached.
     func setNodeBooted(_ booted: Bool) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.nodeBooted != booted else { return nil }
-            state.nodeBooted = booted
-            return state.wake()
-        }
-        waiter?.resume()
+        set(\.nodeBooted, booted)
     }
 
     /// The worker's heartbeat is recent enough for it to act for its calls (``OwnerLease``), or it lapsed.
     func setLeaseHeld(_ held: Bool) {
+        set(\.leaseHeld, held)
+    }
+
+    /// Records one of the gate's conditions; wakes the waiting intake when it changed.
+    private func set(_ condition: WritableKeyPath<State, Bool>, _ value: Bool) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.leaseHeld != held else { return nil }
-            state.leaseHeld = held
+            guard state[keyPath: condition] != value else { return nil }
+            state[keyPath: condition] = value
             return state.wake()
         }
         waiter?.resume()
