@@ -91,6 +91,54 @@ struct DeadLetterTests {
         }
     }
 
+    @Test(
+        "a status event whose data PostgreSQL refuses (a cause beyond integer) is dead-lettered; the partition goes on")
+    func dataRefusedByTheStore() async throws {
+        try await WorkerTestEnvironment.run(partitions: 1) { environment in
+            let deadLetters = try KafkaFanOutReader(
+                configuration: environment.kafkaConfiguration, topic: environment.topics.deadLetter,
+                start: .beginning, logger: testLogger)
+            let collected = Collected()
+            let reader = Task {
+                async let running: Void = (try? deadLetters.run()) ?? ()
+                do {
+                    for try await message in deadLetters.messages { collected.messages.withLock { $0.append(message) } }
+                } catch {}
+                await running
+            }
+            defer { reader.cancel() }
+            _ = try await deadLetters.waitUntilReady()
+
+            try await withWorker(try environment.workerConfiguration()) { _ in
+                // Decodes (a cause is any integer on the wire), but PostgreSQL's integer column refuses it
+                // (SQLSTATE 22003, a data exception): storing it can never succeed.
+                let poison = CallStatusEvent(
+                    callID: .generate(), seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: Date(),
+                    hangupCause: HangupCause(code: 3_000_000_000, text: "out of range"))
+                try await environment.publisher.publish(poison, traceParent: nil)
+                // Behind it, on the same (only) partition of the status topic, the history goes on.
+                let good = try environment.command(TestNumber.answer(holdSeconds: 1))
+                try await environment.publish(good)
+                #expect(try await environment.waitForEnd(good.callID).status == .completed, "the partition goes on")
+
+                try await eventually(timeout: .seconds(20), "a dead letter") {
+                    collected.messages.withLock { $0.count } >= 1
+                }
+                let letters = collected.messages.withLock { $0 }
+                #expect(letters.count == 1)
+                let letter = try #require(letters.first)
+                #expect(letter.keyString == poison.callID.description)
+                func header(_ key: String) -> String? {
+                    letter.headers.first { $0.key == key }?.value.map { String(decoding: $0, as: UTF8.self) }
+                }
+                #expect(header("dlq_reason") == "rejected_by_store")
+                #expect(header("dlq_consumer_group") == "call-history")
+                #expect(header("dlq_source_topic") == environment.topics.status)
+                #expect(try await environment.store.call(id: poison.callID)?.status != .dispatched)
+            }
+        }
+    }
+
     @Test("errors are classified: decoding and wire errors are permanent, anything else transient")
     func failureClasses() throws {
         let decoding = DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "x"))

@@ -30,11 +30,18 @@ extension Dialer {
         let workerID = configuration.workerID
 
         if command.isExpired(at: Date()) {
-            guard
-                let result = await context.withDatabaseRetry(
-                    "expire", logger: logger,
-                    { try await store.expireQueued(command, nodeID: nodeID, workerID: workerID, at: Date()) })
-            else { return Placement(tracked: false, refundToken: true, durable: false) }
+            let result: QueuedChangeResult
+            switch await context.storing(
+                "expire", logger: logger,
+                { try await store.expireQueued(command, nodeID: nodeID, workerID: workerID, at: Date()) })
+            {
+            case .stored(let stored): result = stored
+            case .cancelled: return Placement(tracked: false, refundToken: true, durable: false)
+            case .refused(let reason, let error):
+                let copied = await context.deadLetter(
+                    message, reason: reason, error: error, group: configuration.dialerGroupID)
+                return Placement(tracked: false, refundToken: true, durable: copied)
+            }
             guard case .changed(let event) = result else {
                 return Placement(tracked: false, refundToken: true, durable: true)
             }
@@ -53,13 +60,22 @@ extension Dialer {
         // Every attempt of this claim carries the same instant: it is what tells this placement's own claim (one
         // that timed out but was applied) from an earlier placement's, whose call may already have been dialed.
         let claimedAt = Date()
-        guard
-            let claim = await context.withDatabaseRetry(
-                "claim", logger: logger,
-                { try await store.claim(command, nodeID: nodeID, workerID: workerID, at: claimedAt) })
-        else {
+        let claim: ClaimResult
+        switch await context.storing(
+            "claim", logger: logger,
+            { try await store.claim(command, nodeID: nodeID, workerID: workerID, at: claimedAt) })
+        {
+        case .stored(let result):
+            claim = result
+        case .cancelled:
             perform(context.tracker.forget(callID))
             return Placement(tracked: true, refundToken: true, durable: false)
+        case .refused(let reason, let error):
+            // PostgreSQL refuses the command's data: it can never be claimed, so it is never dialed.
+            perform(context.tracker.forget(callID))
+            let copied = await context.deadLetter(
+                message, reason: reason, error: error, group: configuration.dialerGroupID)
+            return Placement(tracked: true, refundToken: true, durable: copied)
         }
         let dispatched: CallStatusEvent
         switch claim {

@@ -17,6 +17,10 @@ enum FailureClass: Sendable, Equatable {
         switch error {
         case is DecodingError, is WireError:
             return .permanent(.undecodable)
+        case let error as PostgresTransactionError:
+            // The transaction failed because of what ran in it (or its BEGIN/COMMIT): classify that.
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { return of(inner) }
+            return .transient
         case let error as PSQLError:
             // SQLSTATE classes: 22 data exception (a value out of range), 23 integrity constraint violation.
             guard let state = error.serverInfo?[.sqlState] else { return .transient }

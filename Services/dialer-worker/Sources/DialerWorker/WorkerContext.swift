@@ -107,11 +107,41 @@ struct WorkerContext: Sendable {
         await withDatabaseRetries(what, logger: logger, operation)?.value
     }
 
+    /// What storing a message's data came to.
+    enum StoreAttempt<Value: Sendable>: Sendable {
+        case stored(Value)
+        /// PostgreSQL refused the data itself (``FailureClass/permanent(_:)``): retrying cannot help.
+        case refused(DeadLetterReason, any Error)
+        case cancelled
+    }
+
+    /// ``withDatabaseRetry(_:logger:_:)`` for an operation on a message's own data: a refusal of that data (a data
+    /// exception, a constraint) is returned at once instead of being retried forever, so that the message can go to
+    /// the dead-letter topic rather than stall its partition.
+    func storing<Result: Sendable>(
+        _ what: String,
+        logger: Logger,
+        _ operation: @escaping @Sendable () async throws -> Result
+    ) async -> StoreAttempt<Result> {
+        var refusal: (DeadLetterReason, any Error)?
+        let value = await withDatabaseRetries(
+            what, logger: logger,
+            stopOn: { error in
+                guard case .permanent(let reason) = FailureClass.of(error) else { return false }
+                refusal = (reason, error)
+                return true
+            }, operation)
+        if let value { return .stored(value.value) }
+        if let refusal { return .refused(refusal.0, refusal.1) }
+        return .cancelled
+    }
+
     /// ``withDatabaseRetry(_:logger:_:)`` that also says whether an earlier attempt failed (and so may have been
-    /// applied without the worker hearing of it).
+    /// applied without the worker hearing of it). `stopOn` may end the retries for an error (`nil` is returned).
     func withDatabaseRetries<Result: Sendable>(
         _ what: String,
         logger: Logger,
+        stopOn: (any Error) -> Bool = { _ in false },
         _ operation: @escaping @Sendable () async throws -> Result
     ) async -> (value: Result, retried: Bool)? {
         var delay = Duration.milliseconds(100)
@@ -123,7 +153,7 @@ struct WorkerContext: Sendable {
                 gate.setDatabaseAvailable(true)
                 return (result, retried)
             } catch {
-                if Task.isCancelled { return nil }
+                if Task.isCancelled || stopOn(error) { return nil }
                 retried = true
                 if gate.databaseAvailable {
                     logger.warning(
