@@ -123,6 +123,7 @@ extension Dialer {
         return CallStatusEvent(
             callID: callID, seq: 1, status: .dispatched, previousStatus: .queued,
             occurredAt: record.dispatchedAt ?? Date(), nodeID: configuration.nodeID, workerID: configuration.workerID,
-            channelID: callID.description, to: command.to.value, metadata: command.metadata)
+            channelID: callID.description, to: command.to.value, metadata: command.metadata,
+            ownerEpoch: record.ownerEpoch)
     }
 }
