@@ -209,10 +209,20 @@ struct OwnerLeaseTests {
             CallStatusEvent(
                 callID: kept.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: Date(),
                 ownerEpoch: 1))
+        // Claimed as PostgreSQL was read: the row read still says queued (epoch 0). Not another worker's.
+        let justClaimed = try OriginateCommand(
+            callID: .generate(), requestedAt: Date(), expiresAt: Date().addingTimeInterval(60),
+            to: DialTarget("+15550100003"), requestedBy: "tests")
+        _ = context.tracker.register(justClaimed, traceParent: nil, dialplan: context.configuration.defaultDialplan)
+        _ = context.tracker.claimWon(
+            CallStatusEvent(
+                callID: justClaimed.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: Date(),
+                ownerEpoch: 1))
         context.lease.release()
         rig.repository.owners = [
             taken: .init(workerID: "worker-2", epoch: 2, status: .ringing),
             kept.callID: .init(workerID: "worker-1", epoch: 1, status: .dispatched),
+            justClaimed.callID: .init(workerID: nil, epoch: 0, status: .queued),
         ]
         let keeper = Task { await LeaseKeeper(context: context, logger: context.logger).run() }
         defer { keeper.cancel() }
@@ -222,6 +232,7 @@ struct OwnerLeaseTests {
         #expect(!context.tracker.isTracked(taken), "taken over meanwhile: dropped")
         #expect(context.tracker.nextPublication(taken) == nil, "its unpublished events are dropped too")
         #expect(context.tracker.isTracked(kept.callID))
+        #expect(context.tracker.isTracked(justClaimed.callID), "a row read before its claim committed is no takeover")
         #expect(rig.repository.heartbeats >= 1)
 
         // PostgreSQL away: the lease lapses after half the owner timeout, and the gate closes.

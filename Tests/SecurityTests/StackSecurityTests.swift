@@ -144,7 +144,8 @@ import Testing
                 originates[id] == [template.replacingOccurrences(of: "{to}", with: to)],
                 "call \(id) was originated on \(originates[id] ?? [])")
         }
-        // The forged commands were read and refused by a worker's dialer (and its history writer), not overlooked.
+        // The forged commands were read and refused by a worker's dialer (and its history writer), not overlooked:
+        // copied to the dead-letter topic as undecodable, never dialed, never stored.
         let logDirectory = stack.stateDirectory.appendingPathComponent("logs")
         for id in forged {
             _ = try await eventually("the forged command \(id) refused", timeout: .seconds(60)) {
@@ -153,7 +154,8 @@ import Testing
                     ?? []
                 let refused = logs.filter { $0.lastPathComponent.hasPrefix("dialer-worker") }.contains { log in
                     ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").contains {
-                        $0.contains(id) && $0.contains("undecodable originate command skipped")
+                        $0.contains(id) && $0.contains("message sent to the dead-letter topic")
+                            && $0.contains("undecodable")
                     }
                 }
                 return refused ? true : nil

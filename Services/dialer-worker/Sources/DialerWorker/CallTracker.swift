@@ -349,15 +349,6 @@ final class CallTracker: Sendable {
         }
     }
 
-    /// Every call this worker answers for: the tracked ones and those whose last events are still being published.
-    func ownedCallIDs() -> [CallID] {
-        state.withLock { state in
-            var ids = Set(state.outboxes.keys)
-            for call in state.calls.values { ids.insert(call.callID) }
-            return Array(ids)
-        }
-    }
-
     /// Another worker took these calls over while this one could not prove it was alive: stops tracking them and
     /// drops their unpublished events (the history would refuse them: their owner epoch is stale). Returns the slot
     /// releases and the publication waiters to resume with `false`.
@@ -375,7 +366,8 @@ final class CallTracker: Sendable {
         }
     }
 
-    /// The owner epoch this worker holds for each call it answers for (see ``ownedCallIDs()``).
+    /// The owner epoch this worker holds for each call it answers for: the claimed ones and those whose last events
+    /// are still being published.
     func ownerEpochs() -> [CallID: Int] {
         state.withLock { state in
             var epochs: [CallID: Int] = [:]

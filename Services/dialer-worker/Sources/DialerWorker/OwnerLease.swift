@@ -118,17 +118,19 @@ struct LeaseKeeper: Sendable {
     /// Drops the calls another worker took over while this one's lease had lapsed.
     private func revalidate() async throws {
         let tracker = context.tracker
-        let ids = tracker.ownedCallIDs()
-        guard !ids.isEmpty else { return }
+        // The epochs held are read before PostgreSQL: a call claimed meanwhile is not judged on a row read before its
+        // claim was committed (that row would still say `queued`, epoch 0).
+        let epochs = tracker.ownerEpochs()
+        guard !epochs.isEmpty else { return }
+        let ids = Array(epochs.keys)
         let store = context.store
         let owners = try await WorkerContext.withTimeout(context.configuration.databaseTimeout) {
             try await store.owners(of: ids)
         }
-        let epochs = tracker.ownerEpochs()
+        // Only a takeover raises a call's epoch past the one this worker holds.
         var lost = Set<CallID>()
-        for id in ids {
-            guard let owner = owners[id], let held = epochs[id] else { continue }
-            if owner.workerID != context.configuration.workerID || owner.epoch != held { lost.insert(id) }
+        for (id, held) in epochs {
+            if let owner = owners[id], owner.epoch > held { lost.insert(id) }
         }
         guard !lost.isEmpty else { return }
         let (released, waiters) = tracker.drop(lost)
