@@ -44,7 +44,7 @@ import Testing
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID()).json")
             try Data(response.body.readableBytesView).write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
-            let (status, output) = try Self.python(Repository.path("scripts/check_openapi.py"), file.path)
+            let (status, output) = try Python.run([Repository.path("scripts/check_openapi.py"), file.path])
             #expect(status == 0, "openapi-spec-validator: \(output)")
             #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
         }
@@ -98,18 +98,5 @@ import Testing
             }
             #expect(posted >= 9, "the document has examples for tokens, calls, users and the bench route")
         }
-    }
-
-    static func python(_ arguments: String...) throws -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }

@@ -83,17 +83,13 @@ import Testing
                 try await store.takeOver(
                     byWorker["ghost"]!, expectedEpoch: 1, nodeID: "n1", workerID: "me", ownerTimeout: .seconds(30)))
             #expect(ghost.workerID == "me")
-            try await store.retireWorker(workerID: "alive")
-            let afterRetire = try await store.abandonedCalls(
-                nodeID: "n1", ownerTimeout: .seconds(30), excludingWorker: "me", limit: 100)
-            #expect(Set(afterRetire.map(\.id)) == [byWorker["alive"]!])
         }
     }
 
     @Test("the originate mark is a fenced write, and a call taken over before it is known never dialed")
     func originateMarkIsFenced() async throws {
         try await TestDatabase.withStore { store, _ in
-            let command = try OriginateCommand(
+            let command = OriginateCommand(
                 callID: .generate(), requestedAt: Date(timeIntervalSince1970: 1_800_000_000),
                 expiresAt: Date(timeIntervalSince1970: 1_800_000_300), to: try DialTarget("+15550100002"),
                 callerID: try CallerID(name: "Support", number: "+15550100999"),

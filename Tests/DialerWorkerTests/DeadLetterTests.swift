@@ -15,19 +15,8 @@ struct DeadLetterTests {
     @Test("an undecodable command and a status event out of range go to the dead-letter topic; the partition goes on")
     func poisonMessagesAreDeadLettered() async throws {
         try await WorkerTestEnvironment.run(partitions: 1) { environment in
-            let deadLetters = try KafkaFanOutReader(
-                configuration: environment.kafkaConfiguration, topic: environment.topics.deadLetter,
-                start: .beginning, logger: testLogger)
-            let collected = Collected()
-            let reader = Task {
-                async let running: Void = (try? deadLetters.run()) ?? ()
-                do {
-                    for try await message in deadLetters.messages { collected.messages.withLock { $0.append(message) } }
-                } catch {}
-                await running
-            }
-            defer { reader.cancel() }
-            _ = try await deadLetters.waitUntilReady()
+            let collected = try await DeadLetterLog.reading(environment)
+            defer { collected.stop() }
 
             try await withWorker(try environment.workerConfiguration()) { _ in
                 let producer = environment.publisher.producer
@@ -63,9 +52,9 @@ struct DeadLetterTests {
 
                 // The command was read by two groups (dialer and history): one copy each; the event by the history.
                 try await eventually(timeout: .seconds(20), "three dead letters") {
-                    collected.messages.withLock { $0.count } >= 3
+                    collected.count >= 3
                 }
-                let letters = collected.messages.withLock { $0 }
+                let letters = collected.messages
                 #expect(letters.count == 3)
                 func header(_ message: KafkaMessage, _ key: String) -> String? {
                     message.headers.first { $0.key == key }?.value.map { String(decoding: $0, as: UTF8.self) }
@@ -95,19 +84,8 @@ struct DeadLetterTests {
         "a status event whose data PostgreSQL refuses (a cause beyond integer) is dead-lettered; the partition goes on")
     func dataRefusedByTheStore() async throws {
         try await WorkerTestEnvironment.run(partitions: 1) { environment in
-            let deadLetters = try KafkaFanOutReader(
-                configuration: environment.kafkaConfiguration, topic: environment.topics.deadLetter,
-                start: .beginning, logger: testLogger)
-            let collected = Collected()
-            let reader = Task {
-                async let running: Void = (try? deadLetters.run()) ?? ()
-                do {
-                    for try await message in deadLetters.messages { collected.messages.withLock { $0.append(message) } }
-                } catch {}
-                await running
-            }
-            defer { reader.cancel() }
-            _ = try await deadLetters.waitUntilReady()
+            let collected = try await DeadLetterLog.reading(environment)
+            defer { collected.stop() }
 
             try await withWorker(try environment.workerConfiguration()) { _ in
                 // Decodes (a cause is any integer on the wire), but PostgreSQL's integer column refuses it
@@ -122,9 +100,9 @@ struct DeadLetterTests {
                 #expect(try await environment.waitForEnd(good.callID).status == .completed, "the partition goes on")
 
                 try await eventually(timeout: .seconds(20), "a dead letter") {
-                    collected.messages.withLock { $0.count } >= 1
+                    collected.count >= 1
                 }
-                let letters = collected.messages.withLock { $0 }
+                let letters = collected.messages
                 #expect(letters.count == 1)
                 let letter = try #require(letters.first)
                 #expect(letter.keyString == poison.callID.description)
@@ -149,7 +127,31 @@ struct DeadLetterTests {
     }
 }
 
-/// Messages read from a topic by a background task.
-private final class Collected: Sendable {
-    let messages = Mutex<[KafkaMessage]>([])
+/// Everything on the environment's dead-letter topic, read from the beginning by a background task.
+private final class DeadLetterLog: Sendable {
+    private let received = Mutex<[KafkaMessage]>([])
+    private let reader = Mutex<Task<Void, Never>?>(nil)
+
+    var messages: [KafkaMessage] { received.withLock { $0 } }
+    var count: Int { received.withLock { $0.count } }
+
+    /// Starts reading; returns once the reader has its partitions.
+    static func reading(_ environment: WorkerTestEnvironment) async throws -> DeadLetterLog {
+        let log = DeadLetterLog()
+        let consumer = try KafkaFanOutReader(
+            configuration: environment.kafkaConfiguration, topic: environment.topics.deadLetter,
+            start: .beginning, logger: testLogger)
+        let task = Task {
+            async let running: Void = (try? consumer.run()) ?? ()
+            do {
+                for try await message in consumer.messages { log.received.withLock { $0.append(message) } }
+            } catch {}
+            await running
+        }
+        log.reader.withLock { $0 = task }
+        _ = try await consumer.waitUntilReady()
+        return log
+    }
+
+    func stop() { reader.withLock { $0 }?.cancel() }
 }

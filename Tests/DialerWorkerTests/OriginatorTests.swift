@@ -138,17 +138,26 @@ private struct Rig {
             tracker: CallTracker(nodeID: "node-a", workerID: "worker-1", application: "app"), gate: gate,
             readiness: WorkerReadiness(), lease: lease, metrics: WorkerMetrics(),
             logger: Logger(label: "originator-tests"))
-        let now = Date()
-        command = OriginateCommand(
-            callID: .generate(), requestedAt: now, expiresAt: now.addingTimeInterval(expiresIn),
-            to: try DialTarget("+15550100001"), requestedBy: "tests")
         originator = Originator(context: context, logger: context.logger, initialRetryDelay: .milliseconds(10))
-        let dialplan = configuration.defaultDialplan
-        _ = context.tracker.register(command, traceParent: nil, dialplan: dialplan)
+        command = try Self.claim(to: "+15550100001", expiresIn: expiresIn, in: context)
+    }
+
+    /// A command this worker registered and claimed at owner epoch 1.
+    static func claim(
+        to number: String, expiresIn: TimeInterval = 60, in context: WorkerContext
+    ) throws
+        -> OriginateCommand
+    {
+        let now = Date()
+        let command = OriginateCommand(
+            callID: .generate(), requestedAt: now, expiresAt: now.addingTimeInterval(expiresIn),
+            to: try DialTarget(number), requestedBy: "tests")
+        _ = context.tracker.register(command, traceParent: nil, dialplan: context.configuration.defaultDialplan)
         _ = context.tracker.claimWon(
             CallStatusEvent(
                 callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
                 ownerEpoch: 1))
+        return command
     }
 
     /// Sends the originate; returns what the tracker did.
@@ -201,23 +210,9 @@ struct OwnerLeaseTests {
         let context = rig.context
         let taken = rig.command.callID
         // A second call, still this worker's.
-        let kept = try OriginateCommand(
-            callID: .generate(), requestedAt: Date(), expiresAt: Date().addingTimeInterval(60),
-            to: DialTarget("+15550100002"), requestedBy: "tests")
-        _ = context.tracker.register(kept, traceParent: nil, dialplan: context.configuration.defaultDialplan)
-        _ = context.tracker.claimWon(
-            CallStatusEvent(
-                callID: kept.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: Date(),
-                ownerEpoch: 1))
+        let kept = try Rig.claim(to: "+15550100002", in: context)
         // Claimed as PostgreSQL was read: the row read still says queued (epoch 0). Not another worker's.
-        let justClaimed = try OriginateCommand(
-            callID: .generate(), requestedAt: Date(), expiresAt: Date().addingTimeInterval(60),
-            to: DialTarget("+15550100003"), requestedBy: "tests")
-        _ = context.tracker.register(justClaimed, traceParent: nil, dialplan: context.configuration.defaultDialplan)
-        _ = context.tracker.claimWon(
-            CallStatusEvent(
-                callID: justClaimed.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: Date(),
-                ownerEpoch: 1))
+        let justClaimed = try Rig.claim(to: "+15550100003", in: context)
         context.lease.release()
         rig.repository.owners = [
             taken: .init(workerID: "worker-2", epoch: 2, status: .ringing),

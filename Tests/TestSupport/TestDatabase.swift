@@ -29,7 +29,9 @@ public enum TestDatabase {
     ) async throws -> Result {
         let name = "test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20))"
         let logger = Logger(label: "test-db")
-        try await createDatabase(name, logger: logger)
+        try await withClient(url: try serverURL()) { admin in
+            _ = try await admin.query("CREATE DATABASE \(unescaped: name)", logger: logger)
+        }
         let url = try url(database: name)
         do {
             let result = try await withClient(url: url) { client in
@@ -44,44 +46,6 @@ public enum TestDatabase {
         }
     }
 
-    /// Creates the database, each attempt on a fresh client and bounded: a connection lease asked for as the pool
-    /// starts was once seen to wait forever (CI stalled at this step), and a test must fail, not hang.
-    private static func createDatabase(_ name: String, logger: Logger) async throws {
-        var lastError: (any Error)?
-        for _ in 0..<3 {
-            do {
-                try await bounded(.seconds(30)) {
-                    try await withClient(url: try serverURL()) { admin in
-                        _ = try await admin.query("CREATE DATABASE \(unescaped: name)", logger: logger)
-                    }
-                }
-                return
-            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42P04" {
-                return  // an attempt that timed out had created it
-            } catch {
-                lastError = error
-            }
-        }
-        throw TestEnvironmentError("could not create the test database \(name): \(String(describing: lastError))")
-    }
-
-    /// Runs `body`, failing with an error when it has not finished after `limit`.
-    static func bounded(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async throws {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await body()
-                return true
-            }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                return false
-            }
-            let finished = try await group.next() ?? false
-            group.cancelAll()
-            if !finished { throw TestEnvironmentError("no answer from the test PostgreSQL within \(limit)") }
-        }
-    }
-
     private static func drop(_ name: String) async throws {
         try await withClient(url: try serverURL()) { admin in
             try await admin.query(
@@ -89,19 +53,51 @@ public enum TestDatabase {
         }
     }
 
-    /// Runs `body` with a running `PostgresClient` for `url`.
+    /// Runs `body` with a running `PostgresClient` for `url`, once the client has answered a `SELECT 1`.
+    ///
+    /// A connection lease asked for as the pool starts was seen to wait forever on this machine (CI stalled in test
+    /// set-up, twice, right after PostgresNIO's "lease before run()" warning): the first query is bounded, and a client
+    /// that does not answer it is replaced, so that a test fails rather than hangs.
     @discardableResult
     public static func withClient<Result: Sendable>(
         url: String,
         _ body: @Sendable (PostgresClient) async throws -> Result
     ) async throws -> Result {
-        let client = PostgresClient(
-            configuration: try DatabaseConfiguration.client(url: url, maximumConnections: 10),
-            backgroundLogger: Logger(label: "test-db"))
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(client)
+        let configuration = try DatabaseConfiguration.client(url: url, maximumConnections: 10)
+        for attempt in 1...3 {
+            let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "test-db"))
+            let outcome: Started<Result> = try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                guard try await answers(client, within: .seconds(20)) else { return .silent }
+                return .ran(try await body(client))
+            }
+            if case .ran(let result) = outcome { return result }
+            Logger(label: "test-db").warning(
+                "the test PostgreSQL client did not answer; replacing it (\(attempt) of 3)")
+        }
+        throw TestEnvironmentError("the test PostgreSQL at \(url) did not answer a SELECT 1 in three tries")
+    }
+
+    private enum Started<Value> {
+        case ran(Value)
+        case silent
+    }
+
+    /// Whether `client` answers `SELECT 1` within `limit`.
+    private static func answers(_ client: PostgresClient, within limit: Duration) async throws -> Bool {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                _ = try await client.query("SELECT 1")
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return false
+            }
+            let answered = try await group.next() ?? false
+            group.cancelAll()
+            return answered
         }
     }
 }

@@ -314,18 +314,10 @@ final class ExchangeLog: Sendable {
         let exchangesFile = directory.appendingPathComponent("exchanges.jsonl")
         try document.write(to: documentFile)
         try Data(recorded.joined(separator: "\n").utf8).write(to: exchangesFile)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", Repository.path("scripts/check_responses.py"), documentFile.path, exchangesFile.path,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, text) = try Python.run([
+            Repository.path("scripts/check_responses.py"), documentFile.path, exchangesFile.path,
+        ])
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        return process.terminationStatus == 0 && trimmed == "ok" ? "" : trimmed
+        return status == 0 && trimmed == "ok" ? "" : trimmed
     }
 }

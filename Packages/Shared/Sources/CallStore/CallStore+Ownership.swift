@@ -37,11 +37,6 @@ extension CallStore {
             logger: logger)
     }
 
-    /// Forgets a worker's heartbeat (a clean stop): the calls it leaves behind may be taken over at once.
-    public func retireWorker(workerID: String) async throws {
-        try await client.query("DELETE FROM dialer_workers WHERE worker_id = \(workerID)", logger: logger)
-    }
-
     /// Live calls of `nodeID` whose owner has no heartbeat newer than `ownerTimeout`, other than `excludingWorker`'s,
     /// oldest first, at most `limit`.
     public func abandonedCalls(
@@ -127,6 +122,13 @@ extension CallStore {
 }
 
 extension CallRecord {
+    /// Where the request sent the answered call (`nil` when it named no target, or the stored one no longer
+    /// validates).
+    public var dialplan: DialplanTarget? {
+        guard let context, let exten = self.extension else { return nil }
+        return try? DialplanTarget(context: context, extension: exten, priority: priority ?? 1)
+    }
+
     /// The originate command this call was recorded from, validated again (`nil` when the row lacks the request, or a
     /// stored value no longer passes validation): a new owner dials a call taken over before it was dialed from it.
     public var originateCommand: OriginateCommand? {
@@ -136,13 +138,7 @@ extension CallRecord {
             guard let parsed = try? CallerID(name: callerIDName, number: number) else { return nil }
             callerID = parsed
         }
-        var dialplan: DialplanTarget?
-        if let context, let exten = self.extension {
-            guard let parsed = try? DialplanTarget(context: context, extension: exten, priority: priority ?? 1) else {
-                return nil
-            }
-            dialplan = parsed
-        }
+        if context != nil, dialplan == nil { return nil }
         guard let variables = try? ChannelVariables(variables), let metadata = try? ClientMetadata(metadata) else {
             return nil
         }

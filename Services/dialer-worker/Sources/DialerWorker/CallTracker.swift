@@ -47,12 +47,7 @@ final class CallTracker: Sendable {
 
     /// Registers a call before its claim; `false` when the call is already tracked here (a redelivered command).
     func register(_ command: OriginateCommand, traceParent: String?, dialplan: DialplanTarget) -> Bool {
-        state.withLock { state in
-            let call = TrackedCall(command: command, traceParent: traceParent, dialplan: dialplan)
-            guard state.calls[call.channelID] == nil else { return false }
-            state.calls[call.channelID] = call
-            return true
-        }
+        insert(TrackedCall(command: command, traceParent: traceParent, dialplan: dialplan))
     }
 
     /// Stops tracking a call without publishing anything: its claim was lost (someone else has it, or it was
@@ -270,28 +265,27 @@ final class CallTracker: Sendable {
 
     /// Takes over a live call from PostgreSQL after a restart; `false` when it is tracked already.
     func adopt(_ record: CallRecord, dialplan: DialplanTarget, seqSkip: Int) -> Bool {
-        state.withLock { state in
-            let call = TrackedCall(adopting: record, dialplan: dialplan, seqSkip: seqSkip, now: .now)
-            guard state.calls[call.channelID] == nil else { return false }
-            state.calls[call.channelID] = call
-            return true
-        }
+        insert(TrackedCall(adopting: record, dialplan: dialplan, seqSkip: seqSkip, now: .now))
     }
 
     /// Takes over a call that its previous owner claimed but never dialed; the caller sends the originate. `false` when
     /// it is tracked already.
     func resume(_ command: OriginateCommand, record: CallRecord, dialplan: DialplanTarget, seqSkip: Int) -> Bool {
-        state.withLock { state in
-            let call = TrackedCall(resuming: command, record: record, dialplan: dialplan, seqSkip: seqSkip)
-            guard state.calls[call.channelID] == nil else { return false }
-            state.calls[call.channelID] = call
-            return true
-        }
+        insert(TrackedCall(resuming: command, record: record, dialplan: dialplan, seqSkip: seqSkip))
     }
 
     /// The owner epoch this worker holds for a tracked call.
     func ownerEpoch(of callID: CallID) -> Int? {
         state.withLock { $0.calls[callID.description]?.ownerEpoch }
+    }
+
+    /// Starts tracking `call`; `false` when its channel is tracked already.
+    private func insert(_ call: TrackedCall) -> Bool {
+        state.withLock { state in
+            guard state.calls[call.channelID] == nil else { return false }
+            state.calls[call.channelID] = call
+            return true
+        }
     }
 
     /// Every tracked call, for reconciliation.

@@ -177,12 +177,7 @@ extension Dialer {
                 logger.debug("could not subscribe to an adopted call's channel", metadata: ["error": "\(error)"])
             }
         }
-        let dialplan =
-            record.context.flatMap { context in
-                record.extension.flatMap { exten in
-                    try? DialplanTarget(context: context, extension: exten, priority: record.priority ?? 1)
-                }
-            } ?? configuration.defaultDialplan
+        let dialplan = record.dialplan ?? configuration.defaultDialplan
         guard context.tracker.adopt(record, dialplan: dialplan, seqSkip: Self.takeoverSeqSkip) else { return false }
         context.gate.occupySlots(1)
         return true

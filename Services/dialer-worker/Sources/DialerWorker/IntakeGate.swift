@@ -198,8 +198,6 @@ final class IntakeGate: Sendable {
     var nodeUsable: Bool { state.withLock { $0.ariConnected && $0.nodeBooted } }
     /// Whether the worker holds its owner lease.
     var leaseHeld: Bool { state.withLock { $0.leaseHeld } }
-    /// Whether an originate may be sent now: the node is usable and the worker holds its owner lease.
-    var mayOriginate: Bool { state.withLock { $0.ariConnected && $0.nodeBooted && $0.leaseHeld } }
     /// Why the gate is closed right now, if it is.
     var blockedBy: BlockReason? { state.withLock { $0.blockedBy } }
     /// Commands being placed plus live calls.

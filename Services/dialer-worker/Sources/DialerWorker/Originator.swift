@@ -70,9 +70,7 @@ struct Originator: Sendable {
                 if channelUnknown {
                     switch await channelExists(callID) {
                     case true?:
-                        context.metrics.originatesAccepted.increment()
-                        logger.warning("originate answer lost, but the channel exists")
-                        return tracker.originateAccepted(callID)
+                        return acceptExisting(callID, logger: logger)
                     case false?:
                         channelUnknown = false
                     case nil:
@@ -110,10 +108,8 @@ struct Originator: Sendable {
                 return tracker.originateAccepted(callID)
             } catch ARIError.conflict(let message) {
                 // A live channel already carries this id; ids are unique per call, so it is this call's channel.
-                context.metrics.originatesAccepted.increment()
-                logger.warning(
-                    "originate answered 409: tracking the existing channel", metadata: ["ari.message": "\(message)"])
-                return tracker.originateAccepted(callID)
+                logger.warning("originate answered 409", metadata: ["ari.message": "\(message)"])
+                return acceptExisting(callID, logger: logger)
             } catch {
                 context.metrics.originateLatency.record(duration: ContinuousClock.now - started)
                 let failure = (error as? ARIError) ?? .transport("\(error)")
@@ -134,10 +130,7 @@ struct Originator: Sendable {
                     attempts += 1
                     switch await channelExists(callID) {
                     case true?:
-                        context.metrics.originatesAccepted.increment()
-                        logger.warning(
-                            "originate answer lost, but the channel exists", metadata: ["error": "\(failure)"])
-                        return tracker.originateAccepted(callID)
+                        return acceptExisting(callID, logger: logger)
                     case false?:
                         channelUnknown = false
                     case nil:
@@ -152,8 +145,7 @@ struct Originator: Sendable {
                 }
                 if attempts >= configuration.originateMaxAttempts {
                     if channelUnknown, await channelExists(callID) == true {
-                        context.metrics.originatesAccepted.increment()
-                        return tracker.originateAccepted(callID)
+                        return acceptExisting(callID, logger: logger)
                     }
                     context.metrics.originatesRefused.increment()
                     logger.warning(
@@ -169,6 +161,13 @@ struct Originator: Sendable {
                 }
             }
         }
+    }
+
+    /// The originate's answer was lost or refused as a duplicate, but the call's channel exists: it was taken.
+    private func acceptExisting(_ callID: CallID, logger: Logger) -> [TrackerAction] {
+        context.metrics.originatesAccepted.increment()
+        logger.warning("the call's channel exists: tracking it")
+        return context.tracker.originateAccepted(callID)
     }
 
     /// Whether the call's channel exists on the node; `nil` when the node could not tell (it is then marked away).
