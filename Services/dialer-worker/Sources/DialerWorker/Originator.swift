@@ -68,6 +68,7 @@ struct Originator: Sendable {
                 case (.channelExists, let actions), (.canceled, let actions): return actions
                 }
                 if channelUnknown {
+                    // `nil`: the node does not answer at all (it is marked away); look again once it does.
                     switch await channelExists(callID) {
                     case true?:
                         return acceptExisting(callID, logger: logger)
@@ -126,18 +127,10 @@ struct Originator: Sendable {
                 case .server:
                     attempts += 1
                 case .transport:
-                    // The request may have reached the node: it is sent again only if the channel does not exist.
+                    // The request may have reached the node: it is sent again only once the channel is known not to
+                    // exist (looked up before the next attempt).
                     attempts += 1
-                    switch await channelExists(callID) {
-                    case true?:
-                        return acceptExisting(callID, logger: logger)
-                    case false?:
-                        channelUnknown = false
-                    case nil:
-                        // The node does not answer at all: look again once it does.
-                        channelUnknown = true
-                        noteNodeFailure(failure)
-                    }
+                    channelUnknown = true
                 default:
                     context.metrics.originatesRefused.increment()
                     logger.warning("originate refused", metadata: ["error": "\(failure)"])
