@@ -210,6 +210,7 @@ struct WorkerTestEnvironment: Sendable {
             "KAFKA_TOPIC_ORIGINATE": topics.originate,
             "KAFKA_TOPIC_CONTROL": topics.control,
             "KAFKA_TOPIC_STATUS": topics.status,
+            "KAFKA_TOPIC_DEADLETTER": topics.deadLetter,
             "KAFKA_PROP_HEARTBEAT_INTERVAL_MS": "500",
             "KAFKA_PROP_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_PROP_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
