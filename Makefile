@@ -17,17 +17,18 @@ release: deps
 
 ## Every test, against a throwaway PostgreSQL, the embedded Kafka broker and the ARI simulator: unit and component
 ## suites, the whole-stack security tests, and the fault suite (last: it runs its own stack and PostgreSQL server).
+## Each run has a hard bound besides the suites' time limits: a hang fails the run, the test it hung in last in the log.
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
-	scripts/with-postgres.sh $(SWIFT) test --skip-build --no-parallel --skip '^FaultTests\.'
-	$(SWIFT) test --skip-build --no-parallel --filter '^FaultTests\.'
+	scripts/with-postgres.sh scripts/run-tests.sh 45m --no-parallel --skip '^FaultTests\.'
+	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
 
 ## Faults under load (a few minutes): the real processes, one fault at a time; prints the README's fault table.
 test-faults: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
-	$(SWIFT) test --skip-build --no-parallel --filter '^FaultTests\.'
+	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
 
 ## API fuzzing with schemathesis against a live gateway (installed from PyPI when missing); fuzz-quick is bounded.
 fuzz: deps

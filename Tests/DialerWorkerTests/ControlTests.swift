@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// Hangups and cancels from `calls.control.v1`.
-@Suite("Control topic")
+@Suite("Control topic", .timeLimit(.minutes(4)))
 struct ControlTests {
     @Test("hangup of a ringing call ends it canceled")
     func hangupWhileRinging() async throws {

@@ -10,7 +10,7 @@ import Testing
 @testable import DialerWorker
 
 /// Poison messages: copied to the dead-letter topic with the reason in their headers, never stalling a partition.
-@Suite("Dead letters", .serialized)
+@Suite("Dead letters", .serialized, .timeLimit(.minutes(4)))
 struct DeadLetterTests {
     @Test("an undecodable command and a status event out of range go to the dead-letter topic; the partition goes on")
     func poisonMessagesAreDeadLettered() async throws {

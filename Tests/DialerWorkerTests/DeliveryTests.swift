@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// Redelivery, capacity and back-pressure, with a worker in process.
-@Suite("Delivery and capacity")
+@Suite("Delivery and capacity", .timeLimit(.minutes(4)))
 struct DeliveryTests {
     @Test("the same command delivered three times is originated once")
     func duplicateCommands() async throws {

@@ -57,7 +57,7 @@ struct OutcomeCase: Sendable, CustomTestStringConvertible {
     ]
 }
 
-@Suite("Call outcomes")
+@Suite("Call outcomes", .timeLimit(.minutes(4)))
 struct OutcomeTests {
     // One case at a time: eleven environments at once would load the machine for the other suites' timing checks.
     @Test(

@@ -7,7 +7,7 @@ import TestSupport
 import Testing
 
 /// The `dialer-worker` executable as a separate process: start-up, operations endpoints, and process death.
-@Suite("Worker process", .serialized)
+@Suite("Worker process", .serialized, .timeLimit(.minutes(6)))
 struct ProcessTests {
     @Test("two workers share the calls; one is SIGKILLed mid-load: every call ends exactly once, none dialed twice")
     func sigkillMidLoad() async throws {

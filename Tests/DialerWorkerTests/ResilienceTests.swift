@@ -8,7 +8,7 @@ import TestSupport
 import Testing
 
 /// Faults of the worker's dependencies, with the worker in process. Serialized: each one loads the machine.
-@Suite("Resilience", .serialized)
+@Suite("Resilience", .serialized, .timeLimit(.minutes(5)))
 struct ResilienceTests {
     @Test("WebSocket dropped while calls ring and end: every call gets its correct terminal status after reconnect")
     func webSocketDrop() async throws {
@@ -171,7 +171,7 @@ struct ResilienceTests {
             await services.triggerGracefulShutdown()
             let late = try environment.command(TestNumber.answer(holdSeconds: 1))
             try await environment.publish(late)
-            try await running.value
+            try await value(of: running, within: configuration.stopBound, "worker")
 
             // The worker returned only after the live call ended by itself (the callee's hangup after 3 s).
             try await eventually(timeout: .seconds(10), "the terminal event read back") {

@@ -11,7 +11,7 @@ import Testing
 /// same node, which tracks each to its real end: a channel still up is followed, a call never dialed is dialed, a
 /// vanished one ends with an outcome that says what is known. The stopped worker is simulated here: its claims and
 /// status are written to PostgreSQL as it would have, and its channel is originated under its own ARI application.
-@Suite("Takeover of a stopped worker's calls", .serialized)
+@Suite("Takeover of a stopped worker's calls", .serialized, .timeLimit(.minutes(5)))
 struct TakeoverTests {
     @Test("answered and still up: followed to its real end; never dialed: dialed once; vanished: completed or lost")
     func stoppedWorkersCallsAreTakenOver() async throws {

@@ -9,7 +9,7 @@ import Testing
 
 /// The whole path with separate processes, as `make run` starts it: `devstack up` (gateway, two workers, PostgreSQL
 /// access, the embedded broker and the ARI simulator), a real HTTP client, SSE, the status topic read with kcat.
-@Suite(.serialized) struct EndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct EndToEndTests {
     /// Simulator numbers (`+1 555 01 OC AA HH`, see docs/ari-simulator.md) and what each must end as.
     struct Outcome: Sendable, CustomTestStringConvertible {
         var name: String

@@ -14,7 +14,7 @@ import Testing
 /// the gateway was down), never a 202 that was then lost. It prints the table kept in the README.
 ///
 /// Run it with `make test-faults` (a few minutes); `make test` leaves it out.
-@Suite(.serialized) struct FaultSuiteTests {
+@Suite(.serialized, .timeLimit(.minutes(12))) struct FaultSuiteTests {
     /// One fault: what to do while the load runs.
     struct Fault: Sendable {
         var name: String

@@ -17,7 +17,7 @@ import Testing
 ///
 /// Token forgery (`alg: none`, another key, expired, another issuer or audience), disabled and deleted users and the
 /// role matrix are `APIGatewayTests`' `AuthTests`; the field-by-field validation matrix is `CallValidationTests`.
-@Suite(.serialized) struct StackSecurityTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct StackSecurityTests {
     /// Seconds of a duration.
     enum PhaseClock {
         static func seconds(_ duration: Duration) -> Double {

@@ -358,13 +358,19 @@ func withWorker<Result: Sendable>(
         }
         let result = try await body(worker)
         await services.triggerGracefulShutdown()
-        try await task.value
+        try await value(of: task, within: configuration.stopBound, "worker \(configuration.workerID)")
         return result
     } catch {
         await services.triggerGracefulShutdown()
-        _ = try? await task.value
+        _ = try? await value(of: task, within: configuration.stopBound, "worker \(configuration.workerID)")
         throw error
     }
+}
+
+extension WorkerConfiguration {
+    /// The longest a graceful shutdown may take: the originates in flight, the drain, the outboxes and the history
+    /// (see `Dialer.shutDown`), with a margin for a loaded machine.
+    var stopBound: Duration { ari.requestTimeout + kafkaDeliveryTimeout + drainTimeout + .seconds(40) }
 }
 
 /// The numbering plan of the ARI simulator: `1555 01 OC AA HH` (see docs/ari-simulator.md).

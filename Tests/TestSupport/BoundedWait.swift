@@ -1,0 +1,61 @@
+import Synchronization
+
+/// A service that did not return within its bound after being asked to stop.
+public struct StopTimeout: Error, CustomStringConvertible {
+    /// What was being stopped.
+    public var what: String
+    /// How long the test waited.
+    public var waited: Duration
+
+    public var description: String { "\(what) did not return within \(waited) of being asked to stop" }
+}
+
+/// Waits for `task` to return, for at most `timeout`; past it, cancels the task and throws ``StopTimeout``.
+///
+/// `Task.value` is not cancellation-aware: a service that ignores its shutdown would hold the test (and the whole
+/// serial run behind it) forever, and CI would end on its own deadline with nothing said about which test hung.
+/// Here the waiter is resumed by whichever comes first, the task's result or the deadline, so a hung service
+/// fails its test with a message and the run goes on.
+public func value<Success: Sendable>(
+    of task: Task<Success, any Error>, within timeout: Duration, _ what: String
+) async throws -> Success {
+    let outcome = FirstOutcome<Success>()
+    let result: Result<Success, any Error>? = await withCheckedContinuation { continuation in
+        outcome.install(continuation)
+        let deadline = Task {
+            // Cancelled once the task has returned: its result wins.
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            outcome.resume(with: nil)
+        }
+        Task {
+            let result = await task.result
+            deadline.cancel()
+            outcome.resume(with: result)
+        }
+    }
+    guard let result else {
+        task.cancel()
+        throw StopTimeout(what: what, waited: timeout)
+    }
+    return try result.get()
+}
+
+/// Resumes a continuation once, with the first of several racing outcomes.
+private final class FirstOutcome<Success: Sendable>: Sendable {
+    private let waiter = Mutex<(continuation: CheckedContinuation<Result<Success, any Error>?, Never>?, done: Bool)>(
+        (nil, false))
+
+    func install(_ continuation: CheckedContinuation<Result<Success, any Error>?, Never>) {
+        waiter.withLock { $0.continuation = continuation }
+    }
+
+    func resume(with result: Result<Success, any Error>?) {
+        let continuation = waiter.withLock { state -> CheckedContinuation<Result<Success, any Error>?, Never>? in
+            guard !state.done, let continuation = state.continuation else { return nil }
+            state.done = true
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(returning: result)
+    }
+}
