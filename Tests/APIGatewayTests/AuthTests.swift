@@ -50,7 +50,8 @@ import Testing
     @Test func wrongPasswordUnknownAndDisabledUsersGetTheSame401() async throws {
         try await GatewayHarness.run { gateway in
             let (disabled, _) = try await gateway.user(.viewer, name: "gone.user")
-            try await gateway.store.setDisabled(userID: disabled.id, disabled: true)
+            _ = try await gateway.store.updateUser(
+                id: disabled.id, in: .default, disabled: true, role: nil, by: AuditActor(name: "test"))
             _ = try await gateway.user(.viewer, name: "real.user")
             let attempts = [
                 #"{"username":"real.user","password":"wrong-password"}"#,
@@ -228,8 +229,9 @@ import Testing
 
             // A user disabled directly in the database is refused too.
             let (_, otherToken) = try await gateway.user(.operator)
-            let other = try #require(try await gateway.store.users().first { $0.role == .operator })
-            try await gateway.store.setDisabled(userID: other.id, disabled: true)
+            let other = try #require(try await gateway.store.users(in: .default).first { $0.role == .operator })
+            _ = try await gateway.store.updateUser(
+                id: other.id, in: .default, disabled: true, role: nil, by: AuditActor(name: "test"))
             #expect(try await gateway.request(.get, "/api/v1/calls", token: otherToken).status == .unauthorized)
 
             // Admins cannot lock themselves out.
@@ -276,6 +278,14 @@ import Testing
                     allowedStatus: .notFound),
                 Endpoint(
                     method: .delete, path: "/api/v1/users/\(unknownUser)", minimum: .admin, allowedStatus: .notFound),
+                Endpoint(method: .get, path: "/api/v1/api-keys", minimum: .admin, allowedStatus: .ok),
+                Endpoint(
+                    method: .post, path: "/api/v1/api-keys", json: #"{"name":"x"}"#, minimum: .admin,
+                    allowedStatus: .unprocessableContent),
+                Endpoint(
+                    method: .delete, path: "/api/v1/api-keys/\(unknownUser)", minimum: .admin,
+                    allowedStatus: .notFound),
+                Endpoint(method: .get, path: "/api/v1/audit-events", minimum: .admin, allowedStatus: .ok),
             ]
             for endpoint in endpoints {
                 let anonymous = try await gateway.request(endpoint.method, endpoint.path, json: endpoint.json)

@@ -324,12 +324,14 @@ struct HistorySimulator {
     /// Records the call as queued (if new) and applies `statuses` in order after what it has; returns the events.
     @discardableResult
     func record(
-        callID: CallID, to: String = "123456", statuses: [CallStatus], publish: CallMessagePublisher? = nil
+        callID: CallID, to: String = "123456", statuses: [CallStatus], publish: CallMessagePublisher? = nil,
+        organization: OrganizationID = .default
     ) async throws -> [CallStatusEvent] {
         let now = callID.timestamp ?? Date()
         let command = OriginateCommand(
             callID: callID, requestedAt: now, expiresAt: now.addingTimeInterval(300), to: try DialTarget(to),
-            metadata: try ClientMetadata(["k": .string("v")]), requestedBy: "simulator")
+            metadata: try ClientMetadata(["k": .string("v")]), requestedBy: "simulator",
+            organizationID: organization)
         try await gateway.store.recordQueued([command])
         let current = try await gateway.store.call(id: callID)
         var previous = current?.status ?? .queued
@@ -341,7 +343,7 @@ struct HistorySimulator {
                 callID: callID, seq: seq, status: status, previousStatus: previous, occurredAt: Date(),
                 nodeID: "node-a", workerID: "worker-1", channelID: callID.description, to: to,
                 hangupCause: status.isTerminal ? HangupCause(code: 16, text: "Normal Clearing") : nil,
-                metadata: command.metadata)
+                metadata: command.metadata, organizationID: organization)
             if let publish { try await publish.publish(event, traceParent: nil) }
             #expect(try await gateway.store.apply(event) == .applied)
             events.append(event)

@@ -53,7 +53,7 @@ import Testing
     @Test func everyRequestExampleIsAcceptedByTheServer() async throws {
         try await GatewayHarness.run(environment: ["BENCH_BASELINE_ROUTE": "true"]) { gateway in
             _ = try await gateway.user(.operator, name: "operator1")
-            let (_, adminToken) = try await gateway.user(.admin)
+            let (_, adminToken) = try await gateway.user(.admin, platformOperator: true)
             let (_, operatorToken) = try await gateway.user(.operator)
             let (target, _) = try await gateway.user(.viewer)
             let document = try await gateway.request(.get, "/openapi.json").json
@@ -82,7 +82,7 @@ import Testing
                             var headers: HTTPFields = [.contentType: media]
                             let security = operation["security"] as? [[String: Any]] ?? []
                             if !security.isEmpty {
-                                let token = path.hasPrefix("/api/v1/users") ? adminToken : operatorToken
+                                let token = path.hasPrefix("/api/v1/calls") ? operatorToken : adminToken
                                 headers[.authorization] = "Bearer \(token)"
                             }
                             let response = try await gateway.request(

@@ -69,16 +69,29 @@ import Testing
 
     @Test func usersAreCreatedFoundAndUnique() async throws {
         try await TestDatabase.withStore { store, _ in
-            let user = try await store.createUser(username: "alice", passwordHash: "$2b$12$hash", role: .operator)
+            let actor = AuditActor(name: "test")
+            let user = try await store.createUser(
+                username: "alice", passwordHash: "$2b$12$hash", role: .operator, organization: .default, by: actor)
             #expect(try await store.user(named: "alice") == user)
             #expect(try await store.user(id: user.id)?.username == "alice")
+            #expect(user.organizationID == .default)
             await #expect(throws: StoreError.duplicateUsername) {
-                try await store.createUser(username: "alice", passwordHash: "x", role: .viewer)
+                try await store.createUser(
+                    username: "alice", passwordHash: "x", role: .viewer, organization: .default, by: actor)
             }
-            #expect(try await store.setDisabled(userID: user.id, disabled: true))
+            await #expect(throws: StoreError.unknownOrganization) {
+                try await store.createUser(
+                    username: "bob", passwordHash: "x", role: .viewer, organization: .generate(), by: actor)
+            }
+            let changed = try await store.updateUser(
+                id: user.id, in: .default, disabled: true, role: .admin, by: actor)
+            #expect(changed?.disabled == true)
+            #expect(changed?.role == .admin)
             #expect(try await store.user(named: "alice")?.disabled == true)
             #expect(try await store.user(named: "nobody") == nil)
-            #expect(try await store.users().map(\.username) == ["alice"])
+            #expect(try await store.users(in: .default).map(\.username) == ["alice"])
+            let actions = try await store.auditEvents(in: .default, limit: 10, before: nil).map(\.action)
+            #expect(actions == ["user.role_changed", "user.disabled", "user.created"])
         }
     }
 
@@ -210,7 +223,7 @@ import Testing
             var cursor: CallCursor?
             var pages = 0
             repeat {
-                let page = try await store.listCalls(filter: CallFilter(), limit: 37, cursor: cursor)
+                let page = try await store.listCalls(in: .default, filter: CallFilter(), limit: 37, cursor: cursor)
                 seen += page.calls.map(\.id)
                 cursor = page.nextCursor.flatMap { CallCursor(token: $0.token) }
                 pages += 1
@@ -227,6 +240,7 @@ import Testing
             cursor = nil
             repeat {
                 let page = try await store.listCalls(
+                    in: .default,
                     filter: CallFilter(status: .queued, to: "+15550100003", createdAfter: base.addingTimeInterval(10)),
                     limit: 50, cursor: cursor)
                 filtered += page.calls.map(\.id)

@@ -150,3 +150,104 @@ import Testing
         }
     }
 }
+
+@Suite struct OrganizationMigrationTests {
+    @Test("migration 3 on a database with users and calls: all of them land in the default organization")
+    func existingRowsMoveToTheDefaultOrganization() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let name = "test_mig3_\(UInt32.random(in: 0 ... .max))"
+            try await store.client.query("CREATE DATABASE \(unescaped: name)")
+            let url = try TestDatabase.url(database: name)
+            try await TestDatabase.withClient(url: url) { client in
+                try await client.query(
+                    """
+                    CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now())
+                    """)
+                for migration in try Migrator.bundledMigrations() where migration.version < 3 {
+                    for statement in migration.statements {
+                        try await client.query(PostgresQuery(unsafeSQL: statement))
+                    }
+                    try await client.query(
+                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))"
+                    )
+                }
+                let userID = UUID()
+                let queued = CallID.generate()
+                let ended = CallID.generate()
+                try await client.query(
+                    """
+                    INSERT INTO users (id, username, password_hash, role)
+                    VALUES (\(userID), 'legacy-admin', '$2b$12$hash', 'admin')
+                    """)
+                try await client.query(
+                    """
+                    INSERT INTO calls (id, status, seq, to_number, created_at, expires_at)
+                    VALUES (\(queued.uuid), 'queued', 0, '+15550100003', now(), now() + interval '5 minutes'),
+                        (\(ended.uuid), 'completed', 5, '+15550100004', now(), now() + interval '5 minutes')
+                    """)
+
+                let applied = try await Migrator(client: client, logger: Logger(label: "t")).migrate()
+                #expect(applied == [3])
+                let migrated = CallStore(client: client, logger: Logger(label: "t"))
+                let user = try #require(try await migrated.user(id: userID))
+                #expect(user.organizationID == .default)
+                #expect(!user.platformOperator)
+                #expect(try await migrated.call(id: ended, in: .default)?.status == .completed)
+                #expect(try await migrated.call(id: ended, in: .generate()) == nil)
+                let page = try await migrated.listCalls(in: .default, filter: CallFilter(), limit: 10, cursor: nil)
+                #expect(Set(page.calls.map(\.id)) == [queued, ended])
+                #expect(try await migrated.organization(named: "default")?.id == .default)
+                // The migrated queued call is still claimed once, and its events carry the organization.
+                let command = try CallStoreTests.command(queued, to: "+15550100003")
+                guard case .won(let event) = try await migrated.claim(command, nodeID: "n1", workerID: "a") else {
+                    Issue.record("the migrated queued call could not be claimed")
+                    return
+                }
+                #expect(event.organizationID == .default)
+            }
+        }
+    }
+
+    @Test("the store scopes calls, users, keys and audit entries by organization")
+    func storeQueriesAreScoped() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let actor = AuditActor(name: "test")
+            let acme = try await store.createOrganization(name: "acme-\(UInt32.random(in: 0 ... .max))", by: actor)
+            await #expect(throws: StoreError.duplicateOrganization) {
+                try await store.createOrganization(name: acme.name, by: actor)
+            }
+            var command = try CallStoreTests.command(.generate(), to: "+15550100005")
+            command.organizationID = acme.id
+            try await store.recordQueued([command])
+            #expect(try await store.call(id: command.callID, in: acme.id)?.organizationID == acme.id)
+            #expect(try await store.call(id: command.callID, in: .default) == nil)
+            #expect(try await store.isRecorded(command.callID))
+            let page = try await store.listCalls(in: .default, filter: CallFilter(), limit: 10, cursor: nil)
+            #expect(!page.calls.contains { $0.id == command.callID })
+
+            let user = try await store.createUser(
+                username: "acme-\(UInt32.random(in: 0 ... .max))", passwordHash: "x", role: .viewer,
+                organization: acme.id, by: actor)
+            #expect(try await store.updateUser(id: user.id, in: .default, disabled: true, role: nil, by: actor) == nil)
+            #expect(try await store.deleteUser(id: user.id, in: .default, by: actor) == false)
+            #expect(try await store.users(in: .default).contains { $0.id == user.id } == false)
+            #expect(try await store.user(id: user.id)?.disabled == false)
+
+            let key = try await store.createAPIKey(
+                NewAPIKey(
+                    organizationID: acme.id, name: "k", lookupID: "0123456789abcdef", keyHash: Data(count: 32),
+                    scopes: [.callsRead], createdBy: user.id, expiresAt: nil),
+                by: actor)
+            #expect(try await store.revokeAPIKey(id: key.id, in: .default, by: actor) == nil)
+            #expect(try await store.apiKey(id: key.id, in: .default) == nil)
+            #expect(try await store.apiKeys(in: .default).isEmpty)
+            #expect(try await store.apiKey(lookupID: "0123456789abcdef")?.revokedAt == nil)
+            #expect(try await store.revokeAPIKey(id: key.id, in: acme.id, by: actor)?.revokedAt != nil)
+
+            #expect(try await store.auditEvents(in: .default, limit: 100, before: nil).isEmpty)
+            let actions = try await store.auditEvents(in: acme.id, limit: 100, before: nil).map(\.action)
+            #expect(actions == ["api_key.revoked", "api_key.created", "user.created", "organization.created"])
+        }
+    }
+}

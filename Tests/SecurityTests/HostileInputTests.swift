@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CallDomain
 import CallStore
 import EmbeddedKafka
 import Foundation
@@ -166,7 +167,7 @@ import Testing
         try await GatewayProcess.with { gateway in
             let api = APIClient(baseURL: gateway.baseURL)
             let token = try await api.token(username: "admin", password: gateway.adminPassword)
-            let users = try await gateway.store.users().count
+            let users = try await gateway.store.users(in: .default).count
             var cases: [(String, Set<Int>)] = []
             for parameter in ["status", "to", "created_after", "created_before", "limit", "cursor"] {
                 for payload in Self.sqlPayloads {
@@ -207,7 +208,7 @@ import Testing
             }
             // The tables are intact: the listing works and the users are all there.
             #expect(try await api.request("GET", "/api/v1/calls?limit=200", token: token).status == 200)
-            #expect(try await gateway.store.users().count == users)
+            #expect(try await gateway.store.users(in: .default).count == users)
         }
     }
 

@@ -45,12 +45,21 @@ struct Gateway: Sendable {
 
     // MARK: - Users and tokens
 
-    /// Creates a user (password ``TestUsers/password``) and mints a token for it.
-    func user(_ role: UserRole, name: String? = nil) async throws -> (user: User, token: String) {
+    /// Creates a user (password ``TestUsers/password``) in `organization` and mints a token for it.
+    func user(
+        _ role: UserRole, name: String? = nil, organization: OrganizationID = .default, platformOperator: Bool = false
+    ) async throws -> (user: User, token: String) {
         let user = try await store.createUser(
             username: name ?? "\(role.rawValue)-\(UInt32.random(in: 0...UInt32.max))",
-            passwordHash: try await TestUsers.hash(), role: role)
+            passwordHash: try await TestUsers.hash(), role: role, organization: organization,
+            platformOperator: platformOperator, by: AuditActor(name: "test"))
         return (user, try await tokens.issue(for: user).token)
+    }
+
+    /// Creates an organization with a unique name.
+    func organization(_ name: String = "org") async throws -> Organization {
+        try await store.createOrganization(
+            name: "\(name)-\(UInt32.random(in: 0...UInt32.max))", by: AuditActor(name: "test"))
     }
 
     // MARK: - Requests

@@ -215,7 +215,8 @@ final class LocalStack: Service, Sendable {
     private func ensureAdmin(_ gateway: URL, password: String, environment: [String: String]) throws {
         do {
             try runToCompletion(
-                gateway, ["create-user", "--username", "admin", "--role", "admin"], environment: environment,
+                gateway, ["create-user", "--username", "admin", "--role", "admin", "--platform-operator"],
+                environment: environment,
                 input: password + "\n")
         } catch let error as DevStackError where error.description.contains("exists") {
             return

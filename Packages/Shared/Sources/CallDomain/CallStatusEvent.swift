@@ -45,6 +45,9 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
     /// refuses an event whose epoch is below the call's, so a worker that lost the call can no longer move it.
     /// Absent on events not published by a call's owner (a queued call canceled or expired).
     public var ownerEpoch: Int?
+    /// The organization of the call, for consumers that scope by it (the gateway's all-calls stream); absent on
+    /// events from producers older than organizations, which belong to ``OrganizationID/default``.
+    public var organizationID: OrganizationID?
 
     /// The largest `seq` or owner epoch a consumer must accept: they are stored as PostgreSQL `integer`.
     public static let maximumCounter = Int(Int32.max)
@@ -68,7 +71,8 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         endedAt: Date? = nil,
         durationSeconds: Double? = nil,
         metadata: ClientMetadata = .empty,
-        ownerEpoch: Int? = nil
+        ownerEpoch: Int? = nil,
+        organizationID: OrganizationID? = nil
     ) {
         self.eventID = eventID
         self.callID = callID
@@ -88,6 +92,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         self.durationSeconds = durationSeconds
         self.metadata = metadata
         self.ownerEpoch = ownerEpoch
+        self.organizationID = organizationID
     }
 
     /// Whether a failed call may succeed if dialed again (absent unless failed).
@@ -113,6 +118,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         case durationSeconds = "duration_seconds"
         case metadata
         case ownerEpoch = "owner_epoch"
+        case organizationID = "organization_id"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -143,6 +149,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
             throw DecodingError.dataCorruptedError(
                 forKey: .ownerEpoch, in: container, debugDescription: "owner_epoch must be 0...\(Self.maximumCounter)")
         }
+        organizationID = try container.decodeIfPresent(OrganizationID.self, forKey: .organizationID)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -166,5 +173,6 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         try container.encode(durationSeconds, forKey: .durationSeconds)
         try container.encode(metadata, forKey: .metadata)
         try container.encodeIfPresent(ownerEpoch, forKey: .ownerEpoch)
+        try container.encodeIfPresent(organizationID, forKey: .organizationID)
     }
 }

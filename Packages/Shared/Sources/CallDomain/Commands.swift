@@ -29,6 +29,9 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
     public var requestedBy: String
     /// The gateway request id, for correlating logs.
     public var requestID: String?
+    /// The organization of the caller: the call is in its history only (``OrganizationID/default`` when the
+    /// command, from an older gateway, names none).
+    public var organizationID: OrganizationID
 
     /// Creates a command.
     public init(
@@ -42,7 +45,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         variables: ChannelVariables = .empty,
         metadata: ClientMetadata = .empty,
         requestedBy: String,
-        requestID: String? = nil
+        requestID: String? = nil,
+        organizationID: OrganizationID = .default
     ) {
         self.callID = callID
         self.requestedAt = requestedAt
@@ -55,6 +59,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         self.metadata = metadata
         self.requestedBy = requestedBy
         self.requestID = requestID
+        self.organizationID = organizationID
     }
 
     /// Ring timeouts accepted, in seconds.
@@ -75,6 +80,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         case metadata
         case requestedBy = "requested_by"
         case requestID = "request_id"
+        case organizationID = "organization_id"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -94,6 +100,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         metadata = try container.decodeIfPresent(ClientMetadata.self, forKey: .metadata) ?? .empty
         requestedBy = try container.decode(String.self, forKey: .requestedBy)
         requestID = try container.decodeIfPresent(String.self, forKey: .requestID)
+        organizationID = try container.decodeIfPresent(OrganizationID.self, forKey: .organizationID) ?? .default
     }
 }
 

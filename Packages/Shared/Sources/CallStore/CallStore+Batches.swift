@@ -20,7 +20,7 @@ extension CallStore {
         var ids: [UUID] = [], to: [String] = [], callerName: [String] = [], callerNumber: [String] = []
         var context: [String] = [], exten: [String] = [], priority: [Int] = [], timeout: [Int] = []
         var variables: [String] = [], metadata: [String] = [], requestedBy: [String] = [], requestID: [String] = []
-        var createdAt: [Double] = [], expiresAt: [Double] = [], timelineIDs: [UUID] = []
+        var createdAt: [Double] = [], expiresAt: [Double] = [], timelineIDs: [UUID] = [], organizations: [UUID] = []
         for command in unique {
             ids.append(command.callID.uuid)
             to.append(command.to.value)
@@ -37,6 +37,7 @@ extension CallStore {
             createdAt.append(command.requestedAt.timeIntervalSince1970)
             expiresAt.append(command.expiresAt.timeIntervalSince1970)
             timelineIDs.append(UUID.systemRandom())
+            organizations.append(command.organizationID.uuid)
         }
         try await client.query(
             """
@@ -44,17 +45,19 @@ extension CallStore {
                 SELECT * FROM unnest(\(ids)::uuid[], \(to)::text[], \(callerName)::text[], \(callerNumber)::text[],
                     \(context)::text[], \(exten)::text[], \(priority)::bigint[], \(timeout)::bigint[],
                     \(variables)::text[], \(metadata)::text[], \(requestedBy)::text[], \(requestID)::text[],
-                    \(createdAt)::float8[], \(expiresAt)::float8[], \(timelineIDs)::uuid[])
+                    \(createdAt)::float8[], \(expiresAt)::float8[], \(timelineIDs)::uuid[], \(organizations)::uuid[])
                     AS t(id, to_number, caller_name, caller_number, context, extension, priority, timeout_seconds,
-                        variables, metadata, requested_by, request_id, created_at, expires_at, timeline_id)
+                        variables, metadata, requested_by, request_id, created_at, expires_at, timeline_id,
+                        organization_id)
             ),
             upserted AS (
                 INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
-                    priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at)
+                    priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at,
+                    organization_id)
                 SELECT id, 'queued', 0, to_number, NULLIF(caller_name, ''), NULLIF(caller_number, ''),
                     NULLIF(context, ''), NULLIF(extension, ''), NULLIF(priority, -1), timeout_seconds,
                     variables::jsonb, metadata::jsonb, requested_by, NULLIF(request_id, ''),
-                    to_timestamp(created_at), to_timestamp(expires_at)
+                    to_timestamp(created_at), to_timestamp(expires_at), organization_id
                 FROM input
                 ON CONFLICT (id) DO UPDATE SET
                     to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
@@ -63,7 +66,7 @@ extension CallStore {
                     timeout_seconds = EXCLUDED.timeout_seconds, variables = EXCLUDED.variables,
                     metadata = EXCLUDED.metadata, requested_by = EXCLUDED.requested_by,
                     request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at,
-                    expires_at = EXCLUDED.expires_at
+                    expires_at = EXCLUDED.expires_at, organization_id = EXCLUDED.organization_id
                 WHERE calls.to_number IS NULL
                 RETURNING id, (xmax = 0) AS inserted
             )
@@ -161,12 +164,16 @@ extension CallStore {
         let to = events.map { $0.to ?? "" }
         let metadata = try events.map { String(decoding: try WireCoding.encode($0.metadata), as: UTF8.self) }
         let createdAt = events.map { ($0.callID.timestamp ?? $0.occurredAt).timeIntervalSince1970 }
+        // An event from a producer older than organizations leaves the row without one until its command arrives.
+        let organizations = events.map { $0.organizationID?.description ?? "" }
         try await connection.query(
             """
-            INSERT INTO calls (id, status, seq, to_number, metadata, created_at)
-            SELECT id, 'queued', 0, NULLIF(to_number, ''), metadata::jsonb, to_timestamp(created_at)
-            FROM unnest(\(ids)::uuid[], \(to)::text[], \(metadata)::text[], \(createdAt)::float8[])
-                AS t(id, to_number, metadata, created_at)
+            INSERT INTO calls (id, status, seq, to_number, metadata, created_at, organization_id)
+            SELECT id, 'queued', 0, NULLIF(to_number, ''), metadata::jsonb, to_timestamp(created_at),
+                NULLIF(organization_id, '')::uuid
+            FROM unnest(\(ids)::uuid[], \(to)::text[], \(metadata)::text[], \(createdAt)::float8[],
+                    \(organizations)::text[])
+                AS t(id, to_number, metadata, created_at, organization_id)
             ON CONFLICT (id) DO NOTHING
             """,
             logger: logger)

@@ -16,18 +16,21 @@ extension CallStore {
         let inserted = try await connection.query(
             """
             INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
-                priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at)
+                priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at,
+                organization_id)
             VALUES (\(command.callID.uuid), 'queued', 0, \(command.to.value), \(command.callerID?.name),
                 \(command.callerID?.number), \(command.dialplan?.context), \(command.dialplan?.extension),
                 \(command.dialplan?.priority), \(command.timeoutSeconds), \(variables)::jsonb, \(metadata)::jsonb,
-                \(command.requestedBy), \(command.requestID), \(command.requestedAt), \(command.expiresAt))
+                \(command.requestedBy), \(command.requestID), \(command.requestedAt), \(command.expiresAt),
+                \(command.organizationID.uuid))
             ON CONFLICT (id) DO UPDATE SET
                 to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
                 caller_id_number = EXCLUDED.caller_id_number, context = EXCLUDED.context,
                 extension = EXCLUDED.extension, priority = EXCLUDED.priority,
                 timeout_seconds = EXCLUDED.timeout_seconds, variables = EXCLUDED.variables,
                 metadata = EXCLUDED.metadata, requested_by = EXCLUDED.requested_by,
-                request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+                request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
+                organization_id = EXCLUDED.organization_id
             WHERE calls.to_number IS NULL
             RETURNING (xmax = 0) AS inserted
             """,
@@ -61,7 +64,7 @@ extension CallStore {
             var event = CallStatusEvent(
                 callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
                 nodeID: nodeID, workerID: workerID, channelID: command.callID.description, to: command.to.value,
-                metadata: command.metadata)
+                metadata: command.metadata, organizationID: command.organizationID)
             let updated = try await connection.query(
                 """
                 UPDATE calls SET status = 'dispatched', seq = 1, node_id = \(nodeID), worker_id = \(workerID),
@@ -118,14 +121,15 @@ extension CallStore {
                     node_id = COALESCE(node_id, \(nodeID)), worker_id = COALESCE(worker_id, \(workerID)),
                     updated_at = now()
                 WHERE id = \(callID.uuid) AND status = 'queued' AND seq = 0
-                RETURNING to_number, metadata::text
+                RETURNING to_number, metadata::text, organization_id
                 """,
                 logger: logger)
-            for try await (to, metadataText) in rows.decode((String?, String).self) {
+            for try await (to, metadataText, organization) in rows.decode((String?, String, UUID?).self) {
                 let metadata = (try? WireCoding.decode(ClientMetadata.self, from: Array(metadataText.utf8))) ?? .empty
                 let event = CallStatusEvent(
                     callID: callID, seq: 1, status: status, previousStatus: .queued, occurredAt: now, nodeID: nodeID,
-                    workerID: workerID, to: to, detail: detail, endedAt: now, metadata: metadata)
+                    workerID: workerID, to: to, detail: detail, endedAt: now, metadata: metadata,
+                    organizationID: organization.map(OrganizationID.init(uuid:)))
                 try await Self.insertTimeline(event, on: connection, logger: logger)
                 return .changed(event)
             }

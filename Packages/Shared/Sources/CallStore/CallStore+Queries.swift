@@ -8,13 +8,35 @@ extension CallStore {
         id, status, seq, to_number, caller_id_name, caller_id_number, context, extension, priority, timeout_seconds,
         variables::text, metadata::text, requested_by, request_id, node_id, worker_id, channel_id, hangup_cause,
         hangup_cause_text, failure_reason, detail, created_at, expires_at, dispatched_at, answered_at, ended_at,
-        updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch, originate_sent_at
+        updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch, originate_sent_at, organization_id
         """
 
-    /// The call with its timeline, or `nil`.
+    /// The call with its timeline, or `nil`, whatever its organization (for the workers, which serve them all).
     public func call(id: CallID) async throws -> CallRecord? {
         let rows = try await client.query(
             "SELECT \(unescaped: Self.callColumns) FROM calls WHERE id = \(id.uuid)", logger: logger)
+        return try await withTimeline(rows, id: id)
+    }
+
+    /// The call with its timeline if it is in `organization`'s history, else `nil` (as if it did not exist).
+    public func call(id: CallID, in organization: OrganizationID) async throws -> CallRecord? {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.callColumns) FROM calls
+            WHERE id = \(id.uuid) AND organization_id = \(organization.uuid)
+            """,
+            logger: logger)
+        return try await withTimeline(rows, id: id)
+    }
+
+    /// Whether a row for the call exists, in any organization.
+    public func isRecorded(_ id: CallID) async throws -> Bool {
+        let rows = try await client.query("SELECT 1 FROM calls WHERE id = \(id.uuid)", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    private func withTimeline(_ rows: PostgresRowSequence, id: CallID) async throws -> CallRecord? {
         var record: CallRecord?
         for try await row in rows { record = try Self.decodeCall(row).record }
         guard var record else { return nil }
@@ -47,14 +69,17 @@ extension CallStore {
         return entries
     }
 
-    /// One page of calls, newest first, matching `filter`, after `cursor`.
+    /// One page of `organization`'s calls, newest first, matching `filter`, after `cursor`.
     ///
     /// Keyset pagination on (created_at, id): stable under concurrent inserts (a new call never shifts a later
     /// page) and as fast on page 1,000 as on page 1. `limit` is clamped to 1...1000.
-    public func listCalls(filter: CallFilter, limit: Int, cursor: CallCursor?) async throws -> CallPage {
+    public func listCalls(
+        in organization: OrganizationID, filter: CallFilter, limit: Int, cursor: CallCursor?
+    ) async throws -> CallPage {
         let limit = min(max(limit, 1), 1000)
         var bindings = PostgresBindings()
-        var conditions: [String] = []
+        bindings.append(organization.uuid)
+        var conditions = ["organization_id = $1"]
         if let status = filter.status {
             bindings.append(status.rawValue)
             conditions.append("status = $\(bindings.count)")
@@ -79,7 +104,7 @@ extension CallStore {
                 "(created_at, id) < (to_timestamp($\(micros)::double precision / 1000000), $\(bindings.count))")
         }
         bindings.append(limit + 1)
-        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let whereClause = "WHERE " + conditions.joined(separator: " AND ")
         // Only placeholders are interpolated into the text; every value travels as a bind parameter.
         let query = PostgresQuery(
             unsafeSQL: """
@@ -148,7 +173,8 @@ extension CallStore {
             expiresAt: try value(22, Date?.self), dispatchedAt: try value(23, Date?.self),
             answeredAt: try value(24, Date?.self), endedAt: try value(25, Date?.self),
             updatedAt: try value(26, Date.self), timeline: [], ownerEpoch: try value(28, Int.self),
-            originateSentAt: try value(29, Date?.self))
+            originateSentAt: try value(29, Date?.self),
+            organizationID: try value(30, UUID?.self).map(OrganizationID.init(uuid:)))
         return (record, try value(27, Int64.self))
     }
 }

@@ -19,8 +19,12 @@ public struct User: Sendable, Hashable {
     public var username: String
     /// bcrypt hash of the password.
     public var passwordHash: String
-    /// What the user may do.
+    /// What the user may do in their organization.
     public var role: UserRole
+    /// The organization the user belongs to (one only).
+    public var organizationID: OrganizationID
+    /// A platform operator may also create organizations (set from the command line only).
+    public var platformOperator: Bool
     /// A disabled user cannot log in and their tokens are refused.
     public var disabled: Bool
     /// When the user was created.
@@ -113,6 +117,8 @@ public struct CallRecord: Sendable, Hashable {
     public var ownerEpoch: Int = 0
     /// When an owner was about to send the originate (`nil`: the call was never dialed).
     public var originateSentAt: Date?
+    /// The organization whose history holds the call (`nil` while its command has not been recorded).
+    public var organizationID: OrganizationID?
 }
 
 /// Filters for listing calls.
@@ -223,6 +229,10 @@ public enum IdempotencyReservation: Sendable, Hashable {
 public enum StoreError: Error, Hashable, Sendable {
     /// A user with that name exists.
     case duplicateUsername
+    /// An organization with that name exists.
+    case duplicateOrganization
+    /// The organization named does not exist.
+    case unknownOrganization
     /// The migrations are not in the bundle (a packaging error).
     case migrationsMissing
     /// A stored value cannot be read (a row written by a newer version, or corruption).

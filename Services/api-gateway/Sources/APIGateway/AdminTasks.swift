@@ -5,8 +5,8 @@ import Logging
 import PostgresNIO
 import ServiceSupport
 
-/// The one-off commands of the executable (`migrate`, `create-user`), kept here so `main` stays thin and they can
-/// be tested.
+/// The one-off commands of the executable (`migrate`, `create-org`, `create-user`), kept here so `main` stays thin
+/// and they can be tested.
 public enum AdminTasks {
     /// Applies pending migrations to `databaseURL`; returns the versions applied.
     public static func migrate(databaseURL: String, logger: Logger) async throws -> [Int] {
@@ -23,6 +23,8 @@ public enum AdminTasks {
         public var username: String
         /// The role.
         public var role: UserRole
+        /// The organization's name.
+        public var organization: String
         /// The generated password, when none was given.
         public var generatedPassword: String?
     }
@@ -33,9 +35,32 @@ public enum AdminTasks {
         public var description: String
     }
 
-    /// Creates a user. `password == nil` generates one (returned once, never stored in clear).
+    /// Creates an organization (`create-org`).
+    public static func createOrganization(
+        databaseURL: String, name: String, logger: Logger
+    ) async throws
+        -> Organization
+    {
+        do {
+            try OrganizationsController.validateName(name)
+        } catch {
+            throw InvalidInput(description: "\(error.field) \(error.message)")
+        }
+        return try await withDatabase(databaseURL, logger: logger) { client in
+            do {
+                return try await CallStore(client: client, logger: logger).createOrganization(
+                    name: name, by: .commandLine)
+            } catch StoreError.duplicateOrganization {
+                throw InvalidInput(description: "an organization named \(name) exists")
+            }
+        }
+    }
+
+    /// Creates a user in the organization named `organization` (`default` when `nil`). `password == nil` generates
+    /// one (returned once, never stored in clear). A platform operator may also create organizations.
     public static func createUser(
-        databaseURL: String, username: String, role: UserRole, password: String?, bcryptCost: Int, logger: Logger
+        databaseURL: String, username: String, role: UserRole, organization: String?, platformOperator: Bool,
+        password: String?, bcryptCost: Int, logger: Logger
     ) async throws -> CreatedUser {
         do {
             try UsersController.validateUsername(username)
@@ -47,10 +72,18 @@ public enum AdminTasks {
         let hasher = try await PasswordHasher(cost: bcryptCost)
         let hash = try await hasher.hash(password ?? generated ?? "")
         return try await withDatabase(databaseURL, logger: logger) { client in
+            let store = CallStore(client: client, logger: logger)
+            let name = organization ?? "default"
+            guard let found = try await store.organization(named: name) else {
+                throw InvalidInput(description: "no organization named \(name) (create it with create-org)")
+            }
             do {
-                let user = try await CallStore(client: client, logger: logger).createUser(
-                    username: username, passwordHash: hash, role: role)
-                return CreatedUser(id: user.id, username: user.username, role: user.role, generatedPassword: generated)
+                let user = try await store.createUser(
+                    username: username, passwordHash: hash, role: role, organization: found.id,
+                    platformOperator: platformOperator, by: .commandLine)
+                return CreatedUser(
+                    id: user.id, username: user.username, role: user.role, organization: found.name,
+                    generatedPassword: generated)
             } catch StoreError.duplicateUsername {
                 throw InvalidInput(description: "username \(username) is taken")
             }

@@ -13,6 +13,7 @@ import ServiceLifecycle
 /// The gateway's collaborators, as `buildRouter` takes them.
 struct GatewayDependencies: Sendable {
     var users: any UserRepository
+    var organizations: any OrganizationRepository
     var calls: any CallRepository
     var publisher: any CommandPublishing
     var hub: StatusHub
@@ -88,7 +89,8 @@ func buildGateway(
     let feed = StatusFeed(reader: reader, hub: hub, metrics: metrics, logger: logger)
 
     let dependencies = GatewayDependencies(
-        users: store, calls: store, publisher: publisher, hub: hub, kafkaHealth: kafkaHealth, metrics: metrics,
+        users: store, organizations: store, calls: store, publisher: publisher, hub: hub, kafkaHealth: kafkaHealth,
+        metrics: metrics,
         hasher: try await PasswordHasher(cost: configuration.bcryptCost),
         tokens: await TokenService(
             secretKey: configuration.secretKey, issuer: configuration.jwtIssuer, audience: configuration.jwtAudience,
@@ -146,7 +148,10 @@ func buildRouter(
 
     let directory = UserDirectory(repository: dependencies.users, ttlSeconds: configuration.userCacheSeconds)
     let authenticated = router.group("api/v1")
-        .add(middleware: AuthenticationMiddleware(tokens: dependencies.tokens, users: directory))
+        .add(
+            middleware: AuthenticationMiddleware(
+                tokens: dependencies.tokens, users: directory, keys: dependencies.organizations)
+        )
         .group(context: AuthenticatedRequestContext.self)
     let retryAfter = max(1, Int(configuration.publishTimeoutSeconds.rounded(.up)))
     CallsController(
@@ -166,5 +171,9 @@ func buildRouter(
         users: dependencies.users, directory: directory, hasher: dependencies.hasher,
         maxBodyBytes: configuration.maxBodyBytes
     ).addRoutes(to: authenticated)
+    APIKeysController(repository: dependencies.organizations, maxBodyBytes: configuration.maxBodyBytes)
+        .addRoutes(to: authenticated)
+    OrganizationsController(repository: dependencies.organizations, maxBodyBytes: configuration.maxBodyBytes)
+        .addRoutes(to: authenticated)
     return router
 }

@@ -46,8 +46,25 @@ public enum GatewayEntryPoint {
             ? "database is up to date" : "applied migrations: \(applied.map(String.init).joined(separator: ", "))"
     }
 
+    /// `create-org`: creates an organization; returns the line to print.
+    public static func createOrganization(name: String) async throws -> String {
+        let url = try configurationValue { try EnvironmentReader().required("DATABASE_URL") }
+        try configurationValue { try LoggingSetup.bootstrap(service: "api-gateway") }
+        do {
+            let created = try await AdminTasks.createOrganization(
+                databaseURL: url, name: name, logger: Logger(label: "api-gateway.create-org"))
+            return "created organization \(created.name) id \(created.id)"
+        } catch let error as AdminTasks.InvalidInput {
+            throw Failure(description: error.description, exitCode: 65)
+        } catch let error as ConfigurationError {
+            throw Failure(description: "\(error)", exitCode: 78)
+        }
+    }
+
     /// `create-user`: creates a user; returns the lines to print (the generated password, once).
-    public static func createUser(username: String, role: String, password: String?) async throws -> [String] {
+    public static func createUser(
+        username: String, role: String, organization: String?, platformOperator: Bool, password: String?
+    ) async throws -> [String] {
         guard let role = UserRole(rawValue: role) else {
             throw Failure(description: "--role must be admin, operator or viewer", exitCode: 64)
         }
@@ -57,10 +74,12 @@ public enum GatewayEntryPoint {
         try configurationValue { try LoggingSetup.bootstrap(service: "api-gateway") }
         do {
             let created = try await AdminTasks.createUser(
-                databaseURL: url, username: username, role: role, password: password, bcryptCost: cost,
+                databaseURL: url, username: username, role: role, organization: organization,
+                platformOperator: platformOperator, password: password, bcryptCost: cost,
                 logger: Logger(label: "api-gateway.create-user"))
             var lines = [
-                "created user \(created.username) (\(created.role.rawValue)) id \(created.id.uuidString.lowercased())"
+                "created user \(created.username) (\(created.role.rawValue)) in \(created.organization) id "
+                    + created.id.uuidString.lowercased()
             ]
             if let generated = created.generatedPassword {
                 lines.append("generated password (shown once): \(generated)")

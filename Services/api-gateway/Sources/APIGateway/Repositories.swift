@@ -2,30 +2,65 @@ import CallDomain
 import CallStore
 import Foundation
 
-/// The users the gateway authenticates and administers.
+/// The users the gateway authenticates and administers. Everything but the lookups for logging in and for checking
+/// a token is scoped by organization: another organization's user is as absent as a deleted one.
 public protocol UserRepository: Sendable {
-    /// Creates a user; throws `StoreError.duplicateUsername` if the name is taken.
-    func createUser(username: String, passwordHash: String, role: UserRole) async throws -> User
-    /// The user with this name, if any.
+    /// Creates a user in `organization`; throws `StoreError.duplicateUsername` if the name is taken.
+    func createUser(
+        username: String, passwordHash: String, role: UserRole, organization: OrganizationID, platformOperator: Bool,
+        by actor: AuditActor
+    ) async throws -> User
+    /// The user with this name, in any organization (logging in).
     func user(named username: String) async throws -> User?
-    /// The user with this id, if any.
+    /// The user with this id, in any organization (checking a token).
     func user(id: UUID) async throws -> User?
-    /// Every user, by name.
-    func users() async throws -> [User]
-    /// Enables or disables a user; returns whether the user exists.
-    func setDisabled(userID: UUID, disabled: Bool) async throws -> Bool
-    /// Deletes a user; returns whether it existed.
-    func deleteUser(id: UUID) async throws -> Bool
+    /// The users of an organization, by name.
+    func users(in organization: OrganizationID) async throws -> [User]
+    /// Changes a user of the organization; `nil` when it has none with this id.
+    func updateUser(
+        id: UUID, in organization: OrganizationID, disabled: Bool?, role: UserRole?, by actor: AuditActor
+    ) async throws -> User?
+    /// Deletes a user of the organization; returns whether it had one with this id.
+    func deleteUser(id: UUID, in organization: OrganizationID, by actor: AuditActor) async throws -> Bool
 }
 
-/// The call history the gateway answers queries from, and the idempotency keys it reserves.
+/// Organizations, API keys and the audit log.
+public protocol OrganizationRepository: Sendable {
+    /// Creates an organization; throws `StoreError.duplicateOrganization` if the name is taken.
+    func createOrganization(name: String, by actor: AuditActor) async throws -> Organization
+    /// Every organization, by name.
+    func organizations() async throws -> [Organization]
+    /// Stores a new key.
+    func createAPIKey(_ key: NewAPIKey, by actor: AuditActor) async throws -> APIKey
+    /// The organization's keys, newest first.
+    func apiKeys(in organization: OrganizationID) async throws -> [APIKey]
+    /// One key of the organization.
+    func apiKey(id: UUID, in organization: OrganizationID) async throws -> APIKey?
+    /// The key with this lookup id, in any organization (authenticating a request).
+    func apiKey(lookupID: String) async throws -> APIKey?
+    /// Revokes a key of the organization; `nil` when it has none with this id.
+    func revokeAPIKey(id: UUID, in organization: OrganizationID, by actor: AuditActor) async throws -> APIKey?
+    /// Records a key's use (at most once a minute).
+    func recordAPIKeyUse(id: UUID, at now: Date) async throws
+    /// The organization's audit log, newest first.
+    func auditEvents(in organization: OrganizationID, limit: Int, before: Int64?) async throws -> [AuditEvent]
+}
+
+/// The call history the gateway answers queries from, and the idempotency keys it reserves. Every read is scoped
+/// by organization: another organization's call answers `nil`, exactly like an unknown one.
 public protocol CallRepository: Sendable {
-    /// The call with its timeline, or `nil` (also for a call accepted but not yet recorded by the history writer).
-    func call(id: CallID) async throws -> CallRecord?
-    /// The call's timeline after `afterSeq`, oldest first.
+    /// The call with its timeline if it is in `organization`'s history, or `nil` (also for a call accepted but not
+    /// yet recorded by the history writer).
+    func call(id: CallID, in organization: OrganizationID) async throws -> CallRecord?
+    /// Whether the history holds this call, in any organization: a stream of a call of another organization
+    /// answers 404, while one of a call not recorded yet waits for its events.
+    func isRecorded(_ id: CallID) async throws -> Bool
+    /// The call's timeline after `afterSeq`, oldest first (only for a call already found in the organization).
     func timeline(of id: CallID, afterSeq: Int) async throws -> [CallTimelineEntry]
-    /// One page of calls, newest first.
-    func listCalls(filter: CallFilter, limit: Int, cursor: CallCursor?) async throws -> CallPage
+    /// One page of the organization's calls, newest first.
+    func listCalls(
+        in organization: OrganizationID, filter: CallFilter, limit: Int, cursor: CallCursor?
+    ) async throws -> CallPage
     /// Binds an idempotency key to a fingerprint and call id unless it is bound already.
     func reserveIdempotencyKey(
         userID: UUID, key: String, fingerprint: String, callID: CallID
@@ -38,4 +73,5 @@ public protocol CallRepository: Sendable {
 }
 
 extension CallStore: UserRepository {}
+extension CallStore: OrganizationRepository {}
 extension CallStore: CallRepository {}

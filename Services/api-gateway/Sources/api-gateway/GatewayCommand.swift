@@ -9,7 +9,7 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "api-gateway",
         abstract: "REST API of the outbound dialer: auth, call requests to Kafka, call queries, live status.",
         discussion: "Configuration comes from environment variables (see the README).",
-        subcommands: [Serve.self, Migrate.self, CreateUser.self],
+        subcommands: [Serve.self, Migrate.self, CreateOrganization.self, CreateUser.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -40,6 +40,19 @@ struct Migrate: AsyncParsableCommand {
     }
 }
 
+struct CreateOrganization: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "create-org",
+        abstract: "Create an organization (its users, keys and calls are invisible to every other organization).")
+
+    @Option(help: "The name (ASCII letters, digits, '.', '_', '-', '@'; at most 64).")
+    var name: String
+
+    func run() async throws {
+        try await reportingFailures { print(try await GatewayEntryPoint.createOrganization(name: name)) }
+    }
+}
+
 struct CreateUser: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create-user",
@@ -55,6 +68,12 @@ struct CreateUser: AsyncParsableCommand {
     @Option(help: "admin, operator or viewer.")
     var role: String
 
+    @Option(name: .customLong("org"), help: "The organization's name (default: the default organization).")
+    var organization: String?
+
+    @Flag(help: "May also create organizations (through the API as well as here).")
+    var platformOperator = false
+
     func validate() throws {
         guard ["admin", "operator", "viewer"].contains(role) else {
             throw ValidationError("--role must be admin, operator or viewer")
@@ -64,7 +83,10 @@ struct CreateUser: AsyncParsableCommand {
     func run() async throws {
         let password = Self.passwordFromStandardInput()
         try await reportingFailures {
-            for line in try await GatewayEntryPoint.createUser(username: username, role: role, password: password) {
+            let lines = try await GatewayEntryPoint.createUser(
+                username: username, role: role, organization: organization, platformOperator: platformOperator,
+                password: password)
+            for line in lines {
                 print(line)
             }
         }

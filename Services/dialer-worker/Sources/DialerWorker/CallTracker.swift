@@ -526,7 +526,8 @@ final class CallTracker: Sendable {
                 endedAt: endedAt,
                 durationSeconds: duration,
                 metadata: call.metadata,
-                ownerEpoch: call.ownerEpoch
+                ownerEpoch: call.ownerEpoch,
+                organizationID: call.organizationID
             )
             call.status = status
             return event

@@ -138,7 +138,7 @@ final class ControlHandler: Service {
                 eventID: entry.eventID, callID: callID, seq: 1, status: .canceled, previousStatus: .queued,
                 occurredAt: entry.occurredAt, nodeID: record.nodeID, workerID: record.workerID, to: record.to,
                 detail: entry.detail, endedAt: record.endedAt,
-                metadata: (try? ClientMetadata(record.metadata)) ?? .empty)
+                metadata: (try? ClientMetadata(record.metadata)) ?? .empty, organizationID: record.organizationID)
             logger.info("queued call canceled (confirmed after a retry); it will never be dialed")
             _ = await context.publishUntilAcknowledged(event, traceParent: traceParent)
         case .notQueued(let status):

@@ -124,6 +124,6 @@ extension Dialer {
             callID: callID, seq: 1, status: .dispatched, previousStatus: .queued,
             occurredAt: record.dispatchedAt ?? Date(), nodeID: configuration.nodeID, workerID: configuration.workerID,
             channelID: callID.description, to: command.to.value, metadata: command.metadata,
-            ownerEpoch: record.ownerEpoch)
+            ownerEpoch: record.ownerEpoch, organizationID: command.organizationID)
     }
 }

@@ -23,6 +23,8 @@ struct TrackedCall: Sendable {
     /// Where the call goes once answered.
     let dialplan: DialplanTarget
     let metadata: ClientMetadata
+    /// The call's organization, carried by every event.
+    let organizationID: OrganizationID?
     /// The command's W3C trace context, carried on every status event of the call.
     let traceParent: String?
     /// The gateway's request id, for logs.
@@ -62,6 +64,7 @@ struct TrackedCall: Sendable {
         self.timeoutSeconds = command.timeoutSeconds
         self.dialplan = dialplan
         self.metadata = command.metadata
+        self.organizationID = command.organizationID
         self.traceParent = traceParent
         self.requestID = command.requestID ?? traceParent.flatMap(TraceContext.traceID(fromTraceParent:))
         self.adopted = false
@@ -83,6 +86,7 @@ struct TrackedCall: Sendable {
         self.timeoutSeconds = record.timeoutSeconds ?? 30
         self.dialplan = dialplan
         self.metadata = (try? ClientMetadata(record.metadata)) ?? .empty
+        self.organizationID = record.organizationID
         self.traceParent = record.requestID.map { TraceContext.traceParent(requestID: $0) }
         self.requestID = record.requestID
         self.adopted = true

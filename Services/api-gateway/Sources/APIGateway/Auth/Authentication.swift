@@ -36,27 +36,45 @@ final class UserDirectory: Sendable {
     }
 }
 
-/// Checks the bearer token and its user on every request of the authenticated group.
+/// Checks the credential of every request of the authenticated group: a user's bearer token (and that the user
+/// may still act) or an API key (read from the database on each request, so a revocation applies at once on every
+/// gateway).
 ///
-/// Every refusal is a 401 with a `WWW-Authenticate` challenge; the reason is logged (without the token) but the
-/// client only learns that the token is not valid.
+/// Every refusal is a 401 with a `WWW-Authenticate` challenge; the reason is logged (without the credential) but the
+/// client only learns that it is not valid.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
 
     let tokens: TokenService
     let users: UserDirectory
+    let keys: any OrganizationRepository
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         guard let authorization = request.headers[.authorization] else {
-            throw Problem.unauthenticated("a bearer token is required", tokenPresented: false)
+            throw Problem.unauthenticated("a bearer token or API key is required", tokenPresented: false)
         }
         let parts = authorization.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw Problem.unauthenticated("use the Authorization: Bearer <token> scheme", tokenPresented: false)
         }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        let credential = parts[1].trimmingCharacters(in: .whitespaces)
+        let caller =
+            if APIKeySecret.looksLikeKey(credential) {
+                try await callerWithKey(credential, context: context)
+            } else {
+                try await callerWithToken(credential, context: context)
+            }
+        var context = context
+        context.identity = caller
+        context.annotations.username = caller.name
+        context.logger[metadataKey: "user.name"] = .string(caller.name)
+        context.logger[metadataKey: "organization.id"] = .stringConvertible(caller.organizationID)
+        return try await next(request, context)
+    }
+
+    private func callerWithToken(_ token: String, context: Context) async throws -> Caller {
         let verified: (userID: UUID, tokenID: String)
         do {
             verified = try await tokens.verify(token)
@@ -77,11 +95,40 @@ struct AuthenticationMiddleware: RouterMiddleware {
                 metadata: ["auth.reason": .string(user == nil ? "user deleted" : "user disabled")])
             throw Problem.unauthenticated("the access token is not valid", tokenPresented: true)
         }
-        var context = context
-        context.identity = AuthenticatedUser(
-            id: user.id, username: user.username, role: user.role, tokenID: verified.tokenID)
-        context.annotations.username = user.username
-        context.logger[metadataKey: "user.name"] = .string(user.username)
-        return try await next(request, context)
+        return Caller(user: user, tokenID: verified.tokenID)
+    }
+
+    private func callerWithKey(_ text: String, context: Context) async throws -> Caller {
+        guard let lookupID = APIKeySecret.lookupID(of: text) else {
+            context.logger.info("API key refused", metadata: ["auth.reason": "malformed"])
+            throw Problem.unauthenticated("the API key is not valid", tokenPresented: true)
+        }
+        let key: APIKey?
+        do {
+            key = try await keys.apiKey(lookupID: lookupID)
+        } catch {
+            context.logger.error("API key lookup failed", metadata: ["error": .string(String(describing: error))])
+            throw Problem.retryLater(.databaseUnavailable, detail: "cannot check the API key right now", after: 2)
+        }
+        let now = Date()
+        guard let key, APIKeySecret.matches(text, hash: key.keyHash), key.isUsable(at: now) else {
+            let reason =
+                if let key {
+                    key.revokedAt != nil ? "revoked" : (key.isUsable(at: now) ? "wrong secret" : "expired")
+                } else { "unknown lookup id" }
+            context.logger.info(
+                "API key refused", metadata: ["auth.reason": .string(reason), "api_key.lookup_id": .string(lookupID)])
+            throw Problem.unauthenticated("the API key is not valid", tokenPresented: true)
+        }
+        if key.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {
+            do {
+                try await keys.recordAPIKeyUse(id: key.id, at: now)
+            } catch {
+                // The request is authenticated; only the last-use time is late.
+                context.logger.warning(
+                    "could not record the API key's use", metadata: ["error": .string(String(describing: error))])
+            }
+        }
+        return Caller(key: key)
     }
 }

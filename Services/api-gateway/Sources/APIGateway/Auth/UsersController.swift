@@ -5,7 +5,8 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// User administration for admins: `POST /users`, `GET /users`, `PATCH /users/{id}`, `DELETE /users/{id}`.
+/// User administration for admins, within their organization: `POST /users`, `GET /users`, `PATCH /users/{id}`,
+/// `DELETE /users/{id}`. A user of another organization answers 404, as an unknown one does.
 struct UsersController: Sendable {
     typealias Context = AuthenticatedRequestContext
 
@@ -26,6 +27,7 @@ struct UsersController: Sendable {
         var id: UUID
         var username: String
         var role: UserRole
+        var organizationID: OrganizationID
         var disabled: Bool
         var createdAt: Date
         var updatedAt: Date
@@ -36,6 +38,7 @@ struct UsersController: Sendable {
             id = user.id
             username = user.username
             role = user.role
+            organizationID = user.organizationID
             disabled = user.disabled
             createdAt = user.createdAt
             updatedAt = user.updatedAt
@@ -44,6 +47,7 @@ struct UsersController: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case id, username, role, disabled
+            case organizationID = "organization_id"
             case createdAt = "created_at"
             case updatedAt = "updated_at"
             case generatedPassword = "generated_password"
@@ -54,6 +58,7 @@ struct UsersController: Sendable {
             try container.encode(id.uuidString.lowercased(), forKey: .id)
             try container.encode(username, forKey: .username)
             try container.encode(role, forKey: .role)
+            try container.encode(organizationID, forKey: .organizationID)
             try container.encode(disabled, forKey: .disabled)
             try container.encode(createdAt, forKey: .createdAt)
             try container.encode(updatedAt, forKey: .updatedAt)
@@ -119,7 +124,11 @@ struct UsersController: Sendable {
         let hash = try await hasher.hash(password ?? generated ?? "")
         let user: User
         do {
-            user = try await users.createUser(username: username, passwordHash: hash, role: role)
+            user = try await APIKeysController.store(context) {
+                try await users.createUser(
+                    username: username, passwordHash: hash, role: role, organization: context.caller.organizationID,
+                    platformOperator: false, by: context.auditActor)
+            }
         } catch StoreError.duplicateUsername {
             throw Problem(.usernameTaken, detail: "a user named \(username) exists")
         }
@@ -132,7 +141,10 @@ struct UsersController: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         try context.require(.admin)
-        return try JSONResponse.make(UserList(users: try await users.users().map { UserResource($0) }))
+        let list = try await APIKeysController.store(context) {
+            try await users.users(in: context.caller.organizationID)
+        }
+        return try JSONResponse.make(UserList(users: list.map { UserResource($0) }))
     }
 
     @Sendable func update(_ request: Request, context: Context) async throws -> Response {
@@ -140,29 +152,50 @@ struct UsersController: Sendable {
         let id = try Self.userID(context)
         let body = try await JSONInput.object(from: request, limit: maxBodyBytes)
         var reader = JSONObjectReader(body)
-        reader.refuseUnknown(["disabled"])
-        let disabled = reader.bool("disabled", required: true)
-        guard reader.errors.isEmpty, let disabled else { throw Problem.validation(reader.errors) }
-        if disabled, id == context.user.id {
-            throw Problem(.conflict, detail: "an admin cannot disable their own account")
+        reader.refuseUnknown(["disabled", "role"])
+        let disabled = reader.bool("disabled")
+        let roleText = reader.string("role")
+        let role = roleText.flatMap(UserRole.init(rawValue:))
+        if roleText != nil, role == nil { reader.fail("role", "must be admin, operator or viewer") }
+        if reader.errors.isEmpty, disabled == nil, role == nil { reader.fail("disabled", "or role is required") }
+        guard reader.errors.isEmpty else { throw Problem.validation(reader.errors) }
+        if id == context.caller.id, disabled == true || (role.map { $0 != .admin } ?? false) {
+            throw Problem(.conflict, detail: "an admin cannot disable or demote their own account")
         }
-        guard try await users.setDisabled(userID: id, disabled: disabled), let user = try await users.user(id: id)
+        guard
+            let user = try await APIKeysController.store(
+                context,
+                {
+                    try await users.updateUser(
+                        id: id, in: context.caller.organizationID, disabled: disabled, role: role,
+                        by: context.auditActor)
+                })
         else {
             throw Problem(.notFound, detail: "no user \(id.uuidString.lowercased())")
         }
         directory.invalidate(id)
         context.logger.notice(
-            disabled ? "user disabled" : "user enabled", metadata: ["user.changed": .string(user.username)])
+            "user changed",
+            metadata: [
+                "user.changed": .string(user.username), "user.role": .string(user.role.rawValue),
+                "user.disabled": .stringConvertible(user.disabled),
+            ])
         return try JSONResponse.make(UserResource(user))
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
         try context.require(.admin)
         let id = try Self.userID(context)
-        if id == context.user.id {
+        if id == context.caller.id {
             throw Problem(.conflict, detail: "an admin cannot delete their own account")
         }
-        guard try await users.deleteUser(id: id) else {
+        guard
+            try await APIKeysController.store(
+                context,
+                {
+                    try await users.deleteUser(id: id, in: context.caller.organizationID, by: context.auditActor)
+                })
+        else {
             throw Problem(.notFound, detail: "no user \(id.uuidString.lowercased())")
         }
         directory.invalidate(id)

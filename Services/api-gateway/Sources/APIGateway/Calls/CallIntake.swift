@@ -35,21 +35,21 @@ struct CallIntake: Sendable {
     let publishRetryAfterSeconds: Int
 
     func accept(
-        _ request: CallRequest, user: AuthenticatedUser, idempotencyKey: String?, requestID: String, logger: Logger
+        _ request: CallRequest, caller: Caller, idempotencyKey: String?, requestID: String, logger: Logger
     ) async throws -> CallAcceptance {
         let traceParent = TraceContext.traceParent(requestID: requestID)
         guard let key = idempotencyKey else {
             let command = request.command(
-                callID: .generate(), requestedAt: Date(), requestedBy: user.username, requestID: requestID)
+                callID: .generate(), requestedAt: Date(), by: caller, requestID: requestID)
             try await publish(command, traceParent: traceParent)
             metrics.callsAccepted.increment()
             return CallAcceptance(resource: CallResource(accepted: command), replayed: false, fromHistory: false)
         }
         let fingerprint = request.fingerprint
-        let scope = "\(user.id.uuidString.lowercased())/\(key)"
+        let scope = "\(caller.id.uuidString.lowercased())/\(key)"
         let outcome = try await coalescer.run(scope: scope, fingerprint: fingerprint) {
             try await acceptKeyed(
-                request, fingerprint: fingerprint, key: key, user: user, requestID: requestID,
+                request, fingerprint: fingerprint, key: key, caller: caller, requestID: requestID,
                 traceParent: traceParent, logger: logger)
         }
         if outcome.shared || outcome.acceptance.replayed {
@@ -63,16 +63,15 @@ struct CallIntake: Sendable {
     }
 
     private func acceptKeyed(
-        _ request: CallRequest, fingerprint: String, key: String, user: AuthenticatedUser, requestID: String,
+        _ request: CallRequest, fingerprint: String, key: String, caller: Caller, requestID: String,
         traceParent: String, logger: Logger
     ) async throws -> CallAcceptance {
-        let callID = CallID.derived(userID: user.id, idempotencyKey: key)
-        let command = request.command(
-            callID: callID, requestedAt: Date(), requestedBy: user.username, requestID: requestID)
+        let callID = CallID.derived(userID: caller.id, idempotencyKey: key)
+        let command = request.command(callID: callID, requestedAt: Date(), by: caller, requestID: requestID)
         let reservation: IdempotencyReservation
         do {
             reservation = try await repository.reserveIdempotencyKey(
-                userID: user.id, key: key, fingerprint: fingerprint, callID: callID)
+                userID: caller.id, key: key, fingerprint: fingerprint, callID: callID)
         } catch {
             logger.error("idempotency key reservation failed", metadata: ["error": .string("\(error)")])
             throw Problem.retryLater(
@@ -84,7 +83,7 @@ struct CallIntake: Sendable {
                 try await publish(command, traceParent: traceParent)
             } catch {
                 do {
-                    try await repository.releaseIdempotencyKey(userID: user.id, key: key)
+                    try await repository.releaseIdempotencyKey(userID: caller.id, key: key)
                 } catch {
                     logger.error(
                         "could not release the idempotency key of an unpublished call; a retry publishes it again",
@@ -99,7 +98,7 @@ struct CallIntake: Sendable {
                     .idempotencyConflict,
                     detail: "this Idempotency-Key was used for a different request; use a new key for a new call")
             }
-            if let record = try? await repository.call(id: storedCallID) {
+            if let record = try? await repository.call(id: storedCallID, in: caller.organizationID) {
                 return CallAcceptance(
                     resource: CallResource(record: record, includeTimeline: true), replayed: true, fromHistory: true)
             }

@@ -141,12 +141,12 @@ public struct CallRequest: Sendable, Hashable {
 
     // MARK: - Command and fingerprint
 
-    /// The command for this request.
-    func command(callID: CallID, requestedAt: Date, requestedBy: String, requestID: String) -> OriginateCommand {
+    /// The command for this request of `caller`, in the caller's organization.
+    func command(callID: CallID, requestedAt: Date, by caller: Caller, requestID: String) -> OriginateCommand {
         OriginateCommand(
             callID: callID, requestedAt: requestedAt, expiresAt: requestedAt.addingTimeInterval(Double(ttlSeconds)),
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
-            metadata: metadata, requestedBy: requestedBy, requestID: requestID)
+            metadata: metadata, requestedBy: caller.name, requestID: requestID, organizationID: caller.organizationID)
     }
 
     /// SHA-256 (hex) of the canonical form of the validated request (defaults applied, sorted keys), so that

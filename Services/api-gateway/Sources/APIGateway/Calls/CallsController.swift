@@ -33,14 +33,14 @@ struct CallsController: Sendable {
     // MARK: - POST /calls
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
-        try context.require(.operator)
+        try context.require(.callsWrite)
         let key = try Self.idempotencyKey(request)
         let body = try await JSONInput.object(from: request, limit: maxBodyBytes)
         let callRequest = try CallRequest(
             body: body, allowedContexts: allowedContexts, defaultTimeoutSeconds: defaultTimeoutSeconds,
             defaultTTLSeconds: defaultTTLSeconds)
         let acceptance = try await intake.accept(
-            callRequest, user: context.user, idempotencyKey: key, requestID: context.requestID,
+            callRequest, caller: context.caller, idempotencyKey: key, requestID: context.requestID,
             logger: context.logger)
         var headers: HTTPFields = [.location: acceptance.resource.links.this]
         if acceptance.replayed { headers[.idempotentReplayed] = "true" }
@@ -66,8 +66,12 @@ struct CallsController: Sendable {
     // MARK: - GET /calls/{id}
 
     @Sendable func show(_ request: Request, context: Context) async throws -> Response {
+        try context.require(.callsRead)
         let id = try Self.callID(context)
-        guard let record = try await Self.storeRead(context, { try await repository.call(id: id) }) else {
+        guard
+            let record = try await Self.storeRead(
+                context, { try await repository.call(id: id, in: context.caller.organizationID) })
+        else {
             throw Self.notFound(id)
         }
         return try JSONResponse.make(CallResource(record: record, includeTimeline: true))
@@ -123,9 +127,11 @@ struct CallsController: Sendable {
     static let validCursorMicros: ClosedRange<Int64> = -62_135_596_800_000_000...253_402_300_799_999_999
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        try context.require(.callsRead)
         let query = try Self.listQuery(request.uri.queryParameters)
         let page = try await Self.storeRead(context) {
-            try await repository.listCalls(filter: query.filter, limit: query.limit, cursor: query.cursor)
+            try await repository.listCalls(
+                in: context.caller.organizationID, filter: query.filter, limit: query.limit, cursor: query.cursor)
         }
         return try JSONResponse.make(
             CallList(
@@ -205,9 +211,12 @@ struct CallsController: Sendable {
     // MARK: - POST /calls/{id}/hangup
 
     @Sendable func hangup(_ request: Request, context: Context) async throws -> Response {
-        try context.require(.operator)
+        try context.require(.callsWrite)
         let id = try Self.callID(context)
-        guard let record = try await Self.storeRead(context, { try await repository.call(id: id) }) else {
+        guard
+            let record = try await Self.storeRead(
+                context, { try await repository.call(id: id, in: context.caller.organizationID) })
+        else {
             throw Self.notFound(id)
         }
         if record.status.isTerminal {
@@ -218,10 +227,10 @@ struct CallsController: Sendable {
             record.status == .queued
             ? .cancel(
                 CancelCommand(
-                    callID: id, requestedAt: now, requestedBy: context.user.username, requestID: context.requestID))
+                    callID: id, requestedAt: now, requestedBy: context.caller.name, requestID: context.requestID))
             : .hangup(
                 HangupCommand(
-                    callID: id, requestedAt: now, requestedBy: context.user.username, requestID: context.requestID))
+                    callID: id, requestedAt: now, requestedBy: context.caller.name, requestID: context.requestID))
         do {
             try await publisher.publish(command, traceParent: TraceContext.traceParent(requestID: context.requestID))
         } catch {

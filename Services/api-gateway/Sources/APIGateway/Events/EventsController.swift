@@ -16,6 +16,10 @@ import ServiceLifecycle
 /// the recent events this process read from Kafka, then continues live; duplicates are dropped by `seq`, so a
 /// reconnecting client misses nothing and sees nothing twice. The all-calls stream is live only (a
 /// `Last-Event-ID` is honoured as far as this process's recent events reach).
+///
+/// Both streams carry only events of the caller's organization (each event names its organization). A call
+/// recorded in another organization's history answers 404; a call not recorded yet (just accepted) is followed,
+/// and only its events of the caller's organization are sent.
 struct EventsController: Sendable {
     typealias Context = AuthenticatedRequestContext
 
@@ -37,20 +41,30 @@ struct EventsController: Sendable {
     // MARK: - One call
 
     @Sendable func callEvents(_ request: Request, context: Context) async throws -> Response {
+        try context.require(.callsRead)
         let id = try CallsController.callID(context)
         let lastSeq = try Self.lastSeq(request)
+        let organization = context.caller.organizationID
         let channel = context.channel
         let subscription = hub.subscribe(callID: id) { channel?.close(promise: nil) }
         let history: [CallStatusEvent]
         do {
-            history = try await replay(id, after: lastSeq)
+            guard let found = try await replay(id, after: lastSeq, in: organization) else {
+                hub.unsubscribe(subscription.id)
+                throw CallsController.notFound(id)
+            }
+            history = found
+        } catch let problem as Problem {
+            throw problem
         } catch {
             hub.unsubscribe(subscription.id)
             context.logger.error("event replay failed", metadata: ["error": .string("\(error)")])
             throw Problem.retryLater(.databaseUnavailable, detail: "the call history is unavailable", after: 2)
         }
         var initial: [Int: CallStatusEvent] = [:]
-        for event in history + subscription.recent where event.seq > lastSeq { initial[event.seq] = event }
+        for event in history + subscription.recent where event.seq > lastSeq && Self.belongs(event, to: organization) {
+            initial[event.seq] = event
+        }
         let ordered = initial.values.sorted { $0.seq < $1.seq }
         let hub = self.hub
         let heartbeat = self.heartbeat
@@ -63,7 +77,7 @@ struct EventsController: Sendable {
                     subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, channel: channel,
                     writer: &writer
                 ) { event in
-                    guard event.seq > delivered else { return nil }
+                    guard event.seq > delivered, Self.belongs(event, to: organization) else { return nil }
                     delivered = event.seq
                     return String(event.seq)
                 } initial: {
@@ -83,10 +97,18 @@ struct EventsController: Sendable {
         return seq
     }
 
-    /// The call's history after `seq`, as the events that made it (status events start at seq 1).
-    func replay(_ id: CallID, after seq: Int) async throws -> [CallStatusEvent] {
-        guard let record = try await repository.call(id: id) else { return [] }
+    /// The call's history after `seq`, as the events that made it (status events start at seq 1): empty for a call
+    /// not recorded yet, `nil` for a call of another organization.
+    func replay(_ id: CallID, after seq: Int, in organization: OrganizationID) async throws -> [CallStatusEvent]? {
+        guard let record = try await repository.call(id: id, in: organization) else {
+            return try await repository.isRecorded(id) ? nil : []
+        }
         return record.timeline.filter { $0.seq > max(seq, 0) }.map { Self.event(from: $0, of: record) }
+    }
+
+    /// Whether a status event may go to a caller of `organization` (an event without one is the default's).
+    static func belongs(_ event: CallStatusEvent, to organization: OrganizationID) -> Bool {
+        (event.organizationID ?? .default) == organization
     }
 
     /// Rebuilds a status event from a timeline entry and its call (same event id, seq and status as on the topic).
@@ -100,12 +122,15 @@ struct EventsController: Sendable {
             previousStatus: entry.previousStatus ?? .queued, occurredAt: entry.occurredAt, nodeID: entry.nodeID,
             workerID: entry.workerID, channelID: record.channelID, to: record.to, hangupCause: entry.hangupCause,
             failureReason: entry.failureReason, detail: entry.detail, answeredAt: answered, endedAt: ended,
-            durationSeconds: duration, metadata: (try? ClientMetadata(record.metadata)) ?? .empty)
+            durationSeconds: duration, metadata: (try? ClientMetadata(record.metadata)) ?? .empty,
+            organizationID: record.organizationID)
     }
 
     // MARK: - All calls
 
     @Sendable func allEvents(_ request: Request, context: Context) async throws -> Response {
+        try context.require(.callsRead)
+        let organization = context.caller.organizationID
         let lastEventID = request.headers[.lastEventID]?.trimmingCharacters(in: .whitespaces)
         let channel = context.channel
         let subscription = hub.subscribe(callID: nil) { channel?.close(promise: nil) }
@@ -127,7 +152,9 @@ struct EventsController: Sendable {
                     subscription: subscription, hub: hub, heartbeat: heartbeat, logger: logger, channel: channel,
                     writer: &writer
                 ) { event in
-                    guard event.seq > delivered[event.callID, default: 0] else { return nil }
+                    guard Self.belongs(event, to: organization), event.seq > delivered[event.callID, default: 0] else {
+                        return nil
+                    }
                     delivered[event.callID] = event.seq
                     if delivered.count > 100_000 { delivered.removeAll(keepingCapacity: true) }
                     return Self.globalID(event)

@@ -111,6 +111,28 @@ struct JSONObjectReader {
         }
     }
 
+    /// An array of strings.
+    mutating func strings(_ key: String, required: Bool = false) -> [String]? {
+        switch object[key] {
+        case nil, .null?:
+            if required { fail(key, "is required") }
+            return nil
+        case .array(let values)?:
+            var strings: [String] = []
+            for value in values {
+                guard case .string(let text) = value else {
+                    fail(key, "must be an array of strings")
+                    return nil
+                }
+                strings.append(text)
+            }
+            return strings
+        default:
+            fail(key, "must be an array of strings")
+            return nil
+        }
+    }
+
     /// An object field.
     mutating func object(_ key: String) -> [String: JSONValue]? {
         switch object[key] {

@@ -23,9 +23,9 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         case unauthenticated
         /// 401: the token endpoint refused the username and password.
         case invalidCredentials = "invalid-credentials"
-        /// 403: the caller's role does not allow the action.
+        /// 403: the caller's role or key scopes do not allow the action.
         case forbidden
-        /// 404: no such route, call or user.
+        /// 404: no such route, or no such call, user or key in the caller's organization.
         case notFound = "not-found"
         /// 405: the route exists but not with this method.
         case methodNotAllowed = "method-not-allowed"
@@ -35,6 +35,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         case idempotencyConflict = "idempotency-conflict"
         /// 409: a user with that name exists.
         case usernameTaken = "username-taken"
+        /// 409: an organization with that name exists.
+        case organizationNameTaken = "organization-name-taken"
         /// 409: another conflict with the current state (an admin locking themselves out).
         case conflict
         /// 429: too many requests; see `Retry-After`.
@@ -59,7 +61,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
             case .forbidden: .forbidden
             case .notFound: .notFound
             case .methodNotAllowed: .methodNotAllowed
-            case .callEnded, .idempotencyConflict, .usernameTaken, .conflict: .conflict
+            case .callEnded, .idempotencyConflict, .usernameTaken, .organizationNameTaken, .conflict: .conflict
             case .rateLimited: .tooManyRequests
             case .kafkaUnavailable, .databaseUnavailable, .notReady: .serviceUnavailable
             case .internalError: .internalServerError
@@ -75,12 +77,13 @@ public struct Problem: Error, HTTPResponseError, Sendable {
             case .payloadTooLarge: "The request body is too large"
             case .unauthenticated: "Authentication required"
             case .invalidCredentials: "Invalid username or password"
-            case .forbidden: "Not allowed for this role"
+            case .forbidden: "Not allowed"
             case .notFound: "Not found"
             case .methodNotAllowed: "Method not allowed"
             case .callEnded: "The call has already ended"
             case .idempotencyConflict: "Idempotency key reused with a different request"
             case .usernameTaken: "The username is taken"
+            case .organizationNameTaken: "The organization name is taken"
             case .conflict: "Conflict"
             case .rateLimited: "Too many requests"
             case .kafkaUnavailable: "The message broker did not accept the command in time"

@@ -26,8 +26,8 @@ public struct GatewayRequestContext: GatewayContextProtocol {
     public var clientAddress: String
     /// See ``GatewayContextProtocol/channel``.
     public let channel: (any Channel)?
-    /// Set by the authentication middleware once the bearer token and its user check out.
-    public var identity: AuthenticatedUser?
+    /// Set by the authentication middleware once the bearer token (and its user) or API key check out.
+    public var identity: Caller?
     /// Facts learned while handling the request that the access log reports.
     public let annotations: RequestAnnotations
 
@@ -47,7 +47,7 @@ public struct GatewayRequestContext: GatewayContextProtocol {
     }
 }
 
-/// The context of routes that need a valid bearer token: the compiler guarantees `user` is there.
+/// The context of routes that need a valid bearer token or API key: the compiler guarantees `caller` is there.
 public struct AuthenticatedRequestContext: GatewayContextProtocol, ChildRequestContext {
     /// Hummingbird's per-request storage.
     public var coreContext: CoreRequestContextStorage
@@ -58,7 +58,7 @@ public struct AuthenticatedRequestContext: GatewayContextProtocol, ChildRequestC
     /// See ``GatewayContextProtocol/channel``.
     public let channel: (any Channel)?
     /// The authenticated caller.
-    public let user: AuthenticatedUser
+    public let caller: Caller
     /// Facts for the access log (shared with the outer context).
     public let annotations: RequestAnnotations
 
@@ -71,29 +71,81 @@ public struct AuthenticatedRequestContext: GatewayContextProtocol, ChildRequestC
         requestID = context.requestID
         clientAddress = context.clientAddress
         channel = context.channel
-        user = identity
+        caller = identity
         annotations = context.annotations
     }
 
-    /// Throws 403 unless the caller's role is at least `role`.
-    public func require(_ role: UserRole) throws {
-        guard user.role.includes(role) else {
+    /// Throws 403 unless the caller holds `scope` (a user through their role, a key through its scopes).
+    public func require(_ scope: APIScope) throws {
+        guard caller.scopes.contains(scope) else {
             throw Problem(
-                .forbidden, detail: "this action needs the \(role.rawValue) role; you are \(user.role.rawValue)")
+                .forbidden,
+                detail: "this action needs the \(scope.rawValue) scope; \(caller.kindDescription) has "
+                    + (caller.scopes.isEmpty ? "none" : caller.scopes.map(\.rawValue).sorted().joined(separator: ", ")))
         }
     }
+
+    /// Throws 403 unless the caller is a platform operator (a user marked so from the command line).
+    public func requirePlatformOperator() throws {
+        guard caller.platformOperator else {
+            throw Problem(.forbidden, detail: "only a platform operator may do this")
+        }
+    }
+
+    /// The caller as the audit log names it.
+    public var auditActor: AuditActor { AuditActor(name: caller.name, requestID: requestID) }
 }
 
-/// The caller of an authenticated request, as the database knows it now.
-public struct AuthenticatedUser: Sendable, Hashable {
-    /// The user id (the token's `sub`).
+/// The caller of an authenticated request, as the database knows it now: a user (bearer token) or an API key.
+public struct Caller: Sendable, Hashable {
+    /// How the caller authenticated.
+    public enum Credential: Sendable, Hashable {
+        /// A bearer token of a user; its `jti`, for logs.
+        case token(id: String)
+        /// An API key.
+        case apiKey
+    }
+
+    /// The user id or the key id: the principal idempotency keys belong to.
     public var id: UUID
-    /// The login name.
-    public var username: String
-    /// The current role (from the database, not the token, so a change applies at once).
-    public var role: UserRole
-    /// The token's `jti`, for logs.
-    public var tokenID: String
+    /// The user's login name, or `api-key:<name>`.
+    public var name: String
+    /// The organization the caller acts in; every resource it reaches is this organization's.
+    public var organizationID: OrganizationID
+    /// What it may do (a user's from their current role, so a role change applies at once).
+    public var scopes: Set<APIScope>
+    /// The user's role (`nil` for a key).
+    public var role: UserRole?
+    /// Whether it may create organizations.
+    public var platformOperator: Bool
+    /// How it authenticated.
+    public var credential: Credential
+
+    /// A user authenticated by a bearer token.
+    public init(user: User, tokenID: String) {
+        id = user.id
+        name = user.username
+        organizationID = user.organizationID
+        scopes = APIScope.granted(to: user.role)
+        role = user.role
+        platformOperator = user.platformOperator
+        credential = .token(id: tokenID)
+    }
+
+    /// A service authenticated by an API key.
+    public init(key: APIKey) {
+        id = key.id
+        name = "api-key:\(key.name)"
+        organizationID = key.organizationID
+        scopes = key.scopes
+        role = nil
+        platformOperator = false
+        credential = .apiKey
+    }
+
+    var kindDescription: String {
+        if let role { "your role (\(role.rawValue))" } else { "this API key" }
+    }
 }
 
 extension UserRole {

@@ -1,0 +1,156 @@
+import CallDomain
+import CallStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Organizations, for platform operators: `POST /organizations`, `GET /organizations` (under `/api/v1`); and the
+/// organization's audit log for its admins: `GET /audit-events`.
+struct OrganizationsController: Sendable {
+    typealias Context = AuthenticatedRequestContext
+
+    let repository: any OrganizationRepository
+    let maxBodyBytes: Int
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.post("organizations", use: create)
+        group.get("organizations", use: list)
+        group.get("audit-events", use: auditEvents)
+    }
+
+    /// Organization names: the rules of user names (1 to 64 of ASCII letters, digits, `.`, `_`, `-`, `@`).
+    static func validateName(_ name: String) throws(FieldError) {
+        do {
+            try UsersController.validateUsername(name)
+        } catch {
+            throw FieldError(field: "name", message: error.message)
+        }
+    }
+
+    struct OrganizationResource: Encodable {
+        var organization: Organization
+
+        enum CodingKeys: String, CodingKey {
+            case id, name
+            case createdAt = "created_at"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(organization.id, forKey: .id)
+            try container.encode(organization.name, forKey: .name)
+            try container.encode(organization.createdAt, forKey: .createdAt)
+        }
+    }
+
+    struct OrganizationList: Encodable {
+        var organizations: [OrganizationResource]
+    }
+
+    @Sendable func create(_ request: Request, context: Context) async throws -> Response {
+        try context.requirePlatformOperator()
+        let body = try await JSONInput.object(from: request, limit: maxBodyBytes)
+        var reader = JSONObjectReader(body)
+        reader.refuseUnknown(["name"])
+        let name = reader.string("name", required: true)
+        if let name {
+            do { try Self.validateName(name) } catch { reader.add([error]) }
+        }
+        guard reader.errors.isEmpty, let name else { throw Problem.validation(reader.errors) }
+        let organization: Organization
+        do {
+            organization = try await APIKeysController.store(context) {
+                try await repository.createOrganization(name: name, by: context.auditActor)
+            }
+        } catch StoreError.duplicateOrganization {
+            throw Problem(.organizationNameTaken, detail: "an organization named \(name) exists")
+        }
+        context.logger.notice(
+            "organization created",
+            metadata: ["organization.created": .stringConvertible(organization.id), "organization.name": .string(name)])
+        return try JSONResponse.make(
+            OrganizationResource(organization: organization), status: .created,
+            headers: [.location: "/api/v1/organizations/\(organization.id)"])
+    }
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> Response {
+        try context.requirePlatformOperator()
+        let organizations = try await APIKeysController.store(context) { try await repository.organizations() }
+        return try JSONResponse.make(
+            OrganizationList(organizations: organizations.map { OrganizationResource(organization: $0) }))
+    }
+
+    // MARK: - Audit log
+
+    struct AuditEventResource: Encodable {
+        var event: AuditEvent
+
+        enum CodingKeys: String, CodingKey {
+            case id, actor, action, detail
+            case occurredAt = "occurred_at"
+            case targetType = "target_type"
+            case targetID = "target_id"
+            case requestID = "request_id"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(event.id, forKey: .id)
+            try container.encode(event.occurredAt, forKey: .occurredAt)
+            try container.encode(event.actor, forKey: .actor)
+            try container.encode(event.action, forKey: .action)
+            try container.encode(event.targetType, forKey: .targetType)
+            try container.encode(event.targetID, forKey: .targetID)
+            try container.encode(event.detail, forKey: .detail)
+            try container.encode(event.requestID, forKey: .requestID)
+        }
+    }
+
+    struct AuditEventList: Encodable {
+        var events: [AuditEventResource]
+        /// The `before` of the next (older) page; absent on the last page.
+        var nextBefore: Int64?
+
+        enum CodingKeys: String, CodingKey {
+            case events
+            case nextBefore = "next_before"
+        }
+    }
+
+    /// `GET /audit-events?limit=&before=`: the organization's security-relevant changes, newest first.
+    @Sendable func auditEvents(_ request: Request, context: Context) async throws -> Response {
+        try context.require(.admin)
+        let query = request.uri.queryParameters
+        var errors: [FieldError] = []
+        for name in Set(query.map { String($0.key) }).sorted() where !["limit", "before"].contains(name) {
+            errors.append(
+                FieldError(field: JSONObjectReader.printable(name), message: "is not a known query parameter"))
+        }
+        var limit = 100
+        if let text = query["limit"].map(String.init) {
+            if let value = Int(text), (1...500).contains(value) {
+                limit = value
+            } else {
+                errors.append(FieldError(field: "limit", message: "must be an integer from 1 to 500"))
+            }
+        }
+        var before: Int64?
+        if let text = query["before"].map(String.init) {
+            if let value = Int64(text), value > 0 {
+                before = value
+            } else {
+                errors.append(FieldError(field: "before", message: "must be a positive integer (an event id)"))
+            }
+        }
+        guard errors.isEmpty else { throw Problem.validation(errors) }
+        let events = try await APIKeysController.store(context) {
+            try await repository.auditEvents(in: context.caller.organizationID, limit: limit + 1, before: before)
+        }
+        let page = Array(events.prefix(limit))
+        return try JSONResponse.make(
+            AuditEventList(
+                events: page.map { AuditEventResource(event: $0) },
+                nextBefore: events.count > limit ? page.last?.id : nil))
+    }
+}
