@@ -78,7 +78,10 @@ import Testing
                                 body = String(
                                     decoding: try JSONSerialization.data(withJSONObject: value), as: UTF8.self)
                             }
-                            let uri = path.replacingOccurrences(of: "{id}", with: target.id.uuidString.lowercased())
+                            let id =
+                                path.hasPrefix("/api/v1/organizations/")
+                                ? OrganizationID.default.description : target.id.uuidString.lowercased()
+                            let uri = path.replacingOccurrences(of: "{id}", with: id)
                             var headers: HTTPFields = [.contentType: media]
                             let security = operation["security"] as? [[String: Any]] ?? []
                             if !security.isEmpty {

@@ -267,4 +267,56 @@ struct OrganizationTests {
             #expect(selfDemotion.status == .conflict)
         }
     }
+
+    @Test("a platform operator sets limits; at max_live_calls new calls get 429 organization-call-limit")
+    func liveCallLimitIsAnsweredClearly() async throws {
+        try await GatewayHarness.run { gateway in
+            let (_, platform) = try await gateway.user(.admin, platformOperator: true)
+            let acme = try await gateway.organization("acme")
+            let (_, acmeAdmin) = try await gateway.user(.admin, organization: acme.id)
+            let (_, acmeOperator) = try await gateway.user(.operator, organization: acme.id)
+            let path = "/api/v1/organizations/\(acme.id)"
+
+            let refused = try await gateway.request(.patch, path, token: acmeAdmin, json: #"{"max_live_calls":1}"#)
+            #expect(refused.status == .forbidden, "an organization's admin does not set its own limits")
+            let set = try await gateway.request(
+                .patch, path, token: platform, json: #"{"max_live_calls":1,"max_calls_per_second":2.5}"#)
+            #expect(set.status == .ok)
+            #expect(set.json["max_live_calls"] as? Int == 1)
+            #expect(set.json["max_calls_per_second"] as? Double == 2.5)
+            let invalid = try await gateway.request(
+                .patch, path, token: platform, json: #"{"max_live_calls":0,"max_calls_per_second":"fast"}"#)
+            #expect(invalid.status == .unprocessableContent)
+            #expect(Set(invalid.errorFields) == ["max_live_calls", "max_calls_per_second"])
+            // Members see their organization's limits; another organization's admin does not even see it exists.
+            let own = try await gateway.request(.get, path, token: acmeOperator)
+            #expect(own.status == .ok)
+            #expect(own.json["max_live_calls"] as? Int == 1)
+            let (_, stranger) = try await gateway.user(.admin)
+            #expect(try await gateway.request(.get, path, token: stranger).status == .notFound)
+
+            // Under the limit a call is accepted; with one call live, the next is refused at once.
+            let call = #"{"to":"15550100001"}"#
+            #expect(try await gateway.postCall(call, token: acmeOperator).status == .accepted)
+            try await HistorySimulator(gateway: gateway).record(
+                callID: .generate(), statuses: [.dispatched, .answered], organization: acme.id)
+            try await Task.sleep(for: .milliseconds(300))  // past the gateway's cached count
+            let atLimit = try await gateway.postCall(call, token: acmeOperator)
+            #expect(atLimit.status == .tooManyRequests)
+            #expect(atLimit.problemType == "https://outbound-dialer.example/problems/organization-call-limit")
+            #expect(atLimit.headers[.retryAfter] != nil)
+            // Other organizations are not affected.
+            let (_, defaultOperator) = try await gateway.user(.operator)
+            #expect(try await gateway.postCall(call, token: defaultOperator).status == .accepted)
+            // Removing the limit (null) lets calls in again.
+            let cleared = try await gateway.request(.patch, path, token: platform, json: #"{"max_live_calls":null}"#)
+            #expect(cleared.json["max_live_calls"] is NSNull)
+            #expect(cleared.json["max_calls_per_second"] as? Double == 2.5, "a field left out keeps its value")
+            try await Task.sleep(for: .milliseconds(2100))  // past the gateway's cached limits
+            #expect(try await gateway.postCall(call, token: acmeOperator).status == .accepted)
+            let audit = try await gateway.request(.get, "/api/v1/audit-events", token: acmeAdmin)
+            let actions = (audit.json["events"] as? [[String: Any]] ?? []).compactMap { $0["action"] as? String }
+            #expect(actions.filter { $0 == "organization.limits_changed" }.count == 2)
+        }
+    }
 }

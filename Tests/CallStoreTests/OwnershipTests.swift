@@ -151,7 +151,7 @@ import Testing
     }
 }
 
-@Suite struct OrganizationMigrationTests {
+@Suite struct OrganizationStoreTests {
     @Test("migration 3 on a database with users and calls: all of them land in the default organization")
     func existingRowsMoveToTheDefaultOrganization() async throws {
         try await TestDatabase.withStore { store, _ in
@@ -248,6 +248,82 @@ import Testing
             #expect(try await store.auditEvents(in: .default, limit: 100, before: nil).isEmpty)
             let actions = try await store.auditEvents(in: acme.id, limit: 100, before: nil).map(\.action)
             #expect(actions == ["api_key.revoked", "api_key.created", "user.created", "organization.created"])
+        }
+    }
+
+    @Test("a claim past the organization's live-call limit is deferred and changes nothing; it wins once a call ends")
+    func liveCallLimitDefersClaims() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let organization = try await store.createOrganization(
+                name: "live-\(UInt32.random(in: 0 ... .max))", limits: OrganizationLimits(maxLiveCalls: 1),
+                by: AuditActor(name: "test"))
+            var first = try CallStoreTests.command(.generate(), to: "+15550100006")
+            first.organizationID = organization.id
+            var second = try CallStoreTests.command(.generate(), to: "+15550100007")
+            second.organizationID = organization.id
+            guard case .won(let dispatched) = try await store.claim(first, nodeID: "n1", workerID: "a") else {
+                Issue.record("the first claim lost")
+                return
+            }
+            let deferred = try await store.claim(second, nodeID: "n1", workerID: "a")
+            #expect(deferred == .deferred(.liveCalls, retryAfter: CallStore.liveLimitRetry))
+            #expect(try await store.call(id: second.callID) == nil, "a deferred claim leaves nothing behind")
+            #expect(try await store.liveCallCount(in: organization.id) == 1)
+            // Another organization is not affected.
+            guard case .won = try await store.claim(try CallStoreTests.command(), nodeID: "n1", workerID: "a") else {
+                Issue.record("the default organization's claim was held back")
+                return
+            }
+            let ended = CallStatusEvent(
+                callID: first.callID, seq: 2, status: .failed, previousStatus: .dispatched, occurredAt: Date(),
+                failureReason: .originateRefused, ownerEpoch: dispatched.ownerEpoch)
+            #expect(try await store.apply(ended) == .applied)
+            guard case .won = try await store.claim(second, nodeID: "n1", workerID: "a") else {
+                Issue.record("the claim was still held back after the live call ended")
+                return
+            }
+        }
+    }
+
+    @Test("claims of an organization are paced at its calls per second, by PostgreSQL's clock")
+    func callsPerSecondPaceClaims() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let organization = try await store.createOrganization(
+                name: "cps-\(UInt32.random(in: 0 ... .max))", limits: OrganizationLimits(maxCallsPerSecond: 2),
+                by: AuditActor(name: "test"))
+            func command() throws -> OriginateCommand {
+                var command = try CallStoreTests.command(.generate(), to: "+15550100008")
+                command.organizationID = organization.id
+                return command
+            }
+            guard case .won = try await store.claim(try command(), nodeID: "n1", workerID: "a") else {
+                Issue.record("the first claim was held back")
+                return
+            }
+            let next = try command()
+            guard
+                case .deferred(.callsPerSecond, let retryAfter) = try await store.claim(
+                    next, nodeID: "n1", workerID: "a")
+            else {
+                Issue.record("a second claim within half a second was not held back")
+                return
+            }
+            #expect(retryAfter > .milliseconds(300) && retryAfter <= .milliseconds(500))
+            try await Task.sleep(for: retryAfter + .milliseconds(20))
+            guard case .won = try await store.claim(next, nodeID: "n1", workerID: "a") else {
+                Issue.record("the claim was held back after the delay it was given")
+                return
+            }
+            // Removing the limit lets claims through at once.
+            _ = try await store.setLimits(.none, of: organization.id, by: AuditActor(name: "test"))
+            for _ in 0..<3 {
+                guard case .won = try await store.claim(try command(), nodeID: "n1", workerID: "a") else {
+                    Issue.record("a claim was held back without limits")
+                    return
+                }
+            }
+            let actions = try await store.auditEvents(in: organization.id, limit: 5, before: nil).map(\.action)
+            #expect(actions.first == "organization.limits_changed")
         }
     }
 }

@@ -15,9 +15,11 @@ struct OrganizationCommandTests {
             let name = "cli-org-\(UInt32.random(in: 0 ... .max))"
 
             let created = try await GatewayBinary.run(
-                ["create-org", "--name", name], environment: environment, timeout: .seconds(60))
+                ["create-org", "--name", name, "--max-live-calls", "20", "--max-calls-per-second", "2.5"],
+                environment: environment, timeout: .seconds(60))
             #expect(created.status == 0, "\(created.output)")
             let organization = try #require(try await store.organization(named: name))
+            #expect(organization.limits == OrganizationLimits(maxLiveCalls: 20, maxCallsPerSecond: 2.5))
             #expect(created.output.contains("created organization \(name) id \(organization.id)"))
 
             let again = try await GatewayBinary.run(

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// A service that did not return within its bound after being asked to stop.
@@ -58,4 +59,33 @@ private final class FirstOutcome<Success: Sendable>: Sendable {
         }
         continuation?.resume(returning: result)
     }
+}
+
+/// Cancels `task` and waits for it to end, for at most `timeout`; `false` (with a warning on standard error) when it
+/// did not end in time: it is left behind, so that one component that ignores cancellation fails to stop without
+/// holding up the rest of the run.
+@discardableResult
+public func stop<Success: Sendable>(
+    _ task: Task<Success, Never>, within timeout: Duration, _ what: String
+) async -> Bool {
+    task.cancel()
+    let outcome = FirstOutcome<Success>()
+    let ended: Bool =
+        await withCheckedContinuation { continuation in
+            outcome.install(continuation)
+            let deadline = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                outcome.resume(with: nil)
+            }
+            Task {
+                let value = await task.value
+                deadline.cancel()
+                outcome.resume(with: .success(value))
+            }
+        } != nil
+    if !ended {
+        FileHandle.standardError.write(
+            Data("warning: \(what) did not stop within \(timeout) of its cancellation\n".utf8))
+    }
+    return ended
 }

@@ -66,12 +66,17 @@ public enum TestDatabase {
         let configuration = try DatabaseConfiguration.client(url: url, maximumConnections: 10)
         for attempt in 1...3 {
             let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "test-db"))
-            let outcome: Started<Result> = try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await client.run() }
-                defer { group.cancelAll() }
-                guard try await answers(client, within: .seconds(20)) else { return .silent }
-                return .ran(try await body(client))
+            // Not a child task: a client whose run() ignores its cancellation (seen after a server restart) must not
+            // hold the test, and the run, forever.
+            let running = Task { await client.run() }
+            let outcome: Started<Result>
+            do {
+                outcome = try await answers(client, within: .seconds(20)) ? .ran(try await body(client)) : .silent
+            } catch {
+                await stop(running, within: .seconds(15), "the test PostgreSQL client of \(url)")
+                throw error
             }
+            await stop(running, within: .seconds(15), "the test PostgreSQL client of \(url)")
             if case .ran(let result) = outcome { return result }
             Logger(label: "test-db").warning(
                 "the test PostgreSQL client did not answer; replacing it (\(attempt) of 3)")

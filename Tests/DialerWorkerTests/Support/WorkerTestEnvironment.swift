@@ -126,32 +126,58 @@ struct WorkerTestEnvironment: Sendable {
         let statusReader = try KafkaFanOutReader(
             configuration: configuration, topic: topics.status, start: .beginning, logger: testLogger)
         let statusLog = StatusLog()
-        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
-            group.addTask { _ = try? await simulator.run() }
-            group.addTask { try? await producer.run() }
-            group.addTask { try? await statusReader.run() }
-            group.addTask {
-                do {
-                    for try await message in statusReader.messages {
-                        statusLog.record(message)
-                    }
-                } catch {}
-            }
-            defer { group.cancelAll() }
-            _ = try await statusReader.waitUntilReady()
-            let environment = WorkerTestEnvironment(
-                kafka: kafka,
-                simulator: simulator,
-                ariBaseURL: try await simulator.baseURL,
-                store: store,
-                databaseURL: databaseURL,
-                topics: topics,
-                publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
-                statusLog: statusLog,
-                nodeID: unique("node")
-            )
-            return try await body(environment)
+        // Unstructured, and stopped with a bound: one component that ignores its cancellation fails to stop with a
+        // warning instead of holding the run.
+        let background: [(String, Task<Void, Never>)] = [
+            ("ARI simulator", Task { _ = try? await simulator.run() }),
+            ("test producer", Task { _ = try? await producer.run() }),
+            ("status reader", Task { _ = try? await statusReader.run() }),
+            (
+                "status log",
+                Task {
+                    do {
+                        for try await message in statusReader.messages {
+                            statusLog.record(message)
+                        }
+                    } catch {}
+                }
+            ),
+        ]
+        do {
+            let result = try await runBody(
+                kafka, simulator, store, databaseURL, topics, producer, statusReader, statusLog, body)
+            for (name, task) in background { await stop(task, within: .seconds(15), name) }
+            return result
+        } catch {
+            for (name, task) in background { await stop(task, within: .seconds(15), name) }
+            throw error
         }
+    }
+
+    private static func runBody<Result: Sendable>(
+        _ kafka: EmbeddedKafkaCluster,
+        _ simulator: ARISimulator,
+        _ store: CallStore,
+        _ databaseURL: String,
+        _ topics: CallTopics,
+        _ producer: KafkaProducer,
+        _ statusReader: KafkaFanOutReader,
+        _ statusLog: StatusLog,
+        _ body: @Sendable (WorkerTestEnvironment) async throws -> Result
+    ) async throws -> Result {
+        _ = try await statusReader.waitUntilReady()
+        let environment = WorkerTestEnvironment(
+            kafka: kafka,
+            simulator: simulator,
+            ariBaseURL: try await simulator.baseURL,
+            store: store,
+            databaseURL: databaseURL,
+            topics: topics,
+            publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
+            statusLog: statusLog,
+            nodeID: unique("node")
+        )
+        return try await body(environment)
     }
 
     // MARK: - Worker configuration

@@ -22,6 +22,9 @@ public final class ARISimulator: Service, Sendable {
     let state: Mutex<SimulatorState>
     /// Events WebSockets accepted but not yet handed to their handler, by NIO channel.
     let pendingConnections = Mutex<[ObjectIdentifier: PendingConnection]>([:])
+    /// Every open TCP connection, closed when the simulator stops: an idle keep-alive connection (its handlers have
+    /// no idle timeout, as Asterisk's HTTP server keeps them) would otherwise hold the server's shutdown forever.
+    let openChannels = Mutex<[ObjectIdentifier: any Channel]>([:])
     /// Upgrades declined (bad credentials...), by NIO channel, waiting for their HTTP answer.
     let declinedUpgrades = Mutex<[ObjectIdentifier: DeclinedUpgrade]>([:])
     private let startup = Mutex<Startup>(.notStarted([]))
@@ -66,9 +69,15 @@ public final class ARISimulator: Service, Sendable {
             logger: self.logger
         )
         do {
-            try await withGracefulShutdownHandler {
-                try await application.run()
-            } onGracefulShutdown: { [self] in
+            // Cancelled as well as shut down gracefully, the server waits for its connections to end: the open
+            // events WebSockets and held requests are closed first, or a test's teardown would wait for them forever.
+            try await withTaskCancellationHandler {
+                try await withGracefulShutdownHandler {
+                    try await application.run()
+                } onGracefulShutdown: { [self] in
+                    self.stopEverything()
+                }
+            } onCancel: { [self] in
                 self.stopEverything()
             }
         } catch {
@@ -147,7 +156,7 @@ public final class ARISimulator: Service, Sendable {
         for waiter in waiters { waiter.resume(throwing: error) }
     }
 
-    /// Closes every WebSocket, releases hung requests and stops every call timer.
+    /// Closes every WebSocket and connection, releases hung requests and stops every call timer.
     private func stopEverything() {
         let aborts = self.state.withLock { state in
             for callID in Array(state.calls.keys) { state.cancelTimer(callID) }
@@ -156,6 +165,20 @@ public final class ARISimulator: Service, Sendable {
             return aborts
         }
         for abort in aborts { abort() }
+        let channels = self.openChannels.withLock { channels in
+            defer { channels.removeAll() }
+            return Array(channels.values)
+        }
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    /// Tracks a new connection until it closes (see ``openChannels``).
+    func connectionOpened(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        self.openChannels.withLock { $0[key] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.openChannels.withLock { $0.removeValue(forKey: key) }
+        }
     }
 
     // MARK: - Fault controls

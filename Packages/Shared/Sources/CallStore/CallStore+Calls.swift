@@ -53,35 +53,115 @@ extension CallStore {
     /// Claims a call for dialing: inserts it if unknown, then moves it `queued → dispatched` only if it is still
     /// queued. Exactly one of any number of concurrent claimants wins; the claim raises the call's owner epoch, which
     /// the `dispatched` event carries (``CallStatusEvent/ownerEpoch``).
+    ///
+    /// A claim that would take the call's organization past one of its limits is rolled back whole and answered
+    /// `.deferred`: the call stays queued for a later claim (see ``admitUnderLimits(_:on:logger:)``).
     public func claim(
         _ command: OriginateCommand, nodeID: String, workerID: String, at now: Date = Date()
     )
         async throws -> ClaimResult
     {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
-            try await Self.upsertCommand(command, on: connection, logger: logger)
-            var event = CallStatusEvent(
-                callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
-                nodeID: nodeID, workerID: workerID, channelID: command.callID.description, to: command.to.value,
-                metadata: command.metadata, organizationID: command.organizationID)
-            let updated = try await connection.query(
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await Self.upsertCommand(command, on: connection, logger: logger)
+                var event = CallStatusEvent(
+                    callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
+                    nodeID: nodeID, workerID: workerID, channelID: command.callID.description,
+                    to: command.to.value, metadata: command.metadata, organizationID: command.organizationID)
+                let updated = try await connection.query(
+                    """
+                    UPDATE calls SET status = 'dispatched', seq = 1, node_id = \(nodeID), worker_id = \(workerID),
+                        channel_id = \(event.channelID), dispatched_at = \(now), owner_epoch = owner_epoch + 1,
+                        updated_at = now()
+                    WHERE id = \(command.callID.uuid) AND status = 'queued' AND seq = 0
+                    RETURNING owner_epoch
+                    """,
+                    logger: logger)
+                for try await epoch in updated.decode(Int.self) { event.ownerEpoch = epoch }
+                if event.ownerEpoch != nil {
+                    // Checked once the claim is known to win, so that a lost claim takes no rate token.
+                    if let deferral = try await Self.admitUnderLimits(
+                        command.organizationID, on: connection, logger: logger)
+                    {
+                        throw deferral
+                    }
+                    try await Self.insertTimeline(event, on: connection, logger: logger)
+                    return .won(event)
+                }
+                let status = try await Self.currentStatus(of: command.callID, on: connection, logger: logger)
+                return .alreadyTaken(status?.status ?? .queued)
+            }
+        } catch let error as PostgresTransactionError {
+            guard let deferral = error.closureError as? ClaimDeferral, error.rollbackError == nil else { throw error }
+            return .deferred(deferral.limit, retryAfter: deferral.retryAfter)
+        }
+    }
+
+    /// A claim held back by an organization limit (thrown to roll the claim's transaction back).
+    struct ClaimDeferral: Error {
+        var limit: OrganizationLimit
+        var retryAfter: Duration
+    }
+
+    /// How often a claim held back by the live-call limit is tried again: when a call ends is not known here.
+    public static let liveLimitRetry = Duration.milliseconds(250)
+
+    /// Checks, within a winning claim's transaction, the limits of the call's organization; `nil` when the claim may
+    /// go on (a rate token is then taken).
+    ///
+    /// The organization's row is locked, so the claims of one limited organization serialize across every worker:
+    /// its live calls are counted (the claimed call included) and its token bucket read and spent under one lock,
+    /// with PostgreSQL's clock. An organization without limits is only read.
+    static func admitUnderLimits(
+        _ organization: OrganizationID, on connection: PostgresConnection, logger: Logger
+    ) async throws -> ClaimDeferral? {
+        var limited = false
+        for try await (maxLive, maxRate) in try await connection.query(
+            "SELECT max_live_calls, max_calls_per_second FROM organizations WHERE id = \(organization.uuid)",
+            logger: logger
+        ).decode((Int?, Double?).self) {
+            limited = maxLive != nil || maxRate != nil
+        }
+        guard limited else { return nil }
+        let rows = try await connection.query(
+            """
+            SELECT max_live_calls, max_calls_per_second, at,
+                least(1.0, dial_tokens + extract(epoch FROM at - dial_tokens_at) * coalesce(max_calls_per_second, 0))
+            FROM organizations, clock_timestamp() AS at WHERE id = \(organization.uuid) FOR UPDATE OF organizations
+            """,
+            logger: logger)
+        var limits: (maxLive: Int?, maxRate: Double?, at: Date, tokens: Double)?
+        for try await row in rows.decode((Int?, Double?, Date, Double).self) { limits = row }
+        guard let limits else { return nil }
+        if let maxLive = limits.maxLive {
+            var live = 0
+            for try await count in try await connection.query(
                 """
-                UPDATE calls SET status = 'dispatched', seq = 1, node_id = \(nodeID), worker_id = \(workerID),
-                    channel_id = \(event.channelID), dispatched_at = \(now), owner_epoch = owner_epoch + 1,
-                    updated_at = now()
-                WHERE id = \(command.callID.uuid) AND status = 'queued' AND seq = 0
-                RETURNING owner_epoch
+                SELECT count(*)::bigint FROM calls WHERE organization_id = \(organization.uuid)
+                    AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
+                """,
+                logger: logger
+            ).decode(Int.self) {
+                live = count
+            }
+            // The count includes the call being claimed.
+            if live > maxLive { return ClaimDeferral(limit: .liveCalls, retryAfter: liveLimitRetry) }
+        }
+        if let rate = limits.maxRate {
+            guard limits.tokens >= 1 else {
+                let seconds = (1 - limits.tokens) / rate
+                return ClaimDeferral(
+                    limit: .callsPerSecond, retryAfter: .milliseconds(Int64(max(1, (seconds * 1000).rounded(.up)))))
+            }
+            try await connection.query(
+                """
+                UPDATE organizations SET dial_tokens = \(limits.tokens - 1), dial_tokens_at = \(limits.at)
+                WHERE id = \(organization.uuid)
                 """,
                 logger: logger)
-            for try await epoch in updated.decode(Int.self) { event.ownerEpoch = epoch }
-            if event.ownerEpoch != nil {
-                try await Self.insertTimeline(event, on: connection, logger: logger)
-                return .won(event)
-            }
-            let status = try await Self.currentStatus(of: command.callID, on: connection, logger: logger)
-            return .alreadyTaken(status?.status ?? .queued)
         }
+        return nil
     }
 
     /// Moves a call `queued → canceled` if it is still queued (a cancel that wins means it will never be dialed).

@@ -12,13 +12,19 @@ extension CallStore {
     // MARK: - Organizations
 
     /// Creates an organization; throws `StoreError.duplicateOrganization` if the name is taken.
-    public func createOrganization(name: String, by actor: AuditActor) async throws -> Organization {
+    public func createOrganization(
+        name: String, limits: OrganizationLimits = .none, by actor: AuditActor
+    ) async throws -> Organization {
         let id = OrganizationID.generate()
         let logger = self.logger
         do {
             return try await client.withTransaction(logger: logger) { connection in
                 let rows = try await connection.query(
-                    "INSERT INTO organizations (id, name) VALUES (\(id.uuid), \(name)) RETURNING id, name, created_at",
+                    """
+                    INSERT INTO organizations (id, name, max_live_calls, max_calls_per_second)
+                    VALUES (\(id.uuid), \(name), \(limits.maxLiveCalls), \(limits.maxCallsPerSecond))
+                    RETURNING \(unescaped: Self.organizationColumns)
+                    """,
                     logger: logger)
                 var created: Organization?
                 for try await row in rows { created = try Self.decodeOrganization(row) }
@@ -26,7 +32,7 @@ extension CallStore {
                 try await Self.audit(
                     AuditRecord(
                         organizationID: id, action: "organization.created", targetType: "organization",
-                        targetID: id.description, detail: ["name": name]),
+                        targetID: id.description, detail: ["name": name].merging(limits.auditDetail) { $1 }),
                     by: actor, on: connection, logger: logger)
                 return created
             }
@@ -38,7 +44,15 @@ extension CallStore {
     /// The organization with this name, if any.
     public func organization(named name: String) async throws -> Organization? {
         let rows = try await client.query(
-            "SELECT id, name, created_at FROM organizations WHERE name = \(name)", logger: logger)
+            "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE name = \(name)", logger: logger)
+        for try await row in rows { return try Self.decodeOrganization(row) }
+        return nil
+    }
+
+    /// The organization with this id, if any.
+    public func organization(id: OrganizationID) async throws -> Organization? {
+        let rows = try await client.query(
+            "SELECT \(unescaped: Self.organizationColumns) FROM organizations WHERE id = \(id.uuid)", logger: logger)
         for try await row in rows { return try Self.decodeOrganization(row) }
         return nil
     }
@@ -46,15 +60,56 @@ extension CallStore {
     /// Every organization, by name (for platform operators).
     public func organizations() async throws -> [Organization] {
         let rows = try await client.query(
-            "SELECT id, name, created_at FROM organizations ORDER BY name", logger: logger)
+            "SELECT \(unescaped: Self.organizationColumns) FROM organizations ORDER BY name", logger: logger)
         var organizations: [Organization] = []
         for try await row in rows { organizations.append(try Self.decodeOrganization(row)) }
         return organizations
     }
 
+    /// Replaces an organization's limits (audited in its log); `nil` when there is no such organization.
+    public func setLimits(
+        _ limits: OrganizationLimits, of id: OrganizationID, by actor: AuditActor
+    ) async throws -> Organization? {
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                """
+                UPDATE organizations SET max_live_calls = \(limits.maxLiveCalls),
+                    max_calls_per_second = \(limits.maxCallsPerSecond)
+                WHERE id = \(id.uuid) RETURNING \(unescaped: Self.organizationColumns)
+                """,
+                logger: logger)
+            var updated: Organization?
+            for try await row in rows { updated = try Self.decodeOrganization(row) }
+            guard let updated else { return nil }
+            try await Self.audit(
+                AuditRecord(
+                    organizationID: id, action: "organization.limits_changed", targetType: "organization",
+                    targetID: id.description, detail: limits.auditDetail),
+                by: actor, on: connection, logger: logger)
+            return updated
+        }
+    }
+
+    /// The organization's calls being dialed or up.
+    public func liveCallCount(in organization: OrganizationID) async throws -> Int {
+        let rows = try await client.query(
+            """
+            SELECT count(*)::bigint FROM calls WHERE organization_id = \(organization.uuid)
+                AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
+            """,
+            logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    static let organizationColumns = "id, name, created_at, max_live_calls, max_calls_per_second"
+
     static func decodeOrganization(_ row: PostgresRow) throws -> Organization {
-        let (id, name, createdAt) = try row.decode((UUID, String, Date).self)
-        return Organization(id: OrganizationID(uuid: id), name: name, createdAt: createdAt)
+        let (id, name, createdAt, maxLive, maxRate) = try row.decode((UUID, String, Date, Int?, Double?).self)
+        return Organization(
+            id: OrganizationID(uuid: id), name: name, createdAt: createdAt,
+            limits: OrganizationLimits(maxLiveCalls: maxLive, maxCallsPerSecond: maxRate))
     }
 
     // MARK: - Users

@@ -191,6 +191,9 @@ public enum ClaimResult: Sendable, Hashable {
     case won(CallStatusEvent)
     /// Someone else got there first, or the call was canceled or ended: skip it.
     case alreadyTaken(CallStatus)
+    /// The call's organization is at a limit: nothing changed, the call stays queued; claim it again after
+    /// `retryAfter` (a live-call limit has no known end: the delay is a polling interval).
+    case deferred(OrganizationLimit, retryAfter: Duration)
 }
 
 /// The result of applying one status event.

@@ -9,6 +9,44 @@ public struct Organization: Sendable, Hashable {
     public var name: String
     /// When it was created.
     public var createdAt: Date
+    /// Its dialing limits.
+    public var limits: OrganizationLimits
+}
+
+/// How much an organization may dial, across every gateway and worker (`nil`: no limit).
+public struct OrganizationLimits: Sendable, Hashable {
+    /// Calls being dialed or up at once; a claim beyond it waits, and the gateway refuses new calls at it.
+    public var maxLiveCalls: Int?
+    /// Originates per second; calls beyond it wait queued (paced, at most one call of burst).
+    public var maxCallsPerSecond: Double?
+
+    /// Creates limits.
+    public init(maxLiveCalls: Int? = nil, maxCallsPerSecond: Double? = nil) {
+        self.maxLiveCalls = maxLiveCalls
+        self.maxCallsPerSecond = maxCallsPerSecond
+    }
+
+    /// No limit at all.
+    public static let none = OrganizationLimits()
+
+    /// The limits as audit-log detail (`none` for an absent one).
+    var auditDetail: [String: String] {
+        [
+            "max_live_calls": maxLiveCalls.map(String.init) ?? "none",
+            "max_calls_per_second": maxCallsPerSecond.map { String($0) } ?? "none",
+        ]
+    }
+
+    /// The largest `max_calls_per_second` accepted (a database constraint).
+    public static let callsPerSecondRange = 0.001...10_000.0
+}
+
+/// Which organization limit held a claim back.
+public enum OrganizationLimit: String, Sendable, Hashable {
+    /// `max_live_calls`.
+    case liveCalls = "max_live_calls"
+    /// `max_calls_per_second`.
+    case callsPerSecond = "max_calls_per_second"
 }
 
 /// What an API key may do; each route of the API needs one scope (user tokens get the scopes of their role).

@@ -37,10 +37,8 @@ public enum AdminTasks {
 
     /// Creates an organization (`create-org`).
     public static func createOrganization(
-        databaseURL: String, name: String, logger: Logger
-    ) async throws
-        -> Organization
-    {
+        databaseURL: String, name: String, limits: OrganizationLimits = .none, logger: Logger
+    ) async throws -> Organization {
         do {
             try OrganizationsController.validateName(name)
         } catch {
@@ -49,7 +47,7 @@ public enum AdminTasks {
         return try await withDatabase(databaseURL, logger: logger) { client in
             do {
                 return try await CallStore(client: client, logger: logger).createOrganization(
-                    name: name, by: .commandLine)
+                    name: name, limits: limits, by: .commandLine)
             } catch StoreError.duplicateOrganization {
                 throw InvalidInput(description: "an organization named \(name) exists")
             }

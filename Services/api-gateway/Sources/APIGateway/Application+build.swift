@@ -157,7 +157,8 @@ func buildRouter(
     CallsController(
         intake: CallIntake(
             publisher: dependencies.publisher, repository: dependencies.calls, coalescer: IdempotencyCoalescer(),
-            metrics: dependencies.metrics, publishRetryAfterSeconds: retryAfter),
+            metrics: dependencies.metrics, publishRetryAfterSeconds: retryAfter,
+            liveCallLimit: LiveCallLimit(repository: dependencies.organizations)),
         repository: dependencies.calls, publisher: dependencies.publisher,
         allowedContexts: configuration.allowedContexts, defaultTimeoutSeconds: configuration.defaultTimeoutSeconds,
         defaultTTLSeconds: configuration.callTTLSeconds, maxBodyBytes: configuration.maxBodyBytes,

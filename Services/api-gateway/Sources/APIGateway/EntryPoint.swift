@@ -47,12 +47,16 @@ public enum GatewayEntryPoint {
     }
 
     /// `create-org`: creates an organization; returns the line to print.
-    public static func createOrganization(name: String) async throws -> String {
+    public static func createOrganization(
+        name: String, maxLiveCalls: Int? = nil, maxCallsPerSecond: Double? = nil
+    ) async throws -> String {
         let url = try configurationValue { try EnvironmentReader().required("DATABASE_URL") }
         try configurationValue { try LoggingSetup.bootstrap(service: "api-gateway") }
         do {
             let created = try await AdminTasks.createOrganization(
-                databaseURL: url, name: name, logger: Logger(label: "api-gateway.create-org"))
+                databaseURL: url, name: name,
+                limits: OrganizationLimits(maxLiveCalls: maxLiveCalls, maxCallsPerSecond: maxCallsPerSecond),
+                logger: Logger(label: "api-gateway.create-org"))
             return "created organization \(created.name) id \(created.id)"
         } catch let error as AdminTasks.InvalidInput {
             throw Failure(description: error.description, exitCode: 65)

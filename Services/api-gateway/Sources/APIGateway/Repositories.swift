@@ -27,9 +27,21 @@ public protocol UserRepository: Sendable {
 /// Organizations, API keys and the audit log.
 public protocol OrganizationRepository: Sendable {
     /// Creates an organization; throws `StoreError.duplicateOrganization` if the name is taken.
-    func createOrganization(name: String, by actor: AuditActor) async throws -> Organization
+    func createOrganization(
+        name: String, limits: OrganizationLimits, by actor: AuditActor
+    ) async throws
+        -> Organization
     /// Every organization, by name.
     func organizations() async throws -> [Organization]
+    /// The organization with this id.
+    func organization(id: OrganizationID) async throws -> Organization?
+    /// Replaces an organization's limits; `nil` when there is none with this id.
+    func setLimits(
+        _ limits: OrganizationLimits, of id: OrganizationID, by actor: AuditActor
+    ) async throws
+        -> Organization?
+    /// The organization's calls being dialed or up.
+    func liveCallCount(in organization: OrganizationID) async throws -> Int
     /// Stores a new key.
     func createAPIKey(_ key: NewAPIKey, by actor: AuditActor) async throws -> APIKey
     /// The organization's keys, newest first.

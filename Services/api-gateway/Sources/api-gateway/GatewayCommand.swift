@@ -48,8 +48,27 @@ struct CreateOrganization: AsyncParsableCommand {
     @Option(help: "The name (ASCII letters, digits, '.', '_', '-', '@'; at most 64).")
     var name: String
 
+    @Option(help: "Most calls being dialed or up at once (default: no limit).")
+    var maxLiveCalls: Int?
+
+    @Option(help: "Most originates per second; calls beyond it wait queued (default: no limit).")
+    var maxCallsPerSecond: Double?
+
+    func validate() throws {
+        if let maxLiveCalls, !(1...1_000_000).contains(maxLiveCalls) {
+            throw ValidationError("--max-live-calls must be from 1 to 1000000")
+        }
+        if let maxCallsPerSecond, !(0.001...10_000).contains(maxCallsPerSecond) {
+            throw ValidationError("--max-calls-per-second must be from 0.001 to 10000")
+        }
+    }
+
     func run() async throws {
-        try await reportingFailures { print(try await GatewayEntryPoint.createOrganization(name: name)) }
+        try await reportingFailures {
+            print(
+                try await GatewayEntryPoint.createOrganization(
+                    name: name, maxLiveCalls: maxLiveCalls, maxCallsPerSecond: maxCallsPerSecond))
+        }
     }
 }
 

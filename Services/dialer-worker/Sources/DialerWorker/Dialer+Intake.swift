@@ -59,11 +59,23 @@ extension Dialer {
         var refundToken: Bool
         /// The command's work is durable: its offset may be committed.
         var durable: Bool
+        /// The claim was held back by an organization limit: claim again later.
+        var deferral: Deferral? = nil
+    }
+
+    /// A claim held back by its organization's limits.
+    struct Deferral {
+        var organization: OrganizationID
+        var retryAfter: Duration
     }
 
     func place(_ message: KafkaMessage) async {
-        let placement = await placeCommand(message)
+        var placement = await placeCommand(message)
         context.gate.finishPlacing(keepSlot: placement.tracked, refundToken: placement.refundToken)
+        if let deferral = placement.deferral {
+            guard let placed = await placeAgain(message, after: deferral) else { return }
+            placement = placed
+        }
         context.metrics.liveCalls.record(context.tracker.count)
         guard placement.durable else { return }
         guard let position = offsets.withLock({ $0.completed(message.topicPartition, offset: message.offset) }) else {
@@ -117,6 +129,39 @@ extension Dialer {
             } catch {
                 continue
             }
+        }
+    }
+
+    /// Claims a held-back command again, in its organization's line (``OrganizationPacer``), until the claim is no
+    /// longer held back; it holds no slot, in-flight place or rate token while it waits. `nil` when the worker stops
+    /// meanwhile: the offset stays uncommitted and the command, still queued in PostgreSQL, is taken again by the
+    /// partition's next owner.
+    func placeAgain(_ message: KafkaMessage, after first: Deferral) async -> Placement? {
+        let pacer = context.pacer
+        let gate = context.gate
+        let organization = first.organization
+        gate.beginDeferral()
+        let ticket = pacer.enqueue(organization, retryAfter: first.retryAfter)
+        context.metrics.deferredCalls.record(pacer.waiting)
+        defer { context.metrics.deferredCalls.record(pacer.waiting) }
+        while true {
+            guard await pacer.waitForTurn(organization, ticket: ticket) else {
+                gate.endDeferral()
+                return nil
+            }
+            guard await gate.readmitDeferred() else {
+                pacer.leave(organization, ticket: ticket)
+                gate.endDeferral()
+                return nil
+            }
+            let placement = await placeCommand(message)
+            gate.finishPlacing(keepSlot: placement.tracked, refundToken: placement.refundToken)
+            guard let again = placement.deferral else {
+                pacer.leave(organization, ticket: ticket)
+                gate.endDeferral()
+                return placement
+            }
+            pacer.deferredAgain(organization, retryAfter: again.retryAfter)
         }
     }
 }

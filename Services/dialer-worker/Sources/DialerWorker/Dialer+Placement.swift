@@ -92,6 +92,16 @@ extension Dialer {
             context.metrics.claimsLost.increment()
             logger.info("command skipped: the call is already taken", metadata: ["call.status": "\(status.rawValue)"])
             return Placement(tracked: true, refundToken: true, durable: true)
+        case .deferred(let limit, let retryAfter):
+            // Nothing changed in PostgreSQL: the call stays queued, and this command is claimed again later.
+            perform(context.tracker.forget(callID))
+            context.metrics.claimDeferred(limit)
+            logger.debug(
+                "claim held back by the organization's limit",
+                metadata: ["organization.limit": "\(limit.rawValue)", "retry_after": "\(retryAfter)"])
+            return Placement(
+                tracked: true, refundToken: true, durable: false,
+                deferral: Deferral(organization: command.organizationID, retryAfter: retryAfter))
         }
         let (originate, actions) = context.tracker.claimWon(dispatched)
         perform(actions)

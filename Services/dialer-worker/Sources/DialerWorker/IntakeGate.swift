@@ -4,7 +4,7 @@ import Synchronization
 ///
 /// A command is admitted only while the worker is under `MAX_CONCURRENT_CALLS` (commands being placed plus live
 /// calls), under `MAX_ORIGINATES_IN_FLIGHT`, within its `MAX_CALLS_PER_SECOND` budget (a token bucket holding one
-/// second of burst), while PostgreSQL and ARI are reachable, and while the node says it is booted (a starting Asterisk
+/// second of burst), under `MAX_DEFERRED_CALLS` commands held back by their organization's limits, while PostgreSQL and ARI are reachable, and while the node says it is booted (a starting Asterisk
 /// accepts the events WebSocket before its REST API stops answering `503 Asterisk not booted`). While it is closed the dialer's partitions are
 /// paused, so commands wait in Kafka rather than in memory.
 final class IntakeGate: Sendable {
@@ -17,6 +17,7 @@ final class IntakeGate: Sendable {
         case ari = "ari_disconnected"
         case nodeBooting = "ari_node_not_booted"
         case ownerLease = "owner_lease_lapsed"
+        case deferred = "max_deferred_calls"
     }
 
     private enum Decision {
@@ -30,6 +31,9 @@ final class IntakeGate: Sendable {
         let maxSlots: Int
         var placing = 0
         let maxPlacing: Int
+        /// Commands whose claim an organization limit held back, waiting to be claimed again (holding nothing else).
+        var deferred = 0
+        let maxDeferred: Int
         var tokens: Double
         let rate: Double
         let burst: Double
@@ -50,9 +54,11 @@ final class IntakeGate: Sendable {
             lastRefill = now
         }
 
-        mutating func decide(now: ContinuousClock.Instant) -> Decision {
+        mutating func decide(now: ContinuousClock.Instant, forDeferred: Bool = false) -> Decision {
             if stopped { return .stopped }
             refill(now: now)
+            // New commands wait in Kafka once enough are waiting here; a deferred one is already here.
+            if !forDeferred, deferred >= maxDeferred { return .blocked(.deferred, retryAfter: .milliseconds(250)) }
             if !ariConnected { return .blocked(.ari, retryAfter: .seconds(1)) }
             if !nodeBooted { return .blocked(.nodeBooting, retryAfter: .seconds(1)) }
             if !databaseAvailable { return .blocked(.database, retryAfter: .seconds(1)) }
@@ -83,12 +89,12 @@ final class IntakeGate: Sendable {
 
     /// Creates a gate; it stays closed until ARI is connected (``setARIConnected(_:)``), the node has answered as
     /// booted (``setNodeBooted(_:)``) and the worker holds its owner lease (``setLeaseHeld(_:)``).
-    init(maxConcurrentCalls: Int, maxOriginatesInFlight: Int, maxCallsPerSecond: Double) {
+    init(maxConcurrentCalls: Int, maxOriginatesInFlight: Int, maxCallsPerSecond: Double, maxDeferredCalls: Int = 1000) {
         let burst = max(1, maxCallsPerSecond)
         state = Mutex(
             State(
-                maxSlots: maxConcurrentCalls, maxPlacing: maxOriginatesInFlight, tokens: burst,
-                rate: maxCallsPerSecond, burst: burst, lastRefill: .now))
+                maxSlots: maxConcurrentCalls, maxPlacing: maxOriginatesInFlight, maxDeferred: maxDeferredCalls,
+                tokens: burst, rate: maxCallsPerSecond, burst: burst, lastRefill: .now))
     }
 
     /// Waits until a command may be taken, then takes a capacity slot, an in-flight place and a rate token for it.
@@ -130,6 +136,37 @@ final class IntakeGate: Sendable {
             return state.wake()
         }
         waiter?.resume()
+    }
+
+    /// A command's claim was held back by an organization limit: it gave its slot, place and token back (see
+    /// ``finishPlacing(keepSlot:refundToken:)``) and waits here, counted against `MAX_DEFERRED_CALLS`.
+    func beginDeferral() {
+        state.withLock { $0.deferred += 1 }
+    }
+
+    /// A deferred command stopped waiting (it is being claimed again, or gave up).
+    func endDeferral() {
+        let waiter = state.withLock { state in
+            state.deferred -= 1
+            return state.wake()
+        }
+        waiter?.resume()
+    }
+
+    /// Takes a slot, an in-flight place and a rate token for a deferred command's next claim, waiting (polling)
+    /// while the gate is closed for another reason; `false` once stopped or cancelled. The intake's own admission
+    /// keeps its single waiter: deferred commands poll instead.
+    func readmitDeferred() async -> Bool {
+        while !Task.isCancelled {
+            let decision = state.withLock { $0.decide(now: .now, forDeferred: true) }
+            switch decision {
+            case .admitted: return true
+            case .stopped: return false
+            case .blocked(_, let retryAfter):
+                guard (try? await Task.sleep(for: min(retryAfter, .milliseconds(250)))) != nil else { return false }
+            }
+        }
+        return false
     }
 
     /// A live call ended: its slot is free.
@@ -204,6 +241,8 @@ final class IntakeGate: Sendable {
     var slotsUsed: Int { state.withLock { $0.slotsUsed } }
     /// Commands being claimed and originated.
     var placing: Int { state.withLock { $0.placing } }
+    /// Commands waiting for their organization's limits.
+    var deferred: Int { state.withLock { $0.deferred } }
 
     /// Suspends until something changes (a slot frees, a dependency comes back, a token is due) or `timeout`.
     private func waitForChange(upTo timeout: Duration) async {

@@ -29,6 +29,9 @@ public struct WorkerConfiguration: Sendable {
     public var maxCallsPerSecond: Double
     /// The most commands being claimed and originated at once (`MAX_ORIGINATES_IN_FLIGHT`).
     public var maxOriginatesInFlight: Int
+    /// The most commands held back by their organization's limits at once (`MAX_DEFERRED_CALLS`); beyond it new
+    /// commands wait in Kafka.
+    public var maxDeferredCalls: Int
     /// Kafka connection settings (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_CLIENT_ID`, `KAFKA_PROP_*`).
     public var kafka: KafkaConfiguration
     /// Topic names (`KAFKA_TOPIC_ORIGINATE`, `KAFKA_TOPIC_CONTROL`, `KAFKA_TOPIC_STATUS`).
@@ -83,6 +86,7 @@ public struct WorkerConfiguration: Sendable {
         maxConcurrentCalls: Int = 100,
         maxCallsPerSecond: Double = 10,
         maxOriginatesInFlight: Int = 16,
+        maxDeferredCalls: Int = 1000,
         kafka: KafkaConfiguration,
         topics: CallTopics = .defaults,
         dialerGroupID: String = "dialer-workers",
@@ -110,6 +114,7 @@ public struct WorkerConfiguration: Sendable {
         self.maxConcurrentCalls = maxConcurrentCalls
         self.maxCallsPerSecond = maxCallsPerSecond
         self.maxOriginatesInFlight = maxOriginatesInFlight
+        self.maxDeferredCalls = maxDeferredCalls
         self.kafka = kafka
         self.topics = topics
         self.dialerGroupID = dialerGroupID
@@ -204,6 +209,7 @@ public struct WorkerConfiguration: Sendable {
             maxConcurrentCalls: try environment.int("MAX_CONCURRENT_CALLS", default: 100, range: 1...100_000),
             maxCallsPerSecond: try environment.double("MAX_CALLS_PER_SECOND", default: 10, range: 0.01...100_000),
             maxOriginatesInFlight: try environment.int("MAX_ORIGINATES_IN_FLIGHT", default: 16, range: 1...1024),
+            maxDeferredCalls: try environment.int("MAX_DEFERRED_CALLS", default: 1000, range: 1...1_000_000),
             kafka: kafka,
             topics: CallTopics.fromEnvironment(environment.values),
             dialerGroupID: environment.string("KAFKA_DIALER_GROUP", default: "dialer-workers"),

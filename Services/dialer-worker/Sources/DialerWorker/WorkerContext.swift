@@ -19,6 +19,8 @@ struct WorkerContext: Sendable {
     /// The worker's right to act for its calls (its heartbeat); see ``OwnerLease``.
     let lease: OwnerLease
     let metrics: WorkerMetrics
+    /// The line of claims held back by organization limits.
+    let pacer = OrganizationPacer()
     /// The process logger, with `node.id` and `worker.id`.
     let logger: Logger
 

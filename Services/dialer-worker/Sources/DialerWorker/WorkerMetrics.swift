@@ -1,4 +1,5 @@
 import CallDomain
+import CallStore
 import Metrics
 
 /// The dialer worker's swift-metrics instruments (rendered by `/metrics` when the process bootstraps Prometheus).
@@ -22,6 +23,8 @@ struct WorkerMetrics: Sendable {
     let paused = Gauge(label: "dialer_paused")
     /// Commands skipped because another worker had claimed them, or they were canceled or ended.
     let claimsLost = Counter(label: "dialer_claims_lost_total")
+    /// Commands waiting for their organization's limits (`MAX_DEFERRED_CALLS` at most).
+    let deferredCalls = Gauge(label: "dialer_deferred_calls")
     /// Commands dropped because their time to live had passed.
     let expired = Counter(label: "dialer_commands_expired_total")
     /// Calls this worker took over from a worker whose heartbeat stopped.
@@ -35,6 +38,11 @@ struct WorkerMetrics: Sendable {
     /// Status events the history writer stored, and its batches.
     let historyMessages = Counter(label: "history_writer_messages_total")
     let historyBatchDuration = Timer(label: "history_writer_batch_duration_seconds", preferredDisplayUnit: .seconds)
+
+    /// Counts a claim held back by an organization limit (`max_live_calls`, `max_calls_per_second`).
+    func claimDeferred(_ limit: OrganizationLimit) {
+        Counter(label: "dialer_claims_deferred_total", dimensions: [("limit", limit.rawValue)]).increment()
+    }
 
     /// Counts a terminal status.
     func recordOutcome(_ status: CallStatus) {

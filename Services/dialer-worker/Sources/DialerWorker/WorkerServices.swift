@@ -45,6 +45,8 @@ public final class WorkerStatus: Sendable {
     public var pauseReason: String? { context.gate.blockedBy?.rawValue }
     /// Whether the ARI events WebSocket is connected.
     public var ariConnected: Bool { context.gate.ariConnected }
+    /// Commands waiting because their organization is at one of its limits.
+    public var deferredCalls: Int { context.gate.deferred }
     /// The port the operations server listens on, once it does.
     public var opsPort: Int? { boundPort.withLock { $0 } }
     /// The ARI application name this worker registered.
@@ -142,7 +144,8 @@ public func buildServiceGroup(
         gate: IntakeGate(
             maxConcurrentCalls: configuration.maxConcurrentCalls,
             maxOriginatesInFlight: configuration.maxOriginatesInFlight,
-            maxCallsPerSecond: configuration.maxCallsPerSecond),
+            maxCallsPerSecond: configuration.maxCallsPerSecond,
+            maxDeferredCalls: configuration.maxDeferredCalls),
         readiness: WorkerReadiness(),
         lease: OwnerLease(ownerTimeout: configuration.ownerTimeout),
         metrics: metrics,

@@ -33,12 +33,14 @@ struct CallIntake: Sendable {
     let coalescer: IdempotencyCoalescer
     let metrics: GatewayMetrics
     let publishRetryAfterSeconds: Int
+    let liveCallLimit: LiveCallLimit
 
     func accept(
         _ request: CallRequest, caller: Caller, idempotencyKey: String?, requestID: String, logger: Logger
     ) async throws -> CallAcceptance {
         let traceParent = TraceContext.traceParent(requestID: requestID)
         guard let key = idempotencyKey else {
+            try await liveCallLimit.check(caller.organizationID, logger: logger)
             let command = request.command(
                 callID: .generate(), requestedAt: Date(), by: caller, requestID: requestID)
             try await publish(command, traceParent: traceParent)
@@ -80,6 +82,8 @@ struct CallIntake: Sendable {
         switch reservation {
         case .reserved:
             do {
+                // Only a new call is held to the limit: a replay answers with the call it already is.
+                try await liveCallLimit.check(caller.organizationID, logger: logger)
                 try await publish(command, traceParent: traceParent)
             } catch {
                 do {

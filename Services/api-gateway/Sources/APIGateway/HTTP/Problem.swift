@@ -41,6 +41,8 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         case conflict
         /// 429: too many requests; see `Retry-After`.
         case rateLimited = "rate-limited"
+        /// 429: the caller's organization has `max_live_calls` calls in progress; see `Retry-After`.
+        case organizationCallLimit = "organization-call-limit"
         /// 503: Kafka did not acknowledge the command in time; nothing was accepted. See `Retry-After`.
         case kafkaUnavailable = "kafka-unavailable"
         /// 503: PostgreSQL is unavailable. See `Retry-After`.
@@ -62,7 +64,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
             case .notFound: .notFound
             case .methodNotAllowed: .methodNotAllowed
             case .callEnded, .idempotencyConflict, .usernameTaken, .organizationNameTaken, .conflict: .conflict
-            case .rateLimited: .tooManyRequests
+            case .rateLimited, .organizationCallLimit: .tooManyRequests
             case .kafkaUnavailable, .databaseUnavailable, .notReady: .serviceUnavailable
             case .internalError: .internalServerError
             }
@@ -86,6 +88,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
             case .organizationNameTaken: "The organization name is taken"
             case .conflict: "Conflict"
             case .rateLimited: "Too many requests"
+            case .organizationCallLimit: "The organization is at its limit of live calls"
             case .kafkaUnavailable: "The message broker did not accept the command in time"
             case .databaseUnavailable: "The database is unavailable"
             case .notReady: "Not ready"

@@ -5,7 +5,8 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// Organizations, for platform operators: `POST /organizations`, `GET /organizations` (under `/api/v1`); and the
+/// Organizations, for platform operators: `POST /organizations`, `GET /organizations`, `PATCH /organizations/{id}`
+/// (limits), and `GET /organizations/{id}` for them and the organization's own members (under `/api/v1`); and the
 /// organization's audit log for its admins: `GET /audit-events`.
 struct OrganizationsController: Sendable {
     typealias Context = AuthenticatedRequestContext
@@ -16,6 +17,8 @@ struct OrganizationsController: Sendable {
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("organizations", use: create)
         group.get("organizations", use: list)
+        group.get("organizations/:id", use: show)
+        group.patch("organizations/:id", use: update)
         group.get("audit-events", use: auditEvents)
     }
 
@@ -34,6 +37,8 @@ struct OrganizationsController: Sendable {
         enum CodingKeys: String, CodingKey {
             case id, name
             case createdAt = "created_at"
+            case maxLiveCalls = "max_live_calls"
+            case maxCallsPerSecond = "max_calls_per_second"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -41,6 +46,8 @@ struct OrganizationsController: Sendable {
             try container.encode(organization.id, forKey: .id)
             try container.encode(organization.name, forKey: .name)
             try container.encode(organization.createdAt, forKey: .createdAt)
+            try container.encode(organization.limits.maxLiveCalls, forKey: .maxLiveCalls)
+            try container.encode(organization.limits.maxCallsPerSecond, forKey: .maxCallsPerSecond)
         }
     }
 
@@ -52,16 +59,17 @@ struct OrganizationsController: Sendable {
         try context.requirePlatformOperator()
         let body = try await JSONInput.object(from: request, limit: maxBodyBytes)
         var reader = JSONObjectReader(body)
-        reader.refuseUnknown(["name"])
+        reader.refuseUnknown(["name", "max_live_calls", "max_calls_per_second"])
         let name = reader.string("name", required: true)
         if let name {
             do { try Self.validateName(name) } catch { reader.add([error]) }
         }
+        let limits = Self.limits(&reader, current: .none)
         guard reader.errors.isEmpty, let name else { throw Problem.validation(reader.errors) }
         let organization: Organization
         do {
             organization = try await APIKeysController.store(context) {
-                try await repository.createOrganization(name: name, by: context.auditActor)
+                try await repository.createOrganization(name: name, limits: limits, by: context.auditActor)
             }
         } catch StoreError.duplicateOrganization {
             throw Problem(.organizationNameTaken, detail: "an organization named \(name) exists")
@@ -79,6 +87,78 @@ struct OrganizationsController: Sendable {
         let organizations = try await APIKeysController.store(context) { try await repository.organizations() }
         return try JSONResponse.make(
             OrganizationList(organizations: organizations.map { OrganizationResource(organization: $0) }))
+    }
+
+    @Sendable func show(_ request: Request, context: Context) async throws -> Response {
+        let id = try Self.organizationID(context)
+        // Members see their own organization (its limits); only platform operators see others.
+        guard context.caller.platformOperator || id == context.caller.organizationID,
+            let organization = try await APIKeysController.store(context, { try await repository.organization(id: id) })
+        else {
+            throw Problem(.notFound, detail: "no organization \(id)")
+        }
+        return try JSONResponse.make(OrganizationResource(organization: organization))
+    }
+
+    /// `PATCH /organizations/{id}`: `max_live_calls`, `max_calls_per_second` (a number, or `null` for no limit); the
+    /// fields absent keep their value.
+    @Sendable func update(_ request: Request, context: Context) async throws -> Response {
+        try context.requirePlatformOperator()
+        let id = try Self.organizationID(context)
+        let body = try await JSONInput.object(from: request, limit: maxBodyBytes)
+        var reader = JSONObjectReader(body)
+        reader.refuseUnknown(["max_live_calls", "max_calls_per_second"])
+        if body.isEmpty { reader.fail("max_live_calls", "or max_calls_per_second is required") }
+        guard reader.errors.isEmpty else { throw Problem.validation(reader.errors) }
+        guard let current = try await APIKeysController.store(context, { try await repository.organization(id: id) })
+        else {
+            throw Problem(.notFound, detail: "no organization \(id)")
+        }
+        let limits = Self.limits(&reader, current: current.limits)
+        guard reader.errors.isEmpty else { throw Problem.validation(reader.errors) }
+        guard
+            let updated = try await APIKeysController.store(
+                context,
+                {
+                    try await repository.setLimits(limits, of: id, by: context.auditActor)
+                })
+        else {
+            throw Problem(.notFound, detail: "no organization \(id)")
+        }
+        context.logger.notice(
+            "organization limits changed",
+            metadata: [
+                "organization.changed": .stringConvertible(id),
+                "organization.max_live_calls": .string(limits.maxLiveCalls.map(String.init) ?? "none"),
+                "organization.max_calls_per_second": .string(limits.maxCallsPerSecond.map { "\($0)" } ?? "none"),
+            ])
+        return try JSONResponse.make(OrganizationResource(organization: updated))
+    }
+
+    /// The limits in a body: a field present replaces the current value (`null` removes the limit).
+    static func limits(_ reader: inout JSONObjectReader, current: OrganizationLimits) -> OrganizationLimits {
+        var limits = current
+        if reader.object.keys.contains("max_live_calls") {
+            limits.maxLiveCalls = reader.int("max_live_calls", range: 1...1_000_000)
+        }
+        if reader.object.keys.contains("max_calls_per_second") {
+            switch reader.object["max_calls_per_second"] {
+            case .number(let value)? where OrganizationLimits.callsPerSecondRange.contains(value):
+                limits.maxCallsPerSecond = value
+            case .null?:
+                limits.maxCallsPerSecond = nil
+            default:
+                reader.fail("max_calls_per_second", "must be a number from 0.001 to 10000, or null")
+            }
+        }
+        return limits
+    }
+
+    static func organizationID(_ context: Context) throws -> OrganizationID {
+        guard let text = context.parameters.get("id"), let id = OrganizationID(text.lowercased()) else {
+            throw Problem.validation(field: "id", message: "must be an organization id (a UUID)")
+        }
+        return id
     }
 
     // MARK: - Audit log
