@@ -4,8 +4,10 @@ import Foundation
 /// way `make run` starts them.
 public final class DevStackProcess: @unchecked Sendable {
     // @unchecked: the Process is only touched from the test that owns this value, never concurrently.
-    /// The gateway's base URL, e.g. `http://127.0.0.1:8123`.
+    /// The gateway's base URL, e.g. `http://127.0.0.1:8123` (the first one's, with several).
     public let apiURL: String
+    /// Every gateway's base URL.
+    public let apiURLs: [String]
     /// The embedded broker's bootstrap servers.
     public let bootstrapServers: String
     /// The Kafka control endpoint (brokers up/down).
@@ -24,10 +26,11 @@ public final class DevStackProcess: @unchecked Sendable {
     }
 
     private init(
-        apiURL: String, bootstrapServers: String, kafkaControlURL: String, ariURL: String, adminPassword: String,
-        stateDirectory: URL, process: Process
+        apiURL: String, apiURLs: [String], bootstrapServers: String, kafkaControlURL: String, ariURL: String,
+        adminPassword: String, stateDirectory: URL, process: Process
     ) {
         self.apiURL = apiURL
+        self.apiURLs = apiURLs
         self.bootstrapServers = bootstrapServers
         self.kafkaControlURL = kafkaControlURL
         self.ariURL = ariURL
@@ -38,7 +41,7 @@ public final class DevStackProcess: @unchecked Sendable {
 
     /// Starts the stack on `databaseURL` and waits until it prints that it is ready.
     public static func start(
-        databaseURL: String, workers: Int = 2, extraEnvironment: [String: String] = [:]
+        databaseURL: String, workers: Int = 2, gateways: Int = 1, extraEnvironment: [String: String] = [:]
     )
         async throws -> DevStackProcess
     {
@@ -48,13 +51,15 @@ public final class DevStackProcess: @unchecked Sendable {
         let stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "devstack-test-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
-        let port = try Self.freePort()
+        // Further gateways listen on the next ports: pick a port whose successors are free too.
+        var port = try Self.freePort()
+        while gateways > 1, !(1..<gateways).allSatisfy({ Self.isFree(port + $0) }) { port = try Self.freePort() }
         let password = "e2e-\(UUID().uuidString.prefix(12))"
         let process = Process()
         process.executableURL = executable
         process.arguments = [
             "up", "--state-dir", stateDirectory.path, "--gateway-port", "\(port)", "--workers", "\(workers)",
-            "--partitions", "4",
+            "--gateways", "\(gateways)", "--partitions", "4",
         ]
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = databaseURL
@@ -93,7 +98,8 @@ public final class DevStackProcess: @unchecked Sendable {
         }
         let control = banner.range(of: "control: ").map { String(banner[$0.upperBound...].prefix { $0 != ")" }) } ?? ""
         return DevStackProcess(
-            apiURL: "http://127.0.0.1:\(port)", bootstrapServers: field("Kafka"), kafkaControlURL: control,
+            apiURL: "http://127.0.0.1:\(port)", apiURLs: (0..<gateways).map { "http://127.0.0.1:\(port + $0)" },
+            bootstrapServers: field("Kafka"), kafkaControlURL: control,
             ariURL: field("ARI"), adminPassword: password, stateDirectory: stateDirectory, process: process)
     }
 
@@ -165,5 +171,21 @@ public final class DevStackProcess: @unchecked Sendable {
         let port = Int(UInt16(bigEndian: address.sin_port))
         guard port > 0 else { throw TestEnvironmentError("no free port") }
         return port
+    }
+
+    /// Whether nothing listens on `port` on loopback now (it may be taken the next moment).
+    static func isFree(_ port: Int) -> Bool {
+        guard port < 65536 else { return false }
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        } == 0
     }
 }

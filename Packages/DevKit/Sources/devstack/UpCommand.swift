@@ -27,8 +27,11 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Directory for PostgreSQL's data, the secrets and the logs.")
     var stateDir: String = ".devstack"
 
-    @Option(help: "Port of the api-gateway.")
+    @Option(help: "Port of the api-gateway (the first one: further gateways take the next ports).")
     var gatewayPort: Int = 8000
+
+    @Option(help: "Number of api-gateway processes.")
+    var gateways: Int = 1
 
     @Option(help: "Number of dialer-worker processes.")
     var workers: Int = 2
@@ -52,6 +55,7 @@ struct UpCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be between 1 and 16") }
+        guard (1...8).contains(gateways) else { throw ValidationError("--gateways must be between 1 and 8") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
         guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
         guard (0...600).contains(ariBootSeconds) else { throw ValidationError("--ari-boot-seconds must be 0...600") }
@@ -67,7 +71,8 @@ struct UpCommand: AsyncParsableCommand {
         let stack = try LocalStack(
             options: .init(
                 stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true).standardizedFileURL,
-                gatewayPort: gatewayPort, workers: workers, partitions: partitions, brokers: brokers,
+                gatewayPort: gatewayPort, gateways: gateways, workers: workers, partitions: partitions,
+                brokers: brokers,
                 kafkaControlPort: kafkaControlPort, ariBootWindow: .milliseconds(Int64(ariBootSeconds * 1000)),
                 binDirectory: binDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
                     ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -88,6 +93,7 @@ final class LocalStack: Service, Sendable {
     struct Options: Sendable {
         var stateDirectory: URL
         var gatewayPort: Int
+        var gateways: Int
         var workers: Int
         var partitions: Int32
         var brokers: Int
@@ -166,12 +172,16 @@ final class LocalStack: Service, Sendable {
                 ?? Self.secret(in: options.stateDirectory, "admin_password", bytes: 12)
             try ensureAdmin(gateway, password: adminPassword, environment: common)
 
-            var gatewayEnvironment = common
-            gatewayEnvironment["HOST"] = environment["HOST"] ?? "127.0.0.1"
-            gatewayEnvironment["PORT"] = "\(options.gatewayPort)"
-            try await supervisor.start(
-                ChildSpec(
-                    name: "api-gateway", executable: gateway, arguments: ["serve"], environment: gatewayEnvironment))
+            for index in 1...options.gateways {
+                var gatewayEnvironment = common
+                gatewayEnvironment["HOST"] = environment["HOST"] ?? "127.0.0.1"
+                gatewayEnvironment["PORT"] = "\(options.gatewayPort + index - 1)"
+                gatewayEnvironment["INSTANCE_ID"] = "gateway-\(index)"
+                try await supervisor.start(
+                    ChildSpec(
+                        name: options.gateways == 1 ? "api-gateway" : "api-gateway-\(index)", executable: gateway,
+                        arguments: ["serve"], environment: gatewayEnvironment))
+            }
             var workerPorts: [Int] = []
             for index in 1...options.workers {
                 var workerEnvironment = common
@@ -191,7 +201,9 @@ final class LocalStack: Service, Sendable {
                         environment: workerEnvironment))
             }
             let apiURL = "http://127.0.0.1:\(options.gatewayPort)"
-            try await waitForReady("\(apiURL)/ready", timeout: .seconds(90))
+            for index in 0..<options.gateways {
+                try await waitForReady("http://127.0.0.1:\(options.gatewayPort + index)/ready", timeout: .seconds(90))
+            }
             printBanner(apiURL: apiURL, adminPassword: adminPassword, workerPorts: workerPorts, ariURL: ariURL)
             try await gracefulShutdown()
         } catch is CancellationError {
@@ -251,12 +263,14 @@ final class LocalStack: Service, Sendable {
 
     private func printBanner(apiURL: String, adminPassword: String, workerPorts: [Int], ariURL: String) {
         let bootstrap = cluster.bootstrapServers
+        let otherGateways = (1..<options.gateways).map { "   http://127.0.0.1:\(options.gatewayPort + $0)/api/v1" }
+            .joined()
         printLine(
             """
 
             ready: the outbound dialer is running (Ctrl-C stops everything)
 
-              API            \(apiURL)/api/v1
+              API            \(apiURL)/api/v1\(otherGateways)
               Swagger UI     \(apiURL)/docs
               ReDoc          \(apiURL)/redoc
               metrics        \(apiURL)/metrics   workers: \(workerPorts.map { "http://127.0.0.1:\($0)/metrics" }.joined(separator: " "))
