@@ -157,7 +157,8 @@ struct UsersController: Sendable {
         let roleText = reader.string("role")
         let role = roleText.flatMap(UserRole.init(rawValue:))
         if roleText != nil, role == nil { reader.fail("role", "must be admin, operator or viewer") }
-        if reader.errors.isEmpty, disabled == nil, role == nil { reader.fail("disabled", "or role is required") }
+        // `null` leaves a field as it is; a body naming neither field is a mistake.
+        if body.isEmpty { reader.fail("disabled", "or role is required") }
         guard reader.errors.isEmpty else { throw Problem.validation(reader.errors) }
         if id == context.caller.id, disabled == true || (role.map { $0 != .admin } ?? false) {
             throw Problem(.conflict, detail: "an admin cannot disable or demote their own account")
