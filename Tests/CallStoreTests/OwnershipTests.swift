@@ -112,41 +112,26 @@ import Testing
 
     @Test("migration 2 on a database with calls: existing rows get epoch 0 and stay claimable")
     func migrationKeepsExistingRows() async throws {
-        try await TestDatabase.withStore { store, _ in
-            let name = "test_mig2_\(UInt32.random(in: 0 ... .max))"
-            try await store.client.query("CREATE DATABASE \(unescaped: name)")
-            let url = try TestDatabase.url(database: name)
-            try await TestDatabase.withClient(url: url) { client in
-                let first = try #require(try Migrator.bundledMigrations().first { $0.version == 1 })
-                for statement in first.statements {
-                    try await client.query(PostgresQuery(unsafeSQL: statement))
-                }
-                try await client.query(
-                    """
-                    CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                        applied_at timestamptz NOT NULL DEFAULT now())
-                    """)
-                try await client.query("INSERT INTO schema_migrations (version, name) VALUES (1, \(first.name))")
-                let queued = CallID.generate()
-                let live = CallID.generate()
-                try await client.query(
-                    """
-                    INSERT INTO calls (id, status, seq, to_number, created_at, expires_at)
-                    VALUES (\(queued.uuid), 'queued', 0, '+15550100003', now(), now() + interval '5 minutes'),
-                        (\(live.uuid), 'answered', 3, '+15550100004', now(), now() + interval '5 minutes')
-                    """)
-                let applied = try await Migrator(client: client, logger: Logger(label: "t")).migrate()
-                #expect(applied.first == 2)
-                let migrated = CallStore(client: client, logger: Logger(label: "t"))
-                #expect(try await migrated.call(id: live)?.ownerEpoch == 0)
-                #expect(try await migrated.call(id: live)?.status == .answered)
-                let command = try CallStoreTests.command(queued, to: "+15550100003")
-                guard case .won(let event) = try await migrated.claim(command, nodeID: "n1", workerID: "a") else {
-                    Issue.record("the migrated queued call could not be claimed")
-                    return
-                }
-                #expect(event.ownerEpoch == 1)
+        try await TestDatabase.withDatabase(migratedBelow: 2) { client in
+            let queued = CallID.generate()
+            let live = CallID.generate()
+            try await client.query(
+                """
+                INSERT INTO calls (id, status, seq, to_number, created_at, expires_at)
+                VALUES (\(queued.uuid), 'queued', 0, '+15550100003', now(), now() + interval '5 minutes'),
+                    (\(live.uuid), 'answered', 3, '+15550100004', now(), now() + interval '5 minutes')
+                """)
+            let applied = try await Migrator(client: client, logger: Logger(label: "t")).migrate()
+            #expect(applied.first == 2)
+            let migrated = CallStore(client: client, logger: Logger(label: "t"))
+            #expect(try await migrated.call(id: live)?.ownerEpoch == 0)
+            #expect(try await migrated.call(id: live)?.status == .answered)
+            let command = try CallStoreTests.command(queued, to: "+15550100003")
+            guard case .won(let event) = try await migrated.claim(command, nodeID: "n1", workerID: "a") else {
+                Issue.record("the migrated queued call could not be claimed")
+                return
             }
+            #expect(event.ownerEpoch == 1)
         }
     }
 }
@@ -154,58 +139,40 @@ import Testing
 @Suite struct OrganizationStoreTests {
     @Test("migration 3 on a database with users and calls: all of them land in the default organization")
     func existingRowsMoveToTheDefaultOrganization() async throws {
-        try await TestDatabase.withStore { store, _ in
-            let name = "test_mig3_\(UInt32.random(in: 0 ... .max))"
-            try await store.client.query("CREATE DATABASE \(unescaped: name)")
-            let url = try TestDatabase.url(database: name)
-            try await TestDatabase.withClient(url: url) { client in
-                try await client.query(
-                    """
-                    CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                        applied_at timestamptz NOT NULL DEFAULT now())
-                    """)
-                for migration in try Migrator.bundledMigrations() where migration.version < 3 {
-                    for statement in migration.statements {
-                        try await client.query(PostgresQuery(unsafeSQL: statement))
-                    }
-                    try await client.query(
-                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))"
-                    )
-                }
-                let userID = UUID()
-                let queued = CallID.generate()
-                let ended = CallID.generate()
-                try await client.query(
-                    """
-                    INSERT INTO users (id, username, password_hash, role)
-                    VALUES (\(userID), 'legacy-admin', '$2b$12$hash', 'admin')
-                    """)
-                try await client.query(
-                    """
-                    INSERT INTO calls (id, status, seq, to_number, created_at, expires_at)
-                    VALUES (\(queued.uuid), 'queued', 0, '+15550100003', now(), now() + interval '5 minutes'),
-                        (\(ended.uuid), 'completed', 5, '+15550100004', now(), now() + interval '5 minutes')
-                    """)
+        try await TestDatabase.withDatabase(migratedBelow: 3) { client in
+            let userID = UUID()
+            let queued = CallID.generate()
+            let ended = CallID.generate()
+            try await client.query(
+                """
+                INSERT INTO users (id, username, password_hash, role)
+                VALUES (\(userID), 'legacy-admin', '$2b$12$hash', 'admin')
+                """)
+            try await client.query(
+                """
+                INSERT INTO calls (id, status, seq, to_number, created_at, expires_at)
+                VALUES (\(queued.uuid), 'queued', 0, '+15550100003', now(), now() + interval '5 minutes'),
+                    (\(ended.uuid), 'completed', 5, '+15550100004', now(), now() + interval '5 minutes')
+                """)
 
-                let applied = try await Migrator(client: client, logger: Logger(label: "t")).migrate()
-                #expect(applied == [3])
-                let migrated = CallStore(client: client, logger: Logger(label: "t"))
-                let user = try #require(try await migrated.user(id: userID))
-                #expect(user.organizationID == .default)
-                #expect(!user.platformOperator)
-                #expect(try await migrated.call(id: ended, in: .default)?.status == .completed)
-                #expect(try await migrated.call(id: ended, in: .generate()) == nil)
-                let page = try await migrated.listCalls(in: .default, filter: CallFilter(), limit: 10, cursor: nil)
-                #expect(Set(page.calls.map(\.id)) == [queued, ended])
-                #expect(try await migrated.organization(named: "default")?.id == .default)
-                // The migrated queued call is still claimed once, and its events carry the organization.
-                let command = try CallStoreTests.command(queued, to: "+15550100003")
-                guard case .won(let event) = try await migrated.claim(command, nodeID: "n1", workerID: "a") else {
-                    Issue.record("the migrated queued call could not be claimed")
-                    return
-                }
-                #expect(event.organizationID == .default)
+            let applied = try await Migrator(client: client, logger: Logger(label: "t")).migrate()
+            #expect(applied == [3])
+            let migrated = CallStore(client: client, logger: Logger(label: "t"))
+            let user = try #require(try await migrated.user(id: userID))
+            #expect(user.organizationID == .default)
+            #expect(!user.platformOperator)
+            #expect(try await migrated.call(id: ended, in: .default)?.status == .completed)
+            #expect(try await migrated.call(id: ended, in: .generate()) == nil)
+            let page = try await migrated.listCalls(in: .default, filter: CallFilter(), limit: 10, cursor: nil)
+            #expect(Set(page.calls.map(\.id)) == [queued, ended])
+            #expect(try await migrated.organization(named: "default")?.id == .default)
+            // The migrated queued call is still claimed once, and its events carry the organization.
+            let command = try CallStoreTests.command(queued, to: "+15550100003")
+            guard case .won(let event) = try await migrated.claim(command, nodeID: "n1", workerID: "a") else {
+                Issue.record("the migrated queued call could not be claimed")
+                return
             }
+            #expect(event.organizationID == .default)
         }
     }
 

@@ -20,8 +20,35 @@ public struct StopTimeout: Error, CustomStringConvertible {
 public func value<Success: Sendable>(
     of task: Task<Success, any Error>, within timeout: Duration, _ what: String
 ) async throws -> Success {
-    let outcome = FirstOutcome<Success>()
-    let result: Result<Success, any Error>? = await withCheckedContinuation { continuation in
+    guard let result = await result(of: task, within: timeout) else {
+        task.cancel()
+        throw StopTimeout(what: what, waited: timeout)
+    }
+    return try result.get()
+}
+
+/// Cancels `task` and waits for it to end, for at most `timeout`; `false` (with a warning on standard error) when it
+/// did not end in time: it is left behind, so that one component that ignores cancellation fails to stop without
+/// holding up the rest of the run.
+@discardableResult
+public func stop<Success: Sendable>(
+    _ task: Task<Success, Never>, within timeout: Duration, _ what: String
+) async -> Bool {
+    task.cancel()
+    guard await result(of: task, within: timeout) != nil else {
+        FileHandle.standardError.write(
+            Data("warning: \(what) did not stop within \(timeout) of its cancellation\n".utf8))
+        return false
+    }
+    return true
+}
+
+/// The task's result, or `nil` once `timeout` passed first.
+private func result<Success: Sendable, Failure: Error>(
+    of task: Task<Success, Failure>, within timeout: Duration
+) async -> Result<Success, Failure>? {
+    let outcome = FirstOutcome<Result<Success, Failure>>()
+    return await withCheckedContinuation { continuation in
         outcome.install(continuation)
         let deadline = Task {
             // Cancelled once the task has returned: its result wins.
@@ -34,58 +61,23 @@ public func value<Success: Sendable>(
             outcome.resume(with: result)
         }
     }
-    guard let result else {
-        task.cancel()
-        throw StopTimeout(what: what, waited: timeout)
-    }
-    return try result.get()
 }
 
 /// Resumes a continuation once, with the first of several racing outcomes.
-private final class FirstOutcome<Success: Sendable>: Sendable {
-    private let waiter = Mutex<(continuation: CheckedContinuation<Result<Success, any Error>?, Never>?, done: Bool)>(
-        (nil, false))
+private final class FirstOutcome<Value: Sendable>: Sendable {
+    private let waiter = Mutex<(continuation: CheckedContinuation<Value?, Never>?, done: Bool)>((nil, false))
 
-    func install(_ continuation: CheckedContinuation<Result<Success, any Error>?, Never>) {
+    func install(_ continuation: CheckedContinuation<Value?, Never>) {
         waiter.withLock { $0.continuation = continuation }
     }
 
-    func resume(with result: Result<Success, any Error>?) {
-        let continuation = waiter.withLock { state -> CheckedContinuation<Result<Success, any Error>?, Never>? in
+    func resume(with value: Value?) {
+        let continuation = waiter.withLock { state -> CheckedContinuation<Value?, Never>? in
             guard !state.done, let continuation = state.continuation else { return nil }
             state.done = true
             state.continuation = nil
             return continuation
         }
-        continuation?.resume(returning: result)
+        continuation?.resume(returning: value)
     }
-}
-
-/// Cancels `task` and waits for it to end, for at most `timeout`; `false` (with a warning on standard error) when it
-/// did not end in time: it is left behind, so that one component that ignores cancellation fails to stop without
-/// holding up the rest of the run.
-@discardableResult
-public func stop<Success: Sendable>(
-    _ task: Task<Success, Never>, within timeout: Duration, _ what: String
-) async -> Bool {
-    task.cancel()
-    let outcome = FirstOutcome<Success>()
-    let ended: Bool =
-        await withCheckedContinuation { continuation in
-            outcome.install(continuation)
-            let deadline = Task {
-                guard (try? await Task.sleep(for: timeout)) != nil else { return }
-                outcome.resume(with: nil)
-            }
-            Task {
-                let value = await task.value
-                deadline.cancel()
-                outcome.resume(with: .success(value))
-            }
-        } != nil
-    if !ended {
-        FileHandle.standardError.write(
-            Data("warning: \(what) did not stop within \(timeout) of its cancellation\n".utf8))
-    }
-    return ended
 }

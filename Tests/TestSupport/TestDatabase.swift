@@ -46,6 +46,35 @@ public enum TestDatabase {
         }
     }
 
+    /// Runs `body` on a new database that has the bundled migrations below `version` applied and recorded, as a
+    /// database of an earlier release has: the test fills it, then applies the rest.
+    public static func withDatabase(
+        migratedBelow version: Int, _ body: @Sendable (PostgresClient) async throws -> Void
+    )
+        async throws
+    {
+        try await TestDatabase.withStore { store, _ in
+            let name = "test_mig\(version)_\(UInt32.random(in: 0 ... .max))"
+            try await store.client.query("CREATE DATABASE \(unescaped: name)")
+            try await TestDatabase.withClient(url: try TestDatabase.url(database: name)) { client in
+                try await client.query(
+                    """
+                    CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now())
+                    """)
+                for migration in try Migrator.bundledMigrations() where migration.version < version {
+                    for statement in migration.statements {
+                        try await client.query(PostgresQuery(unsafeSQL: statement))
+                    }
+                    try await client.query(
+                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))"
+                    )
+                }
+                try await body(client)
+            }
+        }
+    }
+
     private static func drop(_ name: String) async throws {
         try await withClient(url: try serverURL()) { admin in
             try await admin.query(

@@ -143,41 +143,29 @@ struct WorkerTestEnvironment: Sendable {
                 }
             ),
         ]
-        do {
-            let result = try await runBody(
-                kafka, simulator, store, databaseURL, topics, producer, statusReader, statusLog, body)
+        func stopBackground() async {
             for (name, task) in background { await stop(task, within: .seconds(15), name) }
+        }
+        do {
+            _ = try await statusReader.waitUntilReady()
+            let environment = WorkerTestEnvironment(
+                kafka: kafka,
+                simulator: simulator,
+                ariBaseURL: try await simulator.baseURL,
+                store: store,
+                databaseURL: databaseURL,
+                topics: topics,
+                publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
+                statusLog: statusLog,
+                nodeID: unique("node")
+            )
+            let result = try await body(environment)
+            await stopBackground()
             return result
         } catch {
-            for (name, task) in background { await stop(task, within: .seconds(15), name) }
+            await stopBackground()
             throw error
         }
-    }
-
-    private static func runBody<Result: Sendable>(
-        _ kafka: EmbeddedKafkaCluster,
-        _ simulator: ARISimulator,
-        _ store: CallStore,
-        _ databaseURL: String,
-        _ topics: CallTopics,
-        _ producer: KafkaProducer,
-        _ statusReader: KafkaFanOutReader,
-        _ statusLog: StatusLog,
-        _ body: @Sendable (WorkerTestEnvironment) async throws -> Result
-    ) async throws -> Result {
-        _ = try await statusReader.waitUntilReady()
-        let environment = WorkerTestEnvironment(
-            kafka: kafka,
-            simulator: simulator,
-            ariBaseURL: try await simulator.baseURL,
-            store: store,
-            databaseURL: databaseURL,
-            topics: topics,
-            publisher: CallMessagePublisher(producer: producer, topics: topics, source: "/tests"),
-            statusLog: statusLog,
-            nodeID: unique("node")
-        )
-        return try await body(environment)
     }
 
     // MARK: - Worker configuration

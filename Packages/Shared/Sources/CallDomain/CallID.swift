@@ -6,18 +6,12 @@ import Foundation
 /// A call id is a UUIDv7: its first 48 bits are the creation time in milliseconds, so ids sort by time, which keeps
 /// the history's primary-key index append-mostly and makes keyset pagination by id meaningful. The same value is
 /// used as the ARI `channelId`, which is what makes a second originate of one call impossible on one node.
-public struct CallID: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+public struct CallID: UUIDIdentifier, Comparable {
     /// The underlying UUID.
     public let uuid: UUID
 
     /// Wraps an existing UUID (for ids read back from storage or the wire).
     public init(uuid: UUID) {
-        self.uuid = uuid
-    }
-
-    /// Parses the canonical textual form; `nil` for anything that is not a UUID.
-    public init?(_ string: String) {
-        guard string.utf8.count == 36, let uuid = UUID(uuidString: string) else { return nil }
         self.uuid = uuid
     }
 
@@ -60,26 +54,10 @@ public struct CallID: Hashable, Sendable, Comparable, CustomStringConvertible, C
         return Date(timeIntervalSince1970: Double(millis) / 1000)
     }
 
-    /// Lower-case canonical form, as used on the wire, in ARI and in URLs.
-    public var description: String { uuid.uuidString.lowercased() }
-
     public static func < (lhs: CallID, rhs: CallID) -> Bool {
         lhs.uuid.bytes.lexicographicallyPrecedes(rhs.uuid.bytes)
     }
 
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let string = try container.decode(String.self)
-        guard let id = CallID(string) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a call id: \(string)")
-        }
-        self = id
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }
 
 extension UUID {

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Commands and status events carry it so that every consumer can scope what it stores and shows without a lookup;
 /// a message without one comes from a producer older than organizations and belongs to ``default``.
-public struct OrganizationID: Hashable, Sendable, Codable, CustomStringConvertible {
+public struct OrganizationID: UUIDIdentifier {
     /// The underlying UUID.
     public let uuid: UUID
 
@@ -13,32 +13,9 @@ public struct OrganizationID: Hashable, Sendable, Codable, CustomStringConvertib
         self.uuid = uuid
     }
 
-    /// Parses the canonical textual form; `nil` for anything that is not a UUID.
-    public init?(_ string: String) {
-        guard string.utf8.count == 36, let uuid = UUID(uuidString: string) else { return nil }
-        self.uuid = uuid
-    }
-
     /// The organization that data from before organizations migrated into (fixed by migration 0003).
     public static let `default` = OrganizationID(uuid: UUID(uuidString: "00000000-0000-4000-8000-000000000001")!)
 
     /// A new random id.
     public static func generate() -> OrganizationID { OrganizationID(uuid: .systemRandom()) }
-
-    /// Lower-case canonical text, as on the wire and in the API.
-    public var description: String { uuid.uuidString.lowercased() }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        let text = try container.decode(String.self)
-        guard let id = OrganizationID(text) else {
-            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a UUID")
-        }
-        self = id
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
 }

@@ -75,14 +75,21 @@ extension CallStore {
                         channel_id = \(event.channelID), dispatched_at = \(now), owner_epoch = owner_epoch + 1,
                         updated_at = now()
                     WHERE id = \(command.callID.uuid) AND status = 'queued' AND seq = 0
-                    RETURNING owner_epoch
+                    RETURNING owner_epoch, (SELECT max_live_calls IS NOT NULL OR max_calls_per_second IS NOT NULL
+                        FROM organizations WHERE organizations.id = calls.organization_id)
                     """,
                     logger: logger)
-                for try await epoch in updated.decode(Int.self) { event.ownerEpoch = epoch }
+                var limited = false
+                for try await (epoch, hasLimits) in updated.decode((Int, Bool?).self) {
+                    event.ownerEpoch = epoch
+                    limited = hasLimits ?? false
+                }
                 if event.ownerEpoch != nil {
-                    // Checked once the claim is known to win, so that a lost claim takes no rate token.
-                    if let deferral = try await Self.admitUnderLimits(
-                        command.organizationID, on: connection, logger: logger)
+                    // Checked once the claim is known to win, so that a lost claim takes no rate token; the claim
+                    // itself said whether there are limits, so an unlimited organization costs no extra round trip.
+                    if limited,
+                        let deferral = try await Self.admitUnderLimits(
+                            command.organizationID, on: connection, logger: logger)
                     {
                         throw deferral
                     }
@@ -107,23 +114,15 @@ extension CallStore {
     /// How often a claim held back by the live-call limit is tried again: when a call ends is not known here.
     public static let liveLimitRetry = Duration.milliseconds(250)
 
-    /// Checks, within a winning claim's transaction, the limits of the call's organization; `nil` when the claim may
-    /// go on (a rate token is then taken).
+    /// Checks, within a winning claim's transaction, the limits of the call's organization, which has some; `nil`
+    /// when the claim may go on (a rate token is then taken).
     ///
     /// The organization's row is locked, so the claims of one limited organization serialize across every worker:
     /// its live calls are counted (the claimed call included) and its token bucket read and spent under one lock,
-    /// with PostgreSQL's clock. An organization without limits is only read.
+    /// with PostgreSQL's clock.
     static func admitUnderLimits(
         _ organization: OrganizationID, on connection: PostgresConnection, logger: Logger
     ) async throws -> ClaimDeferral? {
-        var limited = false
-        for try await (maxLive, maxRate) in try await connection.query(
-            "SELECT max_live_calls, max_calls_per_second FROM organizations WHERE id = \(organization.uuid)",
-            logger: logger
-        ).decode((Int?, Double?).self) {
-            limited = maxLive != nil || maxRate != nil
-        }
-        guard limited else { return nil }
         let rows = try await connection.query(
             """
             SELECT max_live_calls, max_calls_per_second, at,
@@ -136,13 +135,9 @@ extension CallStore {
         guard let limits else { return nil }
         if let maxLive = limits.maxLive {
             var live = 0
-            for try await count in try await connection.query(
-                """
-                SELECT count(*)::bigint FROM calls WHERE organization_id = \(organization.uuid)
-                    AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
-                """,
-                logger: logger
-            ).decode(Int.self) {
+            for try await count in try await connection.query(Self.liveCallCountQuery(organization), logger: logger)
+                .decode(Int.self)
+            {
                 live = count
             }
             // The count includes the call being claimed.

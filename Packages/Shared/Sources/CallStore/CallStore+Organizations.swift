@@ -93,14 +93,17 @@ extension CallStore {
 
     /// The organization's calls being dialed or up.
     public func liveCallCount(in organization: OrganizationID) async throws -> Int {
-        let rows = try await client.query(
-            """
-            SELECT count(*)::bigint FROM calls WHERE organization_id = \(organization.uuid)
-                AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
-            """,
-            logger: logger)
+        let rows = try await client.query(Self.liveCallCountQuery(organization), logger: logger)
         for try await count in rows.decode(Int.self) { return count }
         return 0
+    }
+
+    /// Counts what the live-call limit counts (served by `calls_org_live_idx`), for the gateway and for claims.
+    static func liveCallCountQuery(_ organization: OrganizationID) -> PostgresQuery {
+        """
+        SELECT count(*)::bigint FROM calls WHERE organization_id = \(organization.uuid)
+            AND status IN ('dispatched', 'initiated', 'ringing', 'answered')
+        """
     }
 
     static let organizationColumns = "id, name, created_at, max_live_calls, max_calls_per_second"

@@ -76,7 +76,7 @@ final class OrganizationPacer: Sendable {
             }
             guard let wait else { return true }
             guard (try? await Task.sleep(for: wait)) != nil else {
-                giveUp(organization, ticket: ticket)
+                leave(organization, ticket: ticket)
                 return false
             }
         }
@@ -90,7 +90,8 @@ final class OrganizationPacer: Sendable {
         }
     }
 
-    /// The first in line leaves it (its claim went through, or it gave up after its turn came).
+    /// A ticket leaves the line: the first in line once its claim went through or it gave up, any other when it was
+    /// cancelled while waiting (it is then dropped when it reaches the front).
     func leave(_ organization: OrganizationID, ticket: UInt64) {
         state.withLock { state in
             guard var queue = state.queues[organization] else { return }
@@ -102,11 +103,6 @@ final class OrganizationPacer: Sendable {
             }
             state.queues[organization] = queue.waiting.isEmpty ? nil : queue
         }
-    }
-
-    /// A waiter cancelled before its turn.
-    private func giveUp(_ organization: OrganizationID, ticket: UInt64) {
-        leave(organization, ticket: ticket)
     }
 
     /// Calls waiting in line, all organizations together (a gauge).

@@ -124,7 +124,7 @@ struct UsersController: Sendable {
         let hash = try await hasher.hash(password ?? generated ?? "")
         let user: User
         do {
-            user = try await APIKeysController.store(context) {
+            user = try await context.store {
                 try await users.createUser(
                     username: username, passwordHash: hash, role: role, organization: context.caller.organizationID,
                     platformOperator: false, by: context.auditActor)
@@ -141,7 +141,7 @@ struct UsersController: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         try context.require(.admin)
-        let list = try await APIKeysController.store(context) {
+        let list = try await context.store {
             try await users.users(in: context.caller.organizationID)
         }
         return try JSONResponse.make(UserList(users: list.map { UserResource($0) }))
@@ -164,8 +164,7 @@ struct UsersController: Sendable {
             throw Problem(.conflict, detail: "an admin cannot disable or demote their own account")
         }
         guard
-            let user = try await APIKeysController.store(
-                context,
+            let user = try await context.store(
                 {
                     try await users.updateUser(
                         id: id, in: context.caller.organizationID, disabled: disabled, role: role,
@@ -191,8 +190,7 @@ struct UsersController: Sendable {
             throw Problem(.conflict, detail: "an admin cannot delete their own account")
         }
         guard
-            try await APIKeysController.store(
-                context,
+            try await context.store(
                 {
                     try await users.deleteUser(id: id, in: context.caller.organizationID, by: context.auditActor)
                 })

@@ -69,8 +69,9 @@ struct CallsController: Sendable {
         try context.require(.callsRead)
         let id = try Self.callID(context)
         guard
-            let record = try await Self.storeRead(
-                context, { try await repository.call(id: id, in: context.caller.organizationID) })
+            let record = try await context.store(
+                unavailable: "the call history is unavailable",
+                { try await repository.call(id: id, in: context.caller.organizationID) })
         else {
             throw Self.notFound(id)
         }
@@ -89,18 +90,6 @@ struct CallsController: Sendable {
             .notFound,
             detail: "no call \(id); a call accepted a moment ago appears once the history has recorded it "
                 + "(normally within milliseconds)")
-    }
-
-    /// Runs a database read, answering 503 (not 500) when the database is unavailable.
-    static func storeRead<Value>(_ context: Context, _ read: () async throws -> Value) async throws -> Value {
-        do {
-            return try await read()
-        } catch let problem as Problem {
-            throw problem
-        } catch {
-            context.logger.error("database read failed", metadata: ["error": .string("\(error)")])
-            throw Problem.retryLater(.databaseUnavailable, detail: "the call history is unavailable", after: 2)
-        }
     }
 
     // MARK: - GET /calls
@@ -129,7 +118,7 @@ struct CallsController: Sendable {
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         try context.require(.callsRead)
         let query = try Self.listQuery(request.uri.queryParameters)
-        let page = try await Self.storeRead(context) {
+        let page = try await context.store(unavailable: "the call history is unavailable") {
             try await repository.listCalls(
                 in: context.caller.organizationID, filter: query.filter, limit: query.limit, cursor: query.cursor)
         }
@@ -148,19 +137,7 @@ struct CallsController: Sendable {
     /// Parses the listing's query; every bad parameter is reported (422), an unusable cursor is a 400.
     static func listQuery(_ parameters: Parameters) throws -> ListQuery {
         var errors: [FieldError] = []
-        var values: [String: String] = [:]
-        for (key, value) in parameters {
-            let name = String(key)
-            guard listParameters.contains(name) else {
-                errors.append(
-                    FieldError(field: JSONObjectReader.printable(name), message: "is not a known query parameter"))
-                continue
-            }
-            if values[name] != nil {
-                errors.append(FieldError(field: name, message: "must be given at most once"))
-            }
-            values[name] = String(value)
-        }
+        let values = QueryInput.values(parameters, known: listParameters, errors: &errors)
         var filter = CallFilter()
         if let status = values["status"] {
             if let parsed = CallStatus(rawValue: status) {
@@ -214,8 +191,9 @@ struct CallsController: Sendable {
         try context.require(.callsWrite)
         let id = try Self.callID(context)
         guard
-            let record = try await Self.storeRead(
-                context, { try await repository.call(id: id, in: context.caller.organizationID) })
+            let record = try await context.store(
+                unavailable: "the call history is unavailable",
+                { try await repository.call(id: id, in: context.caller.organizationID) })
         else {
             throw Self.notFound(id)
         }

@@ -30,6 +30,29 @@ enum JSONInput {
     }
 }
 
+/// Query strings, read the same way: every bad parameter is reported at once.
+enum QueryInput {
+    /// The values of `parameters` by name; a name not in `known`, or given twice, is recorded in `errors`.
+    static func values(
+        _ parameters: Parameters, known: Set<String>, errors: inout [FieldError]
+    ) -> [String: String] {
+        var values: [String: String] = [:]
+        for (key, value) in parameters {
+            let name = String(key)
+            guard known.contains(name) else {
+                errors.append(
+                    FieldError(field: JSONObjectReader.printable(name), message: "is not a known query parameter"))
+                continue
+            }
+            if values[name] != nil {
+                errors.append(FieldError(field: name, message: "must be given at most once"))
+            }
+            values[name] = String(value)
+        }
+        return values
+    }
+}
+
 /// Reads the fields of one JSON object, recording an error per bad field.
 struct JSONObjectReader {
     let object: [String: JSONValue]

@@ -92,6 +92,23 @@ public struct AuthenticatedRequestContext: GatewayContextProtocol, ChildRequestC
         }
     }
 
+    /// Runs a store call: a problem or a refusal of the store (``StoreError``) goes through, any other failure of
+    /// PostgreSQL is logged and answered 503 with `Retry-After`, saying what is `unavailable`.
+    public func store<Value>(
+        unavailable: String = "the database is unavailable", _ call: () async throws -> Value
+    ) async throws -> Value {
+        do {
+            return try await call()
+        } catch let problem as Problem {
+            throw problem
+        } catch let refusal as StoreError {
+            throw refusal
+        } catch {
+            logger.error("database call failed", metadata: ["error": .string(String(describing: error))])
+            throw Problem.retryLater(.databaseUnavailable, detail: unavailable, after: 2)
+        }
+    }
+
     /// The caller as the audit log names it.
     public var auditActor: AuditActor { AuditActor(name: caller.name, requestID: requestID) }
 }

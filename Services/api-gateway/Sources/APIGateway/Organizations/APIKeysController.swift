@@ -98,7 +98,7 @@ struct APIKeysController: Sendable {
         }
         let generated = APIKeySecret.generate()
         let createdBy: UUID? = if case .token = context.caller.credential { context.caller.id } else { nil }
-        let key = try await Self.store(context) {
+        let key = try await context.store {
             try await repository.createAPIKey(
                 NewAPIKey(
                     organizationID: context.caller.organizationID, name: name, lookupID: generated.lookupID,
@@ -115,7 +115,7 @@ struct APIKeysController: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         try context.require(.admin)
-        let keys = try await Self.store(context) { try await repository.apiKeys(in: context.caller.organizationID) }
+        let keys = try await context.store { try await repository.apiKeys(in: context.caller.organizationID) }
         return try JSONResponse.make(KeyList(apiKeys: keys.map { KeyResource(key: $0) }))
     }
 
@@ -125,29 +125,13 @@ struct APIKeysController: Sendable {
             throw Problem.validation(field: "id", message: "must be an API key id (a UUID)")
         }
         guard
-            try await Self.store(
-                context,
-                {
-                    try await repository.revokeAPIKey(id: id, in: context.caller.organizationID, by: context.auditActor)
-                }) != nil
+            try await context.store({
+                try await repository.revokeAPIKey(id: id, in: context.caller.organizationID, by: context.auditActor)
+            }) != nil
         else {
             throw Problem(.notFound, detail: "no API key \(id.uuidString.lowercased())")
         }
         context.logger.notice("API key revoked", metadata: ["api_key.id": .string(id.uuidString.lowercased())])
         return Response(status: .noContent)
-    }
-
-    /// Runs a store call, answering 503 when PostgreSQL fails.
-    static func store<Value>(_ context: Context, _ body: () async throws -> Value) async throws -> Value {
-        do {
-            return try await body()
-        } catch let problem as Problem {
-            throw problem
-        } catch let refusal as StoreError {
-            throw refusal
-        } catch {
-            context.logger.error("store call failed", metadata: ["error": .string(String(describing: error))])
-            throw Problem.retryLater(.databaseUnavailable, detail: "the database is unavailable", after: 2)
-        }
     }
 }

@@ -68,7 +68,7 @@ struct OrganizationsController: Sendable {
         guard reader.errors.isEmpty, let name else { throw Problem.validation(reader.errors) }
         let organization: Organization
         do {
-            organization = try await APIKeysController.store(context) {
+            organization = try await context.store {
                 try await repository.createOrganization(name: name, limits: limits, by: context.auditActor)
             }
         } catch StoreError.duplicateOrganization {
@@ -84,7 +84,7 @@ struct OrganizationsController: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
         try context.requirePlatformOperator()
-        let organizations = try await APIKeysController.store(context) { try await repository.organizations() }
+        let organizations = try await context.store { try await repository.organizations() }
         return try JSONResponse.make(
             OrganizationList(organizations: organizations.map { OrganizationResource(organization: $0) }))
     }
@@ -93,7 +93,7 @@ struct OrganizationsController: Sendable {
         let id = try Self.organizationID(context)
         // Members see their own organization (its limits); only platform operators see others.
         guard context.caller.platformOperator || id == context.caller.organizationID,
-            let organization = try await APIKeysController.store(context, { try await repository.organization(id: id) })
+            let organization = try await context.store({ try await repository.organization(id: id) })
         else {
             throw Problem(.notFound, detail: "no organization \(id)")
         }
@@ -110,15 +110,14 @@ struct OrganizationsController: Sendable {
         reader.refuseUnknown(["max_live_calls", "max_calls_per_second"])
         if body.isEmpty { reader.fail("max_live_calls", "or max_calls_per_second is required") }
         guard reader.errors.isEmpty else { throw Problem.validation(reader.errors) }
-        guard let current = try await APIKeysController.store(context, { try await repository.organization(id: id) })
+        guard let current = try await context.store({ try await repository.organization(id: id) })
         else {
             throw Problem(.notFound, detail: "no organization \(id)")
         }
         let limits = Self.limits(&reader, current: current.limits)
         guard reader.errors.isEmpty else { throw Problem.validation(reader.errors) }
         guard
-            let updated = try await APIKeysController.store(
-                context,
+            let updated = try await context.store(
                 {
                     try await repository.setLimits(limits, of: id, by: context.auditActor)
                 })
@@ -201,14 +200,10 @@ struct OrganizationsController: Sendable {
     /// `GET /audit-events?limit=&before=`: the organization's security-relevant changes, newest first.
     @Sendable func auditEvents(_ request: Request, context: Context) async throws -> Response {
         try context.require(.admin)
-        let query = request.uri.queryParameters
         var errors: [FieldError] = []
-        for name in Set(query.map { String($0.key) }).sorted() where !["limit", "before"].contains(name) {
-            errors.append(
-                FieldError(field: JSONObjectReader.printable(name), message: "is not a known query parameter"))
-        }
+        let query = QueryInput.values(request.uri.queryParameters, known: ["limit", "before"], errors: &errors)
         var limit = 100
-        if let text = query["limit"].map(String.init) {
+        if let text = query["limit"] {
             if let value = Int(text), (1...500).contains(value) {
                 limit = value
             } else {
@@ -216,7 +211,7 @@ struct OrganizationsController: Sendable {
             }
         }
         var before: Int64?
-        if let text = query["before"].map(String.init) {
+        if let text = query["before"] {
             if let value = Int64(text), value > 0 {
                 before = value
             } else {
@@ -224,7 +219,7 @@ struct OrganizationsController: Sendable {
             }
         }
         guard errors.isEmpty else { throw Problem.validation(errors) }
-        let events = try await APIKeysController.store(context) {
+        let events = try await context.store {
             try await repository.auditEvents(in: context.caller.organizationID, limit: limit + 1, before: before)
         }
         let page = Array(events.prefix(limit))
