@@ -9,14 +9,10 @@ import Testing
     @Test("two gateways, two workers: an organization's live calls and calls per second stay within its limits")
     func limitsHoldAcrossGatewaysAndWorkers() async throws {
         try await TestDatabase.withStore { store, databaseURL in
-            let stack = try await DevStackProcess.start(databaseURL: databaseURL, workers: 2, gateways: 2)
-            do {
+            let status = try await DevStackProcess.run(databaseURL: databaseURL, workers: 2, gateways: 2) { stack in
                 try await Self.exercise(stack: stack, store: store)
-            } catch {
-                _ = try? await stack.stop()
-                throw error
             }
-            #expect(try await stack.stop() == 0)
+            #expect(status == 0)
         }
     }
 

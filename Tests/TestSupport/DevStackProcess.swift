@@ -103,6 +103,23 @@ public final class DevStackProcess: @unchecked Sendable {
             ariURL: field("ARI"), adminPassword: password, stateDirectory: stateDirectory, process: process)
     }
 
+    /// Starts the stack, runs `body` against it and stops it (also when `body` throws); returns devstack's exit
+    /// status, which is 0 when every child stopped cleanly.
+    public static func run(
+        databaseURL: String, workers: Int = 2, gateways: Int = 1, extraEnvironment: [String: String] = [:],
+        _ body: (DevStackProcess) async throws -> Void
+    ) async throws -> Int32 {
+        let stack = try await start(
+            databaseURL: databaseURL, workers: workers, gateways: gateways, extraEnvironment: extraEnvironment)
+        do {
+            try await body(stack)
+        } catch {
+            _ = try? await stack.stop()
+            throw error
+        }
+        return try await stack.stop()
+    }
+
     /// Whether `devstack` itself still runs.
     public var isRunning: Bool { process.isRunning }
 
