@@ -21,6 +21,7 @@ release: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
+	$(SWIFT) build --product webhook-dispatcher
 	scripts/with-postgres.sh scripts/run-tests.sh 45m --no-parallel --skip '^FaultTests\.'
 	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
 
@@ -28,18 +29,21 @@ test: deps
 test-faults: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
+	$(SWIFT) build --product webhook-dispatcher
 	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
 
 ## API fuzzing with schemathesis against a live gateway (installed from PyPI when missing); fuzz-quick is bounded.
 fuzz: deps
 	$(SWIFT) build --product api-gateway
 	$(SWIFT) build --product dialer-worker
+	$(SWIFT) build --product webhook-dispatcher
 	$(SWIFT) build --product devstack
 	scripts/fuzz.sh
 
 fuzz-quick: deps
 	$(SWIFT) build --product api-gateway
 	$(SWIFT) build --product dialer-worker
+	$(SWIFT) build --product webhook-dispatcher
 	$(SWIFT) build --product devstack
 	scripts/fuzz.sh quick
 
@@ -47,13 +51,14 @@ fuzz-quick: deps
 run: deps
 	$(SWIFT) build -c release --product api-gateway
 	$(SWIFT) build -c release --product dialer-worker
+	$(SWIFT) build -c release --product webhook-dispatcher
 	$(SWIFT) build -c release --product devstack
 	exec .build/release/devstack up
 
 ## Benchmarks: release build, every scenario, one table on stdout, raw JSON in bench/results/ (scripts/bench.sh).
 ## BENCH_BUILD is the build directory (e.g. `make bench BENCH_BUILD=.build-release` keeps release builds apart).
 BENCH_BUILD ?= .build
-BENCH_PRODUCTS := api-gateway dialer-worker devstack loadgen kafka-bench
+BENCH_PRODUCTS := api-gateway dialer-worker webhook-dispatcher devstack loadgen kafka-bench
 BENCH_RELEASE = for product in $(BENCH_PRODUCTS); do \
 	$(SWIFT) build -c release --scratch-path $(BENCH_BUILD) --product $$product || exit 1; done
 

@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "api-gateway", targets: ["api-gateway"]),
         .executable(name: "dialer-worker", targets: ["dialer-worker"]),
+        .executable(name: "webhook-dispatcher", targets: ["webhook-dispatcher"]),
     ],
     dependencies: [
         .package(path: "Packages/Shared"),
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -40,6 +42,7 @@ let package = Package(
             name: "APIGateway",
             dependencies: [
                 .product(name: "CallDomain", package: "Shared"),
+                .product(name: "Webhooks", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
                 .product(name: "CallMessaging", package: "Shared"),
                 .product(name: "Kafka", package: "Shared"),
@@ -103,6 +106,39 @@ let package = Package(
             path: "Services/dialer-worker/Sources/dialer-worker",
             swiftSettings: swiftSettings
         ),
+        // MARK: - webhook-dispatcher
+        .target(
+            name: "WebhookDispatcher",
+            dependencies: [
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "ServiceSupport", package: "Shared"),
+                .product(name: "Webhooks", package: "Shared"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Services/webhook-dispatcher/Sources/WebhookDispatcher",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "webhook-dispatcher",
+            dependencies: [
+                "WebhookDispatcher",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/webhook-dispatcher/Sources/webhook-dispatcher",
+            swiftSettings: swiftSettings
+        ),
         // MARK: - Tests
         .target(
             name: "TestSupport",
@@ -127,6 +163,15 @@ let package = Package(
             dependencies: [
                 "TestSupport",
                 .product(name: "CallDomain", package: "Shared"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WebhookTests",
+            dependencies: [
+                "TestSupport",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "Webhooks", package: "Shared"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -162,6 +207,7 @@ let package = Package(
         .testTarget(
             name: "DialerWorkerTests",
             dependencies: [
+                .product(name: "ServiceSupport", package: "Shared"),
                 "TestSupport",
                 "DialerWorker",
                 .product(name: "CallDomain", package: "Shared"),
@@ -190,6 +236,7 @@ let package = Package(
         .testTarget(
             name: "APIGatewayTests",
             dependencies: [
+                .product(name: "Webhooks", package: "Shared"),
                 "TestSupport",
                 "APIGateway",
                 .product(name: "CallDomain", package: "Shared"),
@@ -199,6 +246,23 @@ let package = Package(
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WebhookDispatcherTests",
+            dependencies: [
+                "TestSupport",
+                "WebhookDispatcher",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "Webhooks", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "DevStack", package: "DevKit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -24,6 +24,8 @@ fi
 python_missing=()
 python3 -c 'import jsonschema, referencing' 2>/dev/null || python_missing+=(jsonschema)
 python3 -c 'import openapi_spec_validator' 2>/dev/null || python_missing+=(openapi-spec-validator)
+# The reference Standard Webhooks library, for the signature interoperability test.
+python3 -c 'import standardwebhooks' 2>/dev/null || python_missing+=(standardwebhooks==1.3.0)
 if ((${#python_missing[@]})); then
     echo "installing Python packages: ${python_missing[*]}" >&2
     python3 -m pip install --quiet "${python_missing[@]}"

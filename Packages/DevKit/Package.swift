@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -55,6 +56,9 @@ let package = Package(
             dependencies: [
                 "EmbeddedKafka",
                 "ARISimulator",
+                .product(name: "Webhooks", package: "Shared"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -64,6 +68,7 @@ let package = Package(
             name: "devstack",
             dependencies: [
                 "DevStack",
+                .product(name: "Webhooks", package: "Shared"),
                 "EmbeddedKafka",
                 "ARISimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

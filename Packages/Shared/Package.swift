@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "CRdKafka", targets: ["CRdKafka"]),
         .library(name: "ARI", targets: ["ARI"]),
         .library(name: "ServiceSupport", targets: ["ServiceSupport"]),
+        .library(name: "Webhooks", targets: ["Webhooks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -47,12 +48,22 @@ let package = Package(
             name: "CallStore",
             dependencies: [
                 "CallDomain",
+                "Webhooks",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Migrations")],
+            swiftSettings: swiftSettings
+        ),
+        // Standard Webhooks signing, event types and payloads, the retry schedule and the target policy (SSRF).
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "CallDomain",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

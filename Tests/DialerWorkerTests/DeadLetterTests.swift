@@ -5,6 +5,7 @@ import Foundation
 import Kafka
 import Synchronization
 import TestSupport
+import ServiceSupport
 import Testing
 
 @testable import DialerWorker

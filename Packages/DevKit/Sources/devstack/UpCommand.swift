@@ -36,6 +36,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Number of dialer-worker processes.")
     var workers: Int = 2
 
+    @Option(help: "Number of webhook-dispatcher processes.")
+    var dispatchers: Int = 1
+
     @Option(help: "Partitions of each topic.")
     var partitions: Int32 = 12
 
@@ -56,6 +59,7 @@ struct UpCommand: AsyncParsableCommand {
     func validate() throws {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be between 1 and 16") }
         guard (1...8).contains(gateways) else { throw ValidationError("--gateways must be between 1 and 8") }
+        guard (0...8).contains(dispatchers) else { throw ValidationError("--dispatchers must be between 0 and 8") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
         guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
         guard (0...600).contains(ariBootSeconds) else { throw ValidationError("--ari-boot-seconds must be 0...600") }
@@ -71,7 +75,8 @@ struct UpCommand: AsyncParsableCommand {
         let stack = try LocalStack(
             options: .init(
                 stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true).standardizedFileURL,
-                gatewayPort: gatewayPort, gateways: gateways, workers: workers, partitions: partitions,
+                gatewayPort: gatewayPort, gateways: gateways, workers: workers, dispatchers: dispatchers,
+                partitions: partitions,
                 brokers: brokers,
                 kafkaControlPort: kafkaControlPort, ariBootWindow: .milliseconds(Int64(ariBootSeconds * 1000)),
                 binDirectory: binDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
@@ -80,7 +85,7 @@ struct UpCommand: AsyncParsableCommand {
             logger: logger)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [stack.cluster, stack.simulator, stack.kafkaControl, stack],
+                services: [stack.cluster, stack.simulator, stack.kafkaControl, stack.receiver, stack],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
@@ -95,6 +100,7 @@ final class LocalStack: Service, Sendable {
         var gatewayPort: Int
         var gateways: Int
         var workers: Int
+        var dispatchers: Int
         var partitions: Int32
         var brokers: Int
         var kafkaControlPort: Int
@@ -107,6 +113,8 @@ final class LocalStack: Service, Sendable {
     let simulator: ARISimulator
     let kafkaControl: any Service
     let kafkaControlPort: Int
+    /// Prints each webhook delivery it receives, verified with the secrets `up` creates.
+    let receiver: WebhookReceiver
     let logger: Logger
     let environment = ProcessInfo.processInfo.environment
 
@@ -122,6 +130,18 @@ final class LocalStack: Service, Sendable {
             logger: logger)
         kafkaControlPort = options.kafkaControlPort == 0 ? try FreePort.pick() : options.kafkaControlPort
         kafkaControl = KafkaCommand.controlServer(cluster: cluster, port: kafkaControlPort, logger: logger)
+        receiver = WebhookReceiver(onDelivery: Self.printDelivery, logger: logger)
+    }
+
+    /// One line per delivery: whether its signature verified, its type, call and `seq`.
+    @Sendable static func printDelivery(_ delivery: WebhookReceiver.Delivery) {
+        let json = delivery.json
+        let type = json?["type"] as? String ?? "?"
+        let data = json?["data"] as? [String: Any]
+        let call = (data?["call_id"] as? String).map { " call \($0)" } ?? ""
+        let seq = (data?["seq"] as? Int).map { " seq \($0)" } ?? ""
+        let check = delivery.verified ? "signature verified" : "SIGNATURE NOT VERIFIED"
+        printLine("webhook \(type)\(call)\(seq) (\(check), webhook-id \(delivery.id))")
     }
 
     func run() async throws {
@@ -160,10 +180,13 @@ final class LocalStack: Service, Sendable {
             common["DEFAULT_CONTEXT"] = environment["DEFAULT_CONTEXT"] ?? "agents"
             common["DEFAULT_EXTENSION"] = environment["DEFAULT_EXTENSION"] ?? "s"
             common["DEFAULT_PRIORITY"] = environment["DEFAULT_PRIORITY"] ?? "1"
+            // The local receiver is on loopback over http: allowed here only (the default refuses both).
+            common["WEBHOOK_ALLOW_PRIVATE_TARGETS"] = environment["WEBHOOK_ALLOW_PRIVATE_TARGETS"] ?? "true"
 
             let gateway = options.binDirectory.appendingPathComponent("api-gateway")
             let worker = options.binDirectory.appendingPathComponent("dialer-worker")
-            for executable in [gateway, worker] where !FileManager.default.isExecutableFile(atPath: executable.path) {
+            let dispatcher = options.binDirectory.appendingPathComponent("webhook-dispatcher")
+            for executable in [gateway, worker] + (options.dispatchers > 0 ? [dispatcher] : []) where !FileManager.default.isExecutableFile(atPath: executable.path) {
                 throw DevStackError("\(executable.path) is missing: build it first (make run does)")
             }
             try runToCompletion(gateway, ["migrate"], environment: common, input: nil)
@@ -200,11 +223,28 @@ final class LocalStack: Service, Sendable {
                         name: "dialer-worker-\(index)", executable: worker, arguments: ["serve"],
                         environment: workerEnvironment))
             }
+            var dispatcherPorts: [Int] = []
+            for index in stride(from: 1, through: options.dispatchers, by: 1) {
+                var dispatcherEnvironment = common
+                let port = try FreePort.pick()
+                dispatcherPorts.append(port)
+                dispatcherEnvironment["DISPATCHER_ID"] = "dispatcher-\(index)"
+                dispatcherEnvironment["DISPATCHER_PORT"] = "\(port)"
+                try await supervisor.start(
+                    ChildSpec(
+                        name: "webhook-dispatcher-\(index)", executable: dispatcher, arguments: ["serve"],
+                        environment: dispatcherEnvironment))
+            }
             let apiURL = "http://127.0.0.1:\(options.gatewayPort)"
             for index in 0..<options.gateways {
                 try await waitForReady("http://127.0.0.1:\(options.gatewayPort + index)/ready", timeout: .seconds(90))
             }
-            printBanner(apiURL: apiURL, adminPassword: adminPassword, workerPorts: workerPorts, ariURL: ariURL)
+            let receiverURL = try await receiver.baseURL + "/webhooks"
+            try await DevWebhooks.subscribe(
+                receiver: receiver, url: receiverURL, apiURL: apiURL, adminPassword: adminPassword)
+            printBanner(
+                apiURL: apiURL, adminPassword: adminPassword, workerPorts: workerPorts, ariURL: ariURL,
+                receiverURL: receiverURL, dispatcherPorts: dispatcherPorts)
             try await gracefulShutdown()
         } catch is CancellationError {
         } catch {
@@ -261,7 +301,10 @@ final class LocalStack: Service, Sendable {
         return Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
-    private func printBanner(apiURL: String, adminPassword: String, workerPorts: [Int], ariURL: String) {
+    private func printBanner(
+        apiURL: String, adminPassword: String, workerPorts: [Int], ariURL: String, receiverURL: String,
+        dispatcherPorts: [Int]
+    ) {
         let bootstrap = cluster.bootstrapServers
         let otherGateways = (1..<options.gateways).map { "   http://127.0.0.1:\(options.gatewayPort + $0)/api/v1" }
             .joined()
@@ -274,6 +317,8 @@ final class LocalStack: Service, Sendable {
               Swagger UI     \(apiURL)/docs
               ReDoc          \(apiURL)/redoc
               metrics        \(apiURL)/metrics   workers: \(workerPorts.map { "http://127.0.0.1:\($0)/metrics" }.joined(separator: " "))
+              dispatchers    \(dispatcherPorts.map { "http://127.0.0.1:\($0)/metrics" }.joined(separator: " "))
+              webhooks       \(receiverURL)   (a local receiver: verified deliveries are printed here)
               Kafka          \(bootstrap)   (control: http://127.0.0.1:\(kafkaControlPort))
               ARI            \(ariURL)
               logs           \(options.stateDirectory.path)/logs
@@ -284,9 +329,11 @@ final class LocalStack: Service, Sendable {
               TOKEN=$(curl -s -X POST \(apiURL)/api/v1/auth/token \\
                   -d username=admin -d 'password=\(adminPassword)' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
               CALL=$(curl -s -X POST \(apiURL)/api/v1/calls -H "Authorization: Bearer $TOKEN" \\
-                  -H 'Content-Type: application/json' -d '{"to": "+155501000005"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+                  -H 'Content-Type: application/json' \\
+                  -d '{"to": "+155501000005", "status_callback": "\(receiverURL)/calls"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
               curl -N -H "Authorization: Bearer $TOKEN" \(apiURL)/api/v1/calls/$CALL/events
               curl -s -H "Authorization: Bearer $TOKEN" \(apiURL)/api/v1/calls/$CALL
+              curl -s -H "Authorization: Bearer $TOKEN" \(apiURL)/api/v1/calls/$CALL/webhook-deliveries
               kcat -b \(bootstrap) -t calls.status.v1 -C -f '%k %h\\n%s\\n\\n'
 
             """)

@@ -32,6 +32,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
     /// The organization of the caller: the call is in its history only (``OrganizationID/default`` when the
     /// command, from an older gateway, names none).
     public var organizationID: OrganizationID
+    /// Where the dialer's status webhooks for this call go, and for which statuses (Twilio's `StatusCallback`).
+    public var statusCallback: StatusCallback?
 
     /// Creates a command.
     public init(
@@ -46,7 +48,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         metadata: ClientMetadata = .empty,
         requestedBy: String,
         requestID: String? = nil,
-        organizationID: OrganizationID = .default
+        organizationID: OrganizationID = .default,
+        statusCallback: StatusCallback? = nil
     ) {
         self.callID = callID
         self.requestedAt = requestedAt
@@ -60,6 +63,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         self.requestedBy = requestedBy
         self.requestID = requestID
         self.organizationID = organizationID
+        self.statusCallback = statusCallback
     }
 
     /// Ring timeouts accepted, in seconds.
@@ -81,6 +85,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         case requestedBy = "requested_by"
         case requestID = "request_id"
         case organizationID = "organization_id"
+        case statusCallback = "status_callback"
+        case statusCallbackEvents = "status_callback_events"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -101,6 +107,69 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         requestedBy = try container.decode(String.self, forKey: .requestedBy)
         requestID = try container.decodeIfPresent(String.self, forKey: .requestID)
         organizationID = try container.decodeIfPresent(OrganizationID.self, forKey: .organizationID) ?? .default
+        if let url = try container.decodeIfPresent(String.self, forKey: .statusCallback) {
+            let events = try container.decodeIfPresent([CallStatus].self, forKey: .statusCallbackEvents) ?? []
+            do {
+                statusCallback = try StatusCallback(url: url, events: Set(events))
+            } catch {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .statusCallback, in: container, debugDescription: "\(error)")
+            }
+        } else {
+            statusCallback = nil
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(callID, forKey: .callID)
+        try container.encode(requestedAt, forKey: .requestedAt)
+        try container.encode(expiresAt, forKey: .expiresAt)
+        try container.encode(to, forKey: .to)
+        try container.encodeIfPresent(callerID, forKey: .callerID)
+        try container.encodeIfPresent(dialplan, forKey: .dialplan)
+        try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
+        try container.encode(variables, forKey: .variables)
+        try container.encode(metadata, forKey: .metadata)
+        try container.encode(requestedBy, forKey: .requestedBy)
+        try container.encodeIfPresent(requestID, forKey: .requestID)
+        try container.encode(organizationID, forKey: .organizationID)
+        if let statusCallback {
+            try container.encode(statusCallback.url, forKey: .statusCallback)
+            try container.encode(statusCallback.events.map(\.rawValue).sorted(), forKey: .statusCallbackEvents)
+        }
+    }
+}
+
+/// A call's own status webhook: the URL and the statuses it is sent for (Twilio's `StatusCallback` and
+/// `StatusCallbackEvent`). The gateway checks the URL against the webhook target policy; a decoder checks its form.
+public struct StatusCallback: Hashable, Sendable {
+    /// The URL the dialer POSTs signed status messages to.
+    public var url: String
+    /// The statuses sent; never empty (``defaultEvents`` when the client names none).
+    public var events: Set<CallStatus>
+
+    /// The statuses sent when the client names none: the call's end, whichever it is.
+    public static let defaultEvents = CallStatus.terminal
+    /// The longest URL accepted.
+    public static let maximumURLLength = 2048
+
+    /// Why a status callback is refused.
+    public enum Problem: Error, Equatable, Sendable {
+        /// Not an http(s) URL of at most 2,048 characters.
+        case badURL
+        /// `queued` was named: no message is ever sent for it (a call starts queued).
+        case queuedEvent
+    }
+
+    /// Creates a callback; an empty `events` means ``defaultEvents``.
+    public init(url: String, events: Set<CallStatus>) throws(Problem) {
+        let lower = url.lowercased()
+        guard url.utf8.count <= Self.maximumURLLength, lower.hasPrefix("https://") || lower.hasPrefix("http://")
+        else { throw .badURL }
+        guard !events.contains(.queued) else { throw .queuedEvent }
+        self.url = url
+        self.events = events.isEmpty ? Self.defaultEvents : events
     }
 }
 

@@ -21,6 +21,8 @@ extension CallStore {
         var context: [String] = [], exten: [String] = [], priority: [Int] = [], timeout: [Int] = []
         var variables: [String] = [], metadata: [String] = [], requestedBy: [String] = [], requestID: [String] = []
         var createdAt: [Double] = [], expiresAt: [Double] = [], timelineIDs: [UUID] = [], organizations: [UUID] = []
+        // A call's callback statuses travel comma-joined: unnest cannot take an array per row.
+        var callbacks: [String] = [], callbackEvents: [String] = []
         for command in unique {
             ids.append(command.callID.uuid)
             to.append(command.to.value)
@@ -38,6 +40,8 @@ extension CallStore {
             expiresAt.append(command.expiresAt.timeIntervalSince1970)
             timelineIDs.append(UUID.systemRandom())
             organizations.append(command.organizationID.uuid)
+            callbacks.append(command.statusCallback?.url ?? "")
+            callbackEvents.append((command.statusCallback?.events ?? []).map(\.rawValue).sorted().joined(separator: ","))
         }
         try await client.query(
             """
@@ -45,19 +49,21 @@ extension CallStore {
                 SELECT * FROM unnest(\(ids)::uuid[], \(to)::text[], \(callerName)::text[], \(callerNumber)::text[],
                     \(context)::text[], \(exten)::text[], \(priority)::bigint[], \(timeout)::bigint[],
                     \(variables)::text[], \(metadata)::text[], \(requestedBy)::text[], \(requestID)::text[],
-                    \(createdAt)::float8[], \(expiresAt)::float8[], \(timelineIDs)::uuid[], \(organizations)::uuid[])
+                    \(createdAt)::float8[], \(expiresAt)::float8[], \(timelineIDs)::uuid[], \(organizations)::uuid[],
+                    \(callbacks)::text[], \(callbackEvents)::text[])
                     AS t(id, to_number, caller_name, caller_number, context, extension, priority, timeout_seconds,
                         variables, metadata, requested_by, request_id, created_at, expires_at, timeline_id,
-                        organization_id)
+                        organization_id, status_callback, status_callback_events)
             ),
             upserted AS (
                 INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
                     priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at,
-                    organization_id)
+                    organization_id, status_callback, status_callback_events)
                 SELECT id, 'queued', 0, to_number, NULLIF(caller_name, ''), NULLIF(caller_number, ''),
                     NULLIF(context, ''), NULLIF(extension, ''), NULLIF(priority, -1), timeout_seconds,
                     variables::jsonb, metadata::jsonb, requested_by, NULLIF(request_id, ''),
-                    to_timestamp(created_at), to_timestamp(expires_at), organization_id
+                    to_timestamp(created_at), to_timestamp(expires_at), organization_id, NULLIF(status_callback, ''),
+                    COALESCE(string_to_array(NULLIF(status_callback_events, ''), ','), '{}')
                 FROM input
                 ON CONFLICT (id) DO UPDATE SET
                     to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
@@ -66,7 +72,8 @@ extension CallStore {
                     timeout_seconds = EXCLUDED.timeout_seconds, variables = EXCLUDED.variables,
                     metadata = EXCLUDED.metadata, requested_by = EXCLUDED.requested_by,
                     request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at,
-                    expires_at = EXCLUDED.expires_at, organization_id = EXCLUDED.organization_id
+                    expires_at = EXCLUDED.expires_at, organization_id = EXCLUDED.organization_id,
+                    status_callback = EXCLUDED.status_callback, status_callback_events = EXCLUDED.status_callback_events
                 WHERE calls.to_number IS NULL
                 RETURNING id, (xmax = 0) AS inserted
             )

@@ -57,13 +57,15 @@ public enum APIScope: String, Sendable, Hashable, CaseIterable, Codable {
     case callsWrite = "calls:write"
     /// Manage the organization's users and API keys, read its audit log.
     case admin
+    /// Manage the organization's webhook endpoints and signing secrets, read and resend its deliveries.
+    case webhooks
 
     /// The scopes a user of `role` holds.
     public static func granted(to role: UserRole) -> Set<APIScope> {
         switch role {
         case .viewer: [.callsRead]
         case .operator: [.callsRead, .callsWrite]
-        case .admin: [.callsRead, .callsWrite, .admin]
+        case .admin: [.callsRead, .callsWrite, .admin, .webhooks]
         }
     }
 }

@@ -15,6 +15,7 @@ struct GatewayDependencies: Sendable {
     var users: any UserRepository
     var organizations: any OrganizationRepository
     var calls: any CallRepository
+    var webhooks: any WebhookRepository
     var publisher: any CommandPublishing
     var hub: StatusHub
     var kafkaHealth: KafkaHealth
@@ -89,7 +90,7 @@ func buildGateway(
     let feed = StatusFeed(reader: reader, hub: hub, metrics: metrics, logger: logger)
 
     let dependencies = GatewayDependencies(
-        users: store, organizations: store, calls: store, publisher: publisher, hub: hub, kafkaHealth: kafkaHealth,
+        users: store, organizations: store, calls: store, webhooks: store, publisher: publisher, hub: hub, kafkaHealth: kafkaHealth,
         metrics: metrics,
         hasher: try await PasswordHasher(cost: configuration.bcryptCost),
         tokens: await TokenService(
@@ -162,7 +163,8 @@ func buildRouter(
         repository: dependencies.calls, publisher: dependencies.publisher,
         allowedContexts: configuration.allowedContexts, defaultTimeoutSeconds: configuration.defaultTimeoutSeconds,
         defaultTTLSeconds: configuration.callTTLSeconds, maxBodyBytes: configuration.maxBodyBytes,
-        publishRetryAfterSeconds: retryAfter
+        publishRetryAfterSeconds: retryAfter, webhookPolicy: configuration.webhookPolicy,
+        webhooks: dependencies.webhooks
     ).addRoutes(to: authenticated)
     EventsController(
         hub: dependencies.hub, repository: dependencies.calls,
@@ -176,5 +178,9 @@ func buildRouter(
         .addRoutes(to: authenticated)
     OrganizationsController(repository: dependencies.organizations, maxBodyBytes: configuration.maxBodyBytes)
         .addRoutes(to: authenticated)
+    WebhooksController(
+        repository: dependencies.webhooks, calls: dependencies.calls, policy: configuration.webhookPolicy,
+        maxBodyBytes: configuration.maxBodyBytes
+    ).addRoutes(to: authenticated)
     return router
 }

@@ -1,6 +1,7 @@
 import CallDomain
 import CallStore
 import Foundation
+import Webhooks
 
 /// The users the gateway authenticates and administers. Everything but the lookups for logging in and for checking
 /// a token is scoped by organization: another organization's user is as absent as a deleted one.
@@ -84,6 +85,47 @@ public protocol CallRepository: Sendable {
     func ping() async throws
 }
 
+/// Webhook endpoints, the signing secrets and the delivery log, for the organization's admins (the dispatcher
+/// uses the store directly).
+public protocol WebhookRepository: Sendable {
+    /// Creates a subscription endpoint with its first secret.
+    func createWebhookEndpoint(
+        in organization: OrganizationID, url: String, description: String, eventTypes: Set<WebhookEventType>,
+        enabled: Bool, secret: WebhookSecret, by actor: AuditActor
+    ) async throws -> WebhookEndpoint
+    /// The organization's subscription endpoints, newest first.
+    func webhookEndpoints(in organization: OrganizationID) async throws -> [WebhookEndpoint]
+    /// One endpoint of the organization.
+    func webhookEndpoint(id: UUID, in organization: OrganizationID) async throws -> WebhookEndpoint?
+    /// Changes an endpoint; `nil` when the organization has none with this id.
+    func updateWebhookEndpoint(
+        id: UUID, in organization: OrganizationID, change: CallStore.WebhookEndpointChange, by actor: AuditActor
+    ) async throws -> WebhookEndpoint?
+    /// Deletes an endpoint; whether it existed.
+    func deleteWebhookEndpoint(id: UUID, in organization: OrganizationID, by actor: AuditActor) async throws -> Bool
+    /// Adds a newest secret for `owner` (an endpoint, or the organization's status callbacks); when the older ones
+    /// stop signing, or `nil` when the owner is not the organization's.
+    func rotateWebhookSecret(
+        owner: UUID, in organization: OrganizationID, secret: WebhookSecret, overlap: Duration, at now: Date,
+        by actor: AuditActor
+    ) async throws -> Date?
+    /// Whether the organization can sign status callbacks.
+    func hasStatusCallbackSecret(_ organization: OrganizationID, at now: Date) async throws -> Bool
+    /// Queues a test message; `nil` when the endpoint is not the organization's or is disabled.
+    func queueTestDelivery(endpoint id: UUID, in organization: OrganizationID, at now: Date) async throws
+        -> WebhookDelivery?
+    /// An endpoint's deliveries, newest first.
+    func webhookDeliveries(endpoint: UUID, in organization: OrganizationID, limit: Int, before: UUID?) async throws
+        -> [WebhookDelivery]
+    /// A call's deliveries, oldest first.
+    func webhookDeliveries(call: CallID, in organization: OrganizationID) async throws -> [WebhookDelivery]
+    /// One delivery with its attempts.
+    func webhookDelivery(id: UUID, in organization: OrganizationID) async throws -> (WebhookDelivery, [WebhookAttempt])?
+    /// Sends a delivery again, now, with a fresh schedule.
+    func redeliver(id: UUID, in organization: OrganizationID, at now: Date) async throws -> WebhookDelivery?
+}
+
 extension CallStore: UserRepository {}
+extension CallStore: WebhookRepository {}
 extension CallStore: OrganizationRepository {}
 extension CallStore: CallRepository {}

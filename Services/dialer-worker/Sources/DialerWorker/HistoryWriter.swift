@@ -5,6 +5,7 @@ import Kafka
 import Logging
 import Metrics
 import ServiceLifecycle
+import ServiceSupport
 
 /// Keeps the call history in PostgreSQL current: records every originate command as a `queued` call and applies
 /// every status event, in batches, idempotently.

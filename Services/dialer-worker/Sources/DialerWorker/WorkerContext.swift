@@ -5,6 +5,7 @@ import CallStore
 import Kafka
 import Logging
 import Metrics
+import ServiceSupport
 import Synchronization
 
 /// The dependencies the worker's services share, built once by `buildServiceGroup`.
@@ -170,74 +171,14 @@ struct WorkerContext: Sendable {
     }
 
     /// A PostgreSQL operation took longer than `DATABASE_TIMEOUT_SECONDS`.
-    struct DatabaseTimeout: Error, CustomStringConvertible {
-        let timeout: Duration
-        var description: String { "no answer from PostgreSQL within \(timeout)" }
-    }
+    typealias DatabaseTimeout = OperationTimeout
 
-    /// Runs `operation`, giving up after `timeout` even if the operation does not react to cancellation (a query
-    /// waiting in the connection pool may not): it is cancelled and left to finish on its own, unobserved.
+    /// Runs `operation`, giving up after `timeout` (see ``ServiceSupport/withTimeout(_:_:)``).
     static func withTimeout<Result: Sendable>(
         _ timeout: Duration,
         _ operation: @escaping @Sendable () async throws -> Result
     ) async throws -> Result {
-        let race = FirstResult<Result>()
-        // Unstructured on purpose: the wait must end at the timeout whatever the operation does.
-        let work = Task { try await operation() }
-        let timer = Task {
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            work.cancel()
-            race.resolve(.failure(DatabaseTimeout(timeout: timeout)))
-        }
-        Task {
-            race.resolve(await work.result)
-            timer.cancel()
-        }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { race.install($0) }
-        } onCancel: {
-            work.cancel()
-        }
-    }
-}
-
-/// The first of several results, handed to one waiting continuation whichever comes first.
-final class FirstResult<Value: Sendable>: Sendable {
-    private struct State {
-        var continuation: CheckedContinuation<Value, any Error>?
-        var result: Result<Value, any Error>?
-        var delivered = false
-    }
-
-    private let state = Mutex(State())
-
-    /// Offers a result; only the first one counts.
-    func resolve(_ result: Result<Value, any Error>) {
-        let continuation = state.withLock { state -> CheckedContinuation<Value, any Error>? in
-            guard !state.delivered, state.result == nil else { return nil }
-            guard let continuation = state.continuation else {
-                state.result = result
-                return nil
-            }
-            state.continuation = nil
-            state.delivered = true
-            return continuation
-        }
-        continuation?.resume(with: result)
-    }
-
-    /// Installs the waiter; resumes it at once if a result is already there.
-    func install(_ continuation: CheckedContinuation<Value, any Error>) {
-        let ready = state.withLock { state -> Result<Value, any Error>? in
-            guard let result = state.result else {
-                state.continuation = continuation
-                return nil
-            }
-            state.result = nil
-            state.delivered = true
-            return result
-        }
-        if let ready { continuation.resume(with: ready) }
+        try await ServiceSupport.withTimeout(timeout, operation)
     }
 }
 

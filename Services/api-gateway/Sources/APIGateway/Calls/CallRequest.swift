@@ -1,6 +1,7 @@
 import CallDomain
 import Crypto
 import Foundation
+import Webhooks
 
 /// A validated `POST /api/v1/calls` body.
 ///
@@ -22,11 +23,13 @@ public struct CallRequest: Sendable, Hashable {
     public var metadata: ClientMetadata
     /// Time to live of the command in seconds.
     public var ttlSeconds: Int
+    /// The call's own status webhook.
+    public var statusCallback: StatusCallback?
 
     /// The body fields this endpoint knows.
     static let fields: Set<String> = [
         "to", "caller_id", "context", "extension", "priority", "timeout_seconds", "variables", "metadata",
-        "ttl_seconds",
+        "ttl_seconds", "status_callback", "status_callback_events",
     ]
     /// Accepted `ttl_seconds` (and `CALL_TTL_SECONDS`).
     public static let ttlRange = 10...86_400
@@ -35,7 +38,8 @@ public struct CallRequest: Sendable, Hashable {
     ///
     /// - Throws: ``Problem`` 422 listing every invalid, missing or unknown field.
     init(
-        body: [String: JSONValue], allowedContexts: Set<String>, defaultTimeoutSeconds: Int, defaultTTLSeconds: Int
+        body: [String: JSONValue], allowedContexts: Set<String>, defaultTimeoutSeconds: Int, defaultTTLSeconds: Int,
+        webhookPolicy: WebhookTargetPolicy = .production
     ) throws {
         var reader = JSONObjectReader(body)
         reader.refuseUnknown(Self.fields)
@@ -76,6 +80,7 @@ public struct CallRequest: Sendable, Hashable {
         }
 
         let ttl = reader.int("ttl_seconds", range: Self.ttlRange) ?? defaultTTLSeconds
+        let statusCallback = Self.readStatusCallback(&reader, policy: webhookPolicy)
 
         guard reader.errors.isEmpty, let to else { throw Problem.validation(reader.errors) }
         self.to = to
@@ -85,6 +90,36 @@ public struct CallRequest: Sendable, Hashable {
         self.variables = variables
         self.metadata = metadata
         self.ttlSeconds = ttl
+        self.statusCallback = statusCallback
+    }
+
+    /// `status_callback` (a webhook URL) and `status_callback_events` (statuses; the final ones when absent), as
+    /// Twilio's `StatusCallback` and `StatusCallbackEvent`.
+    private static func readStatusCallback(_ reader: inout JSONObjectReader, policy: WebhookTargetPolicy)
+        -> StatusCallback?
+    {
+        let url = reader.string("status_callback")
+        let names = reader.strings("status_callback_events")
+        if names != nil, url == nil, reader.errors.allSatisfy({ $0.field != "status_callback" }) {
+            reader.fail("status_callback_events", "needs status_callback")
+        }
+        var statuses = Set<CallStatus>()
+        for name in names ?? [] {
+            guard let status = CallStatus(rawValue: name), status != .queued else {
+                let allowed = WebhookEventType.subscribable.compactMap(\.status?.rawValue).joined(separator: ", ")
+                reader.fail("status_callback_events", "must name call statuses (\(allowed))")
+                return nil
+            }
+            statuses.insert(status)
+        }
+        guard let url else { return nil }
+        do {
+            _ = try WebhookURL(url, policy: policy)
+        } catch {
+            reader.fail("status_callback", error.description)
+            return nil
+        }
+        return try? StatusCallback(url: url, events: statuses)
     }
 
     /// `caller_id` is `{"name": ..., "number": ...}` or just the number as a string.
@@ -146,7 +181,8 @@ public struct CallRequest: Sendable, Hashable {
         OriginateCommand(
             callID: callID, requestedAt: requestedAt, expiresAt: requestedAt.addingTimeInterval(Double(ttlSeconds)),
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
-            metadata: metadata, requestedBy: caller.name, requestID: requestID, organizationID: caller.organizationID)
+            metadata: metadata, requestedBy: caller.name, requestID: requestID, organizationID: caller.organizationID,
+            statusCallback: statusCallback)
     }
 
     /// SHA-256 (hex) of the canonical form of the validated request (defaults applied, sorted keys), so that
@@ -160,6 +196,8 @@ public struct CallRequest: Sendable, Hashable {
             var variables: ChannelVariables
             var metadata: ClientMetadata
             var ttlSeconds: Int
+            var statusCallback: String?
+            var statusCallbackEvents: [String]?
 
             enum CodingKeys: String, CodingKey {
                 case to
@@ -168,6 +206,8 @@ public struct CallRequest: Sendable, Hashable {
                 case timeoutSeconds = "timeout_seconds"
                 case variables, metadata
                 case ttlSeconds = "ttl_seconds"
+                case statusCallback = "status_callback"
+                case statusCallbackEvents = "status_callback_events"
             }
 
             func encode(to encoder: any Encoder) throws {
@@ -179,11 +219,15 @@ public struct CallRequest: Sendable, Hashable {
                 try container.encode(variables, forKey: .variables)
                 try container.encode(metadata, forKey: .metadata)
                 try container.encode(ttlSeconds, forKey: .ttlSeconds)
+                // Absent without a callback: fingerprints of requests from before callbacks stay the same.
+                try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
+                try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
             }
         }
         let canonical = Canonical(
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
-            metadata: metadata, ttlSeconds: ttlSeconds)
+            metadata: metadata, ttlSeconds: ttlSeconds, statusCallback: statusCallback?.url,
+            statusCallbackEvents: statusCallback.map { $0.events.map(\.rawValue).sorted() })
         let bytes = (try? WireCoding.encode(canonical)) ?? []
         return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }

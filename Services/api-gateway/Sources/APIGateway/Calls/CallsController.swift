@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Webhooks
 
 /// `POST /calls`, `GET /calls`, `GET /calls/{id}`, `POST /calls/{id}/hangup` (under `/api/v1`).
 struct CallsController: Sendable {
@@ -17,6 +18,8 @@ struct CallsController: Sendable {
     let defaultTTLSeconds: Int
     let maxBodyBytes: Int
     let publishRetryAfterSeconds: Int
+    let webhookPolicy: WebhookTargetPolicy
+    let webhooks: any WebhookRepository
 
     /// The largest `limit` of a listing.
     static let maximumPageSize = 200
@@ -38,7 +41,18 @@ struct CallsController: Sendable {
         let body = try await JSONInput.object(from: request, limit: maxBodyBytes)
         let callRequest = try CallRequest(
             body: body, allowedContexts: allowedContexts, defaultTimeoutSeconds: defaultTimeoutSeconds,
-            defaultTTLSeconds: defaultTTLSeconds)
+            defaultTTLSeconds: defaultTTLSeconds, webhookPolicy: webhookPolicy)
+        if callRequest.statusCallback != nil {
+            let hasSecret = try await context.store {
+                try await webhooks.hasStatusCallbackSecret(context.caller.organizationID, at: Date())
+            }
+            guard hasSecret else {
+                throw Problem.validation(
+                    field: "status_callback",
+                    message: "the organization has no status callback secret to sign with yet: an admin creates "
+                        + "one with POST /api/v1/status-callback-secret")
+            }
+        }
         let acceptance = try await intake.accept(
             callRequest, caller: context.caller, idempotencyKey: key, requestID: context.requestID,
             logger: context.logger)

@@ -3,6 +3,7 @@ import CallStore
 import Foundation
 import Kafka
 import ServiceSupport
+import Webhooks
 
 /// Everything the gateway reads from its environment, validated once at start-up.
 ///
@@ -74,6 +75,9 @@ public struct GatewayConfiguration: Sendable {
     public var defaultTimeoutSeconds: Int
     /// `CALL_TTL_SECONDS`: time to live of a call command when a request gives none.
     public var callTTLSeconds: Int
+    /// `WEBHOOK_ALLOW_PRIVATE_TARGETS`: whether webhook URLs (endpoints and status callbacks) may be plain http and
+    /// private addresses (development; the dispatcher has the same setting and checks every attempt).
+    public var webhookPolicy: WebhookTargetPolicy
 
     // MARK: - Live status
 
@@ -128,6 +132,8 @@ public struct GatewayConfiguration: Sendable {
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 65_536, range: 1_024...10_485_760)
         httpReadTimeoutSeconds = try env.double("HTTP_READ_TIMEOUT_SECONDS", default: 75, range: 1...3_600)
         allowedOrigins = env.list("ALLOWED_ORIGINS", default: [])
+        webhookPolicy =
+            try env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default: false) ? .allowPrivate : .production
         corsAllowCredentials = try env.bool("CORS_ALLOW_CREDENTIALS", default: false)
         if corsAllowCredentials && allowedOrigins.contains("*") {
             throw ConfigurationError(

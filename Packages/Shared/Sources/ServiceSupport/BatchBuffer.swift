@@ -5,7 +5,7 @@ import Synchronization
 /// The producer waits while the buffer is full (so memory stays bounded however far the consumer falls behind);
 /// the consumer takes everything buffered, up to a batch size, waiting only while the buffer is empty. Batches grow
 /// by themselves under load: while one batch is being written, the next one accumulates.
-final class BatchBuffer<Element: Sendable>: Sendable {
+public final class BatchBuffer<Element: Sendable>: Sendable {
     private struct State {
         var elements: [Element] = []
         var finished = false
@@ -28,12 +28,12 @@ final class BatchBuffer<Element: Sendable>: Sendable {
     private let state = Mutex(State())
     private let capacity: Int
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         self.capacity = max(1, capacity)
     }
 
     /// Appends an element, waiting while the buffer is full; returns `false` once the buffer is finished.
-    func put(_ element: Element) async -> Bool {
+    public func put(_ element: Element) async -> Bool {
         while true {
             let step: PutStep = state.withLock { state in
                 if state.finished { return .finished }
@@ -63,7 +63,7 @@ final class BatchBuffer<Element: Sendable>: Sendable {
     }
 
     /// Takes up to `maximum` elements, waiting while none is buffered; `nil` once finished and empty.
-    func take(upTo maximum: Int) async -> [Element]? {
+    public func take(upTo maximum: Int) async -> [Element]? {
         while true {
             let step: TakeStep = state.withLock { state in
                 if !state.elements.isEmpty {
@@ -96,7 +96,7 @@ final class BatchBuffer<Element: Sendable>: Sendable {
     }
 
     /// No more elements will come: the consumer gets what is buffered, then `nil`; a waiting producer is released.
-    func finish() {
+    public func finish() {
         let (producer, consumer) = state.withLock { state in
             state.finished = true
             defer {
