@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh [--quick] [--bin DIR]        (DIR: the release binaries, default .build/release)
 #
-# BENCH_ONLY=gateway,e2e,memory,kafka,history picks scenarios; BENCH_E2E_RATES=100,200 and BENCH_E2E_DURATION=20
+# BENCH_ONLY=gateway,e2e,memory,kafka,history,webhooks picks scenarios; BENCH_E2E_RATES=100,200 and BENCH_E2E_DURATION=20
 # override the end-to-end rates and seconds per rate; BENCH_IN_FLIGHT and BENCH_DB_CONNECTIONS the workers'
 # MAX_ORIGINATES_IN_FLIGHT (128) and DATABASE_MAX_CONNECTIONS (20); BENCH_BROKERS the embedded cluster's brokers
 # for the stack scenarios (1); BENCH_KEEP=1 keeps the run directory (logs).
@@ -26,7 +26,7 @@ done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$(cd "$bin" && pwd)
-for executable in api-gateway dialer-worker devstack loadgen kafka-bench; do
+for executable in api-gateway dialer-worker webhook-dispatcher devstack loadgen kafka-bench; do
     [[ -x $bin/$executable ]] || { echo "bench: $bin/$executable is missing (make bench builds it)" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 2; }
@@ -37,16 +37,18 @@ if [[ $mode == quick ]]; then
     memory_args=(--levels 0,1000 --rate 250 --settle 2)
     kafka_args=(--messages 50000 --rounds 1)
     history_args=(--calls 2500 --rounds 1)
+    webhook_args=(--rate 1000 --duration 10)
 else
     gateway_args=(--duration 10 --half-duration 15)
     e2e_args=(--rates 100,200,300,500,1000 --duration 60 --drain-timeout 60)
     memory_args=(--levels 0,1000,10000 --rate 250 --settle 5)
     kafka_args=(--messages 200000 --rounds 3)
     history_args=(--calls 10000 --rounds 3)
+    webhook_args=(--rate 1000 --duration 60)
 fi
 [[ -n ${BENCH_E2E_RATES:-} ]] && e2e_args+=(--rates "$BENCH_E2E_RATES")
 [[ -n ${BENCH_E2E_DURATION:-} ]] && e2e_args+=(--duration "$BENCH_E2E_DURATION")
-only=${BENCH_ONLY:-gateway,e2e,memory,kafka,history}
+only=${BENCH_ONLY:-gateway,e2e,memory,kafka,history,webhooks}
 wanted() { [[ ",$only," == *",$1,"* ]]; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -109,7 +111,7 @@ trap 'exit 130' INT TERM
     -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB" \
     start >/dev/null || { echo "bench: PostgreSQL did not start" >&2; exit 2; }
 pg_url="postgres://postgres@127.0.0.1:$pg_port"
-for database in bench_gateway bench_e2e bench_memory bench_history; do
+for database in bench_gateway bench_e2e bench_memory bench_history bench_webhooks; do
     psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE $database" >/dev/null
 done
 echo "bench: $mode run, revision $revision, PostgreSQL on 127.0.0.1:$pg_port, logs in $run" >&2
@@ -241,7 +243,14 @@ scenario_history() {
         "${history_args[@]}" --out "$run/history.json"
 }
 
-for scenario in gateway e2e memory kafka history; do
+# MARK: 6. webhooks
+
+scenario_webhooks() {
+    run_logged "$run/webhooks.log" "$bin/loadgen" webhooks --database-url "$pg_url/bench_webhooks" \
+        --dispatcher "$bin/webhook-dispatcher" "${webhook_args[@]}" --out "$run/webhooks.json"
+}
+
+for scenario in gateway e2e memory kafka history webhooks; do
     wanted "$scenario" || continue
     echo "bench: $scenario" >&2
     "scenario_$scenario" || echo "bench: $scenario did not complete (see the table)" >&2

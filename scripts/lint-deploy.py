@@ -11,7 +11,7 @@ What it checks (each problem is printed; the exit status is 1 if there was any):
     one ARI application per pod, grace period above the drain timeout; and, when kubernetes-validate is
     importable, every object against the Kubernetes OpenAPI schemas (strict: unknown fields are errors);
   - kustomization.yaml lists every manifest but the examples, and `kubectl kustomize` builds it if kubectl exists;
-  - deploy/Dockerfile: both targets exist, and every final stage runs as a non-root USER with a HEALTHCHECK;
+  - deploy/Dockerfile: the three targets exist, and every final stage runs as a non-root USER with a HEALTHCHECK;
   - the Asterisk samples agree with the rest (contexts, the test extensions, the carrier endpoint, ARI user);
   - .env.example documents every variable the services read and every variable compose.yaml uses.
 """
@@ -41,7 +41,7 @@ SECRET_PLACEHOLDER = "SECRET_KEY=replace-with-at-least-32-random-bytes-of-secret
 # Kubernetes versions the manifests must be valid for: the oldest still supported by major providers and the
 # newest schema kubernetes-validate ships.
 KUBERNETES_VERSIONS = ["1.29.0", "latest"]
-DOCKER_TARGETS = ["api-gateway", "dialer-worker"]
+DOCKER_TARGETS = ["api-gateway", "dialer-worker", "webhook-dispatcher"]
 
 problems: list[str] = []
 notes: list[str] = []

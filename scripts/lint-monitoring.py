@@ -44,7 +44,7 @@ METRIC_SOURCES = [ROOT / "Services", ROOT / "Packages" / "Shared" / "Sources"]
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_series_added"}
 # Metrics a dashboard may show before the services export them, with the component that will: the panel's
 # description must name it.
-PLANNED_METRICS = {"webhook_deliveries_pending": "webhook dispatcher"}
+PLANNED_METRICS: dict[str, str] = {}
 SEVERITIES = {"critical", "warning"}
 # Grafana's global variables that may appear in a query.
 GRAFANA_GLOBALS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s", "__range_ms"}

@@ -93,6 +93,9 @@ let package = Package(
         .executableTarget(
             name: "loadgen",
             dependencies: [
+                "DevStack",
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Webhooks", package: "Shared"),
                 "EmbeddedKafka",
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),

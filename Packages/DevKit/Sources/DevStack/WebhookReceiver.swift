@@ -131,7 +131,9 @@ public final class WebhookReceiver: Service, Sendable {
                 self.port.withLock { $0 = bound }
             },
             logger: logger)
-        try await app.runService()
+        // `run()`, not `runService()`: the latter stops on SIGTERM by itself, before the group that owns the receiver
+        // asks it to.
+        try await app.run()
     }
 
     private func check(id: String?, timestamp: String?, signature: String?, body: [UInt8], path: String) -> Delivery {

@@ -141,7 +141,7 @@ final class LocalStack: Service, Sendable {
         let call = (data?["call_id"] as? String).map { " call \($0)" } ?? ""
         let seq = (data?["seq"] as? Int).map { " seq \($0)" } ?? ""
         let check = delivery.verified ? "signature verified" : "SIGNATURE NOT VERIFIED"
-        printLine("webhook \(type)\(call)\(seq) (\(check), webhook-id \(delivery.id))")
+        printLine("webhook \(delivery.path) \(type)\(call)\(seq) (\(check), webhook-id \(delivery.id))")
     }
 
     func run() async throws {

@@ -9,7 +9,7 @@ struct ReportCommand: AsyncParsableCommand {
         abstract: "Merge a run's scenario files into one JSON file and print the table."
     )
 
-    @Option(help: "The run's directory (gateway.json, e2e.json, memory.json, kafka.json, history.json).")
+    @Option(help: "The run's directory (gateway.json, e2e.json, memory.json, kafka.json, history.json, webhooks.json).")
     var dir: String
 
     @Option(help: "The git revision measured.")
@@ -19,7 +19,7 @@ struct ReportCommand: AsyncParsableCommand {
     var mode: String = "full"
 
     @Option(help: "The scenarios that ran (a missing file of another one is not a failure).")
-    var scenarios: String = "gateway,e2e,memory,kafka,history"
+    var scenarios: String = "gateway,e2e,memory,kafka,history,webhooks"
 
     @Option(help: "Write the merged results here.")
     var out: String
@@ -38,6 +38,7 @@ struct ReportCommand: AsyncParsableCommand {
         var memory: MemoryBench.Result?
         var kafka: KafkaBench.Result?
         var history: HistoryBench.Result?
+        var webhooks: WebhookBench.Result?
         /// Scenarios that did not produce figures, with what they printed last.
         var failures: [String: String]
     }
@@ -66,7 +67,8 @@ struct ReportCommand: AsyncParsableCommand {
             date: formatter.string(from: Date()), revision: revision, mode: mode, machine: MachineInfo.current(),
             gateway: load("gateway", GatewayBench.Result.self), endToEnd: load("e2e", EndToEndBench.Result.self),
             memory: load("memory", MemoryBench.Result.self), kafka: load("kafka", KafkaBench.Result.self),
-            history: load("history", HistoryBench.Result.self), failures: failures)
+            history: load("history", HistoryBench.Result.self), webhooks: load("webhooks", WebhookBench.Result.self),
+            failures: failures)
         try writeJSON(results, to: out)
         let table = Self.table(results)
         print(table)
@@ -178,6 +180,18 @@ struct ReportCommand: AsyncParsableCommand {
             row(
                 "5 history", "COPY of all rows in one statement (ceiling)", rate(history.copySinglePerSecond), "", "",
                 "fsync=\(history.fsync), synchronous_commit=\(history.synchronousCommit)")
+        }
+        if let webhooks = results.webhooks {
+            row(
+                "6 webhooks",
+                "\(Int(webhooks.rate))/s events, one endpoint dead: healthy delivery p50 / p99 / max ms",
+                "\(number(webhooks.healthyLatencyMs.p50)) / \(number(webhooks.healthyLatencyMs.p99)) / "
+                    + number(webhooks.healthyLatencyMs.max),
+                "", "", "p99 < 1000")
+            row(
+                "6 webhooks", "healthy delivered / events (verified), dead endpoint attempts, dispatcher cores",
+                "\(webhooks.healthyDelivered) / \(webhooks.events) (\(webhooks.healthyVerified))",
+                "\(webhooks.deadAttempts) dead attempts", "", String(format: "%.2f cores", webhooks.dispatcherCores))
         }
         for (name, text) in results.failures.sorted(by: { $0.key < $1.key }) {
             let last = text.split(separator: "\n").last.map(String.init) ?? ""

@@ -255,9 +255,7 @@ extension Duration {
 
 /// Wall-clock time in seconds since 1970 (the time base shared with the simulator's originate log).
 func wallClock() -> Double {
-    var spec = timespec()
-    clock_gettime(CLOCK_REALTIME, &spec)
-    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    Date().timeIntervalSince1970
 }
 
 /// Writes `value` as pretty, sorted JSON to `path` (creating the directory).

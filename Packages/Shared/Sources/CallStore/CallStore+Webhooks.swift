@@ -435,25 +435,43 @@ extension CallStore {
 
     // MARK: - Attempts (the dispatcher)
 
-    /// Leases up to `limit` due deliveries for `dispatcherID` until `now + lease`, oldest due first, skipping the
-    /// endpoints in `busy` (those at their concurrency limit here) and rows another dispatcher holds. A lease that
-    /// passes (its dispatcher died mid-attempt) makes the delivery due again.
+    /// Leases up to `limit` due deliveries for `dispatcherID` until `now + lease`, oldest due first, and at most
+    /// `perEndpoint` of any one endpoint, or its `room` where given (what its concurrency limit leaves in this
+    /// process; an endpoint with no room is skipped). Rows another dispatcher holds are skipped. A lease that passes
+    /// (its dispatcher died mid-attempt) makes the delivery due again.
     public func claimDueDeliveries(
-        dispatcherID: String, limit: Int, busy: [UUID], lease: Duration, at now: Date
+        dispatcherID: String, limit: Int, perEndpoint: Int, room: [UUID: Int], lease: Duration, at now: Date
     ) async throws -> [DueDelivery] {
         let logger = self.logger
         let leaseUntil = now.addingTimeInterval(lease.seconds)
+        let roomEndpoints = Array(room.keys)
+        let roomValues = roomEndpoints.map { room[$0] ?? 0 }
         var claimed: [(id: UUID, endpoint: UUID, payload: String, attempts: Int, step: Int, createdAt: Date)] = []
+        // The due rows are ranked per endpoint over a bounded window of the oldest, so one endpoint's backlog
+        // cannot fill a claim (and the claim does not walk the whole backlog).
         let rows = try await client.query(
             """
-            WITH picked AS (
-                SELECT id FROM webhook_deliveries
-                WHERE state = 'pending' AND next_attempt_at <= \(now)
-                    AND (lease_until IS NULL OR lease_until <= \(now)) AND NOT (endpoint_id = ANY(\(busy)::uuid[]))
-                ORDER BY next_attempt_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
+            WITH due AS (
+                SELECT id, endpoint_id, next_attempt_at,
+                    row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS rank
+                FROM (
+                    SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
+                    WHERE state = 'pending' AND next_attempt_at <= \(now)
+                        AND (lease_until IS NULL OR lease_until <= \(now))
+                    ORDER BY next_attempt_at LIMIT \(limit * 20)
+                ) oldest
+            ),
+            picked AS (
+                SELECT d.id FROM webhook_deliveries d
+                JOIN due ON due.id = d.id
+                LEFT JOIN unnest(\(roomEndpoints)::uuid[], \(roomValues)::int[]) AS r(endpoint_id, room)
+                    ON r.endpoint_id = due.endpoint_id
+                WHERE due.rank <= COALESCE(r.room, \(perEndpoint))
+                ORDER BY due.next_attempt_at LIMIT \(limit)
+                FOR UPDATE OF d SKIP LOCKED
             )
             UPDATE webhook_deliveries d SET lease_until = \(leaseUntil), leased_by = \(dispatcherID)
-            FROM picked WHERE d.id = picked.id
+            FROM picked WHERE d.id = picked.id AND d.state = 'pending'
             RETURNING d.id, d.endpoint_id, d.payload, d.attempts, d.step, d.created_at
             """,
             logger: logger)

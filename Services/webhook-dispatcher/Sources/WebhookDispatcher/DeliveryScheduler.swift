@@ -83,12 +83,10 @@ final class DeliveryScheduler: Service, Sendable {
     private func claimLoop(group: inout DiscardingTaskGroup) async {
         let batch = min(configuration.maxInFlight, 100)
         while !Task.isCancelled {
-            let (capacity, busy, stopped) = state.withLock { state in
+            let (capacity, room, stopped) = state.withLock { state in
                 (
                     configuration.maxInFlight - state.total,
-                    state.inFlight.filter { $0.value >= 1 }.compactMap { entry -> UUID? in
-                        entry.value >= configuration.endpointConcurrency ? entry.key : nil
-                    },
+                    state.inFlight.mapValues { max(0, configuration.endpointConcurrency - $0) },
                     state.claimingStopped
                 )
             }
@@ -101,9 +99,10 @@ final class DeliveryScheduler: Service, Sendable {
             let limit = min(capacity, batch)
             let claimed: [DueDelivery]
             do {
-                claimed = try await withTimeout(configuration.databaseTimeout) { [store, configuration, lease] in
+                claimed = try await withTimeout(configuration.databaseTimeout) { [store, configuration, lease, room] in
                     try await store.claimDueDeliveries(
-                        dispatcherID: configuration.dispatcherID, limit: limit, busy: busy, lease: lease, at: now)
+                        dispatcherID: configuration.dispatcherID, limit: limit,
+                        perEndpoint: configuration.endpointConcurrency, room: room, lease: lease, at: now)
                 }
             } catch {
                 logger.warning("could not claim webhook deliveries", metadata: ["error": "\(error)"])

@@ -103,6 +103,10 @@ public struct CallRequest: Sendable, Hashable {
         if names != nil, url == nil, reader.errors.allSatisfy({ $0.field != "status_callback" }) {
             reader.fail("status_callback_events", "needs status_callback")
         }
+        if let names, Set(names).count != names.count {
+            reader.fail("status_callback_events", "must not name a status twice")
+            return nil
+        }
         var statuses = Set<CallStatus>()
         for name in names ?? [] {
             guard let status = CallStatus(rawValue: name), status != .queued else {

@@ -129,4 +129,11 @@ struct DeliveryList: Encodable {
         case deliveries
         case nextBefore = "next_before"
     }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(deliveries, forKey: .deliveries)
+        // Always present: `null` says there is no further page.
+        try container.encode(nextBefore, forKey: .nextBefore)
+    }
 }

@@ -267,6 +267,10 @@ struct WebhooksController: Sendable {
     /// `event_types`: `call.<status>` names; an empty list means every type.
     private func readEventTypes(_ reader: inout JSONObjectReader) -> Set<WebhookEventType>? {
         guard let names = reader.strings("event_types") else { return nil }
+        guard Set(names).count == names.count else {
+            reader.fail("event_types", "must not name a type twice")
+            return nil
+        }
         var types = Set<WebhookEventType>()
         for name in names {
             guard let type = WebhookEventType(rawValue: name), type != .test else {
