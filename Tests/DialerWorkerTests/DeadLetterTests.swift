@@ -3,9 +3,9 @@ import CallMessaging
 import CallStore
 import Foundation
 import Kafka
+import ServiceSupport
 import Synchronization
 import TestSupport
-import ServiceSupport
 import Testing
 
 @testable import DialerWorker

@@ -88,10 +88,12 @@ struct DeliveryTests {
                     name: unique("other"), by: AuditActor(name: "test"))
                 try await environment.withDispatcher(environment.configuration()) {
                     let mine = CallID.generate()
-                    _ = try await environment.publish(mine, seq: 1, .dispatched, previous: .queued, organization: organization)
+                    _ = try await environment.publish(
+                        mine, seq: 1, .dispatched, previous: .queued, organization: organization)
                     _ = try await environment.publish(
                         CallID.generate(), seq: 1, .completed, previous: .answered, organization: other.id)
-                    _ = try await environment.publish(mine, seq: 2, .completed, previous: .dispatched, organization: organization)
+                    _ = try await environment.publish(
+                        mine, seq: 2, .completed, previous: .dispatched, organization: organization)
                     try await eventually("the completed delivery") { !receiver.deliveries.isEmpty }
                     try await Task.sleep(for: .seconds(1))
                     let received = receiver.deliveries.compactMap(\.json)
@@ -107,7 +109,8 @@ struct DeliveryTests {
     func retryScheduleWithInjectedClock() async throws {
         try await DispatcherTestEnvironment.run { environment in
             let clock = ManualClock(Date(timeIntervalSince1970: 1_900_000_000))
-            try await environment.withReceiver(respond: { _ in .init(status: 500) }, clock: clock.now) { receiver, url in
+            try await environment.withReceiver(respond: { _ in .init(status: 500) }, clock: clock.now) {
+                receiver, url in
                 let (organization, endpoint, secret) = try await environment.subscribe(url: url)
                 receiver.setSecrets([secret])
                 try await environment.withDispatcher(environment.configuration(), clock: clock) {
@@ -162,14 +165,16 @@ struct DeliveryTests {
                 receiver.setSecrets([secret])
                 try await environment.withDispatcher(environment.configuration(), clock: clock) {
                     let callID = CallID.generate()
-                    _ = try await environment.publish(callID, seq: 1, .dispatched, previous: .queued, organization: organization)
+                    _ = try await environment.publish(
+                        callID, seq: 1, .dispatched, previous: .queued, organization: organization)
                     try await eventually("the first attempt") {
                         try await environment.deliveries(of: endpoint).first?.attempts == 1
                     }
                     let first = try #require(try await environment.deliveries(of: endpoint).first)
                     #expect(first.lastStatus == 503)
                     #expect(first.nextAttemptAt == clock.now().addingTimeInterval(600), "600 s, not the schedule's 5 s")
-                    _ = try await environment.publish(callID, seq: 2, .ringing, previous: .dispatched, organization: organization)
+                    _ = try await environment.publish(
+                        callID, seq: 2, .ringing, previous: .dispatched, organization: organization)
                     try await eventually("the endpoint disabled") {
                         try await environment.endpoint(endpoint).enabled == false
                     }
@@ -182,7 +187,8 @@ struct DeliveryTests {
                     #expect(deliveries.first { $0.id != first.id }?.state == .failed, "the one answered 410")
                     #expect(try await environment.endpoint(endpoint).disabledReason?.contains("410") == true)
                     // A later event makes no delivery to the disabled endpoint.
-                    _ = try await environment.publish(callID, seq: 3, .answered, previous: .ringing, organization: organization)
+                    _ = try await environment.publish(
+                        callID, seq: 3, .answered, previous: .ringing, organization: organization)
                     clock.advance(by: .seconds(3600))
                     try await Task.sleep(for: .seconds(1))
                     #expect(try await environment.deliveries(of: endpoint).count == 2)
@@ -196,7 +202,8 @@ struct DeliveryTests {
     func deadEndpointDoesNotDelayOthers() async throws {
         try await DispatcherTestEnvironment.run { environment in
             // The dead endpoint accepts connections and never answers within the attempt timeout.
-            try await environment.withReceiver(respond: { _ in .init(status: 204, delay: .seconds(60)) }) { _, deadURL in
+            try await environment.withReceiver(respond: { _ in .init(status: 204, delay: .seconds(60)) }) {
+                _, deadURL in
                 try await environment.withReceiver { healthy, healthyURL in
                     let (organization, _, secret) = try await environment.subscribe(url: healthyURL)
                     healthy.setSecrets([secret])
@@ -234,7 +241,8 @@ struct DeliveryTests {
             // A port nothing listens on: every attempt fails at once.
             let closedPort = try FreePort.pick()
             let (organization, endpoint, _) = try await environment.subscribe(url: "http://127.0.0.1:\(closedPort)/")
-            try await environment.withDispatcher(environment.configuration { $0.endpointConcurrency = 1 }, clock: clock) {
+            try await environment.withDispatcher(environment.configuration { $0.endpointConcurrency = 1 }, clock: clock)
+            {
                 for _ in 1...10 {
                     _ = try await environment.publish(
                         CallID.generate(), seq: 1, .dispatched, previous: .queued, organization: organization)

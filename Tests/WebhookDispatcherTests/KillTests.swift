@@ -133,7 +133,8 @@ struct KillTests {
                 // had attempted it without storing the outcome (its lease was still held).
                 // Requests beyond one per message and the planned retry of the first four.
                 let repeats = seen.withLock { counts in counts.values.map { $0 - 1 }.reduce(0, +) } - 4
-                #expect(repeats >= 0 && repeats <= orphaned, "\(repeats) repeated requests, \(orphaned) orphaned attempts")
+                #expect(
+                    repeats >= 0 && repeats <= orphaned, "\(repeats) repeated requests, \(orphaned) orphaned attempts")
                 #expect(orphaned <= 16, "at most the in-flight attempts and a batch of unstored outcomes")
                 #expect(delivered < messages, "the kill came before everything was delivered")
                 for delivery in deliveries {

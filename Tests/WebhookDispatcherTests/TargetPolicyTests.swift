@@ -73,7 +73,9 @@ struct TargetPolicyTests {
                     try await environment.deliveries(of: endpoint).first?.attempts == 1
                 }
                 let delivery = try #require(try await environment.deliveries(of: endpoint).first)
-                #expect(delivery.lastError?.contains("169.254.169.254") == true, "\(String(describing: delivery.lastError))")
+                #expect(
+                    delivery.lastError?.contains("169.254.169.254") == true, "\(String(describing: delivery.lastError))"
+                )
                 #expect(delivery.state == .pending && delivery.lastStatus == nil)
             }
         }

@@ -14,7 +14,8 @@ import Webhooks
 
     @Test("the specification's example signs to its published signature")
     func specificationExample() {
-        let header = WebhookSignature.sign(id: Self.id, timestamp: Self.timestamp, body: Self.body, secrets: [Self.secret])
+        let header = WebhookSignature.sign(
+            id: Self.id, timestamp: Self.timestamp, body: Self.body, secrets: [Self.secret])
         #expect(header == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
     }
 

@@ -7,7 +7,8 @@ import Webhooks
     @Test(
         "loopback, private, shared, link-local, metadata, multicast and reserved addresses are not public",
         arguments: [
-            "127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254",
+            "127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+            "169.254.169.254",
             "169.254.0.1", "100.64.0.1", "100.127.255.255", "0.0.0.0", "224.0.0.1", "255.255.255.255", "192.0.2.1",
             "198.18.0.1", "::", "::1", "fc00::1", "fd00:ec2::254", "fe80::1", "ff02::1", "::ffff:127.0.0.1",
             "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:7f00:1::", "2001:db8::1", "::127.0.0.1",
@@ -20,7 +21,8 @@ import Webhooks
     }
 
     @Test(
-        "public addresses are allowed", arguments: ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"])
+        "public addresses are allowed",
+        arguments: ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"])
     func allowed(_ text: String) throws {
         #expect(try #require(IPAddress(text)).isPublic)
     }

@@ -77,7 +77,9 @@ struct DispatcherTestEnvironment: Sendable {
             ])
     }
 
-    static func run<Result: Sendable>(_ body: @Sendable (DispatcherTestEnvironment) async throws -> Result)
+    static func run<Result: Sendable>(
+        _ body: @Sendable (DispatcherTestEnvironment) async throws -> Result
+    )
         async throws -> Result
     {
         try await TestDatabase.withStore { store, databaseURL in

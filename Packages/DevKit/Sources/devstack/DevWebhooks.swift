@@ -12,23 +12,28 @@ enum DevWebhooks {
     static func subscribe(receiver: WebhookReceiver, url: String, apiURL: String, adminPassword: String) async throws {
         let token = try string(
             try call(
-                ["-X", "POST", "\(apiURL)/api/v1/auth/token", "-d", "username=admin", "--data-urlencode",
-                    "password=\(adminPassword)"]), "access_token")
+                [
+                    "-X", "POST", "\(apiURL)/api/v1/auth/token", "-d", "username=admin", "--data-urlencode",
+                    "password=\(adminPassword)",
+                ]), "access_token")
         let auth = ["-H", "Authorization: Bearer \(token)"]
         let listed = try call(auth + ["\(apiURL)/api/v1/webhook-endpoints"])
         for endpoint in listed["webhook_endpoints"] as? [[String: Any]] ?? []
         where endpoint["description"] as? String == description {
             if let id = endpoint["id"] as? String {
                 _ = try Command.run(
-                    "/usr/bin/env", ["curl", "-s", "-X", "DELETE"] + auth + ["\(apiURL)/api/v1/webhook-endpoints/\(id)"])
+                    "/usr/bin/env",
+                    ["curl", "-s", "-X", "DELETE"] + auth + ["\(apiURL)/api/v1/webhook-endpoints/\(id)"])
             }
         }
         let body = String(
             decoding: try JSONSerialization.data(withJSONObject: ["url": url, "description": description]),
             as: UTF8.self)
         let created = try call(
-            auth + ["-X", "POST", "-H", "Content-Type: application/json", "-d", body,
-                "\(apiURL)/api/v1/webhook-endpoints"])
+            auth + [
+                "-X", "POST", "-H", "Content-Type: application/json", "-d", body,
+                "\(apiURL)/api/v1/webhook-endpoints",
+            ])
         let callbacks = try call(auth + ["-X", "POST", "\(apiURL)/api/v1/status-callback-secret"])
         let secrets = try [string(created, "secret"), string(callbacks, "secret")].map { text in
             guard let secret = WebhookSecret(text) else { throw DevStackError("the API returned a malformed secret") }

@@ -186,7 +186,8 @@ final class LocalStack: Service, Sendable {
             let gateway = options.binDirectory.appendingPathComponent("api-gateway")
             let worker = options.binDirectory.appendingPathComponent("dialer-worker")
             let dispatcher = options.binDirectory.appendingPathComponent("webhook-dispatcher")
-            for executable in [gateway, worker] + (options.dispatchers > 0 ? [dispatcher] : []) where !FileManager.default.isExecutableFile(atPath: executable.path) {
+            for executable in [gateway, worker] + (options.dispatchers > 0 ? [dispatcher] : [])
+            where !FileManager.default.isExecutableFile(atPath: executable.path) {
                 throw DevStackError("\(executable.path) is missing: build it first (make run does)")
             }
             try runToCompletion(gateway, ["migrate"], environment: common, input: nil)

@@ -41,7 +41,8 @@ extension CallStore {
             timelineIDs.append(UUID.systemRandom())
             organizations.append(command.organizationID.uuid)
             callbacks.append(command.statusCallback?.url ?? "")
-            callbackEvents.append((command.statusCallback?.events ?? []).map(\.rawValue).sorted().joined(separator: ","))
+            callbackEvents.append(
+                (command.statusCallback?.events ?? []).map(\.rawValue).sorted().joined(separator: ","))
         }
         try await client.query(
             """

@@ -145,7 +145,9 @@ extension CallStore {
     }
 
     /// Deletes a subscription endpoint with its deliveries and secrets (audited); whether it existed.
-    public func deleteWebhookEndpoint(id: UUID, in organization: OrganizationID, by actor: AuditActor) async throws
+    public func deleteWebhookEndpoint(
+        id: UUID, in organization: OrganizationID, by actor: AuditActor
+    ) async throws
         -> Bool
     {
         let logger = self.logger
@@ -226,7 +228,9 @@ extension CallStore {
     }
 
     /// Queues a `webhook.test` message for an endpoint of the organization, due at once; `nil` without one.
-    public func queueTestDelivery(endpoint id: UUID, in organization: OrganizationID, at now: Date) async throws
+    public func queueTestDelivery(
+        endpoint id: UUID, in organization: OrganizationID, at now: Date
+    ) async throws
         -> WebhookDelivery?
     {
         let payload = try WebhookPayload.testBody(endpointID: id, at: now)
@@ -280,7 +284,9 @@ extension CallStore {
     }
 
     /// One delivery of the organization with its attempts, oldest first.
-    public func webhookDelivery(id: UUID, in organization: OrganizationID) async throws
+    public func webhookDelivery(
+        id: UUID, in organization: OrganizationID
+    ) async throws
         -> (WebhookDelivery, [WebhookAttempt])?
     {
         let rows = try await client.query(
@@ -710,7 +716,9 @@ extension CallStore {
 
     // MARK: - Helpers
 
-    static func cancelPending(endpoint: UUID, reason: String, on connection: PostgresConnection, logger: Logger)
+    static func cancelPending(
+        endpoint: UUID, reason: String, on connection: PostgresConnection, logger: Logger
+    )
         async throws
     {
         try await connection.query(
@@ -730,7 +738,9 @@ extension CallStore {
         guard let kind = WebhookEndpointKind(rawValue: kind) else { throw StoreError.corruptRow("endpoint kind") }
         var eventTypes = Set<WebhookEventType>()
         for type in types {
-            guard let value = WebhookEventType(rawValue: type) else { throw StoreError.corruptRow("event type \(type)") }
+            guard let value = WebhookEventType(rawValue: type) else {
+                throw StoreError.corruptRow("event type \(type)")
+            }
             eventTypes.insert(value)
         }
         return WebhookEndpoint(

@@ -54,14 +54,18 @@ public enum WebhookSignature {
     public static let tolerance: TimeInterval = 5 * 60
 
     /// The `webhook-signature` value for a message: one `v1,` signature per secret, in the order given.
-    public static func sign(id: String, timestamp: Int64, body: some Collection<UInt8>, secrets: [WebhookSecret])
+    public static func sign(
+        id: String, timestamp: Int64, body: some Collection<UInt8>, secrets: [WebhookSecret]
+    )
         -> String
     {
         secrets.map { "v1," + signature(id: id, timestamp: timestamp, body: body, secret: $0) }.joined(separator: " ")
     }
 
     /// The base64 signature of one message with one secret.
-    public static func signature(id: String, timestamp: Int64, body: some Collection<UInt8>, secret: WebhookSecret)
+    public static func signature(
+        id: String, timestamp: Int64, body: some Collection<UInt8>, secret: WebhookSecret
+    )
         -> String
     {
         var hmac = HMAC<SHA256>(key: SymmetricKey(data: secret.key))

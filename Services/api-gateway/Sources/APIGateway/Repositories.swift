@@ -112,10 +112,14 @@ public protocol WebhookRepository: Sendable {
     /// Whether the organization can sign status callbacks.
     func hasStatusCallbackSecret(_ organization: OrganizationID, at now: Date) async throws -> Bool
     /// Queues a test message; `nil` when the endpoint is not the organization's or is disabled.
-    func queueTestDelivery(endpoint id: UUID, in organization: OrganizationID, at now: Date) async throws
+    func queueTestDelivery(
+        endpoint id: UUID, in organization: OrganizationID, at now: Date
+    ) async throws
         -> WebhookDelivery?
     /// An endpoint's deliveries, newest first.
-    func webhookDeliveries(endpoint: UUID, in organization: OrganizationID, limit: Int, before: UUID?) async throws
+    func webhookDeliveries(
+        endpoint: UUID, in organization: OrganizationID, limit: Int, before: UUID?
+    ) async throws
         -> [WebhookDelivery]
     /// A call's deliveries, oldest first.
     func webhookDeliveries(call: CallID, in organization: OrganizationID) async throws -> [WebhookDelivery]

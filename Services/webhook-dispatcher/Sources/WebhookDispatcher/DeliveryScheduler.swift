@@ -169,7 +169,8 @@ final class DeliveryScheduler: Service, Sendable {
         switch result {
         case .delivered:
             metrics.attempt("delivered")
-            metrics.deliveryLatency.record(duration: .seconds(max(0, clock.now().timeIntervalSince(delivery.createdAt))))
+            metrics.deliveryLatency.record(
+                duration: .seconds(max(0, clock.now().timeIntervalSince(delivery.createdAt))))
         case .failed: metrics.attempt("failed")
         case .gone: metrics.attempt("gone")
         case .refused: metrics.attempt("refused")
@@ -303,7 +304,8 @@ final class DeliveryScheduler: Service, Sendable {
             do {
                 let stale = try await store.failStaleDeliveries(olderThan: Self.retryWindow, at: now)
                 if stale > 0 {
-                    logger.warning("webhook deliveries failed after their retry window", metadata: ["count": "\(stale)"])
+                    logger.warning(
+                        "webhook deliveries failed after their retry window", metadata: ["count": "\(stale)"])
                 }
                 let backlog = try await store.webhookBacklog(at: now)
                 metrics.backlogDue.record(backlog.due)

@@ -68,7 +68,9 @@ public struct DispatcherConfiguration: Sendable {
     }
 
     /// Reads and validates the environment.
-    public static func fromEnvironment(_ environment: EnvironmentReader = EnvironmentReader()) throws
+    public static func fromEnvironment(
+        _ environment: EnvironmentReader = EnvironmentReader()
+    ) throws
         -> DispatcherConfiguration
     {
         let kafka: KafkaConfiguration

@@ -177,7 +177,8 @@ public enum DispatcherProcess {
             gracefulShutdownSignals: [.sigterm, .sigint])
         if configuration.targetPolicy.allowsPrivateTargets {
             logger.warning(
-                "WEBHOOK_ALLOW_PRIVATE_TARGETS is on: webhooks may reach private addresses and plain http (development only)")
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS is on: webhooks may reach private addresses and plain http (development only)"
+            )
         }
         logger.info(
             "webhook dispatcher starting",

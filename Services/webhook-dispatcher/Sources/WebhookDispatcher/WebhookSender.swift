@@ -63,10 +63,12 @@ public struct WebhookSender: Sendable {
     }
 
     /// POSTs `body` to `url` with `headers` and returns the status of the answer.
-    public func send(to url: WebhookURL, headers: [(String, String)], body: [UInt8]) async -> Result<Answer, Failure>
-    {
-        let deadline = NIODeadline.now() + TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
-            + timeout.components.attoseconds / 1_000_000_000)
+    public func send(to url: WebhookURL, headers: [(String, String)], body: [UInt8]) async -> Result<Answer, Failure> {
+        let deadline =
+            NIODeadline.now()
+            + TimeAmount.nanoseconds(
+                Int64(timeout.components.seconds) * 1_000_000_000
+                    + timeout.components.attoseconds / 1_000_000_000)
         let addresses: [IPAddress]
         if let literal = IPAddress(url.host) {
             addresses = [literal]

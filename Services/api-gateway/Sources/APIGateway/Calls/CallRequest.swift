@@ -95,7 +95,9 @@ public struct CallRequest: Sendable, Hashable {
 
     /// `status_callback` (a webhook URL) and `status_callback_events` (statuses; the final ones when absent), as
     /// Twilio's `StatusCallback` and `StatusCallbackEvent`.
-    private static func readStatusCallback(_ reader: inout JSONObjectReader, policy: WebhookTargetPolicy)
+    private static func readStatusCallback(
+        _ reader: inout JSONObjectReader, policy: WebhookTargetPolicy
+    )
         -> StatusCallback?
     {
         let url = reader.string("status_callback")
