@@ -99,7 +99,10 @@ struct WebhookBench: AsyncParsableCommand {
             "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrapServers, "KAFKA_TOPIC_STATUS": topics.status,
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "DISPATCHER_HOST": "127.0.0.1", "DISPATCHER_PORT": "0",
             "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "DISPATCHER_ID": "bench",
-        ]
+        ].merging(
+            // The dispatcher's tunables of the bench's own environment (WEBHOOK_ENDPOINT_CONCURRENCY=...) apply.
+            ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("WEBHOOK_") }
+        ) { _, tunable in tunable }
         process.standardOutput = FileHandle.standardError
         process.standardError = FileHandle.standardError
         try process.run()

@@ -10,10 +10,15 @@ import Webhooks
 // Kafka offset is committed, and a row leaves `pending` only when an attempt's outcome is stored. Every time used
 // here is passed in (the dispatcher's clock), so the retry schedule can be tested without waiting for it.
 extension CallStore {
-    static let endpointColumns = """
-        id, organization_id, kind, url, description, event_types, enabled, disabled_reason, consecutive_failures,
-        circuit_open_until, created_at, updated_at
-        """
+    static let endpointColumns = endpointColumns(of: nil)
+
+    /// The columns ``decodeEndpoint(_:from:)`` reads, of the table aliased `alias` if given.
+    static func endpointColumns(of alias: String?) -> String {
+        [
+            "id", "organization_id", "kind", "url", "description", "event_types", "enabled", "disabled_reason",
+            "consecutive_failures", "circuit_open_until", "created_at", "updated_at",
+        ].map { column in alias.map { "\($0).\(column)" } ?? column }.joined(separator: ", ")
+    }
 
     /// The columns ``decodeDelivery(_:)`` reads, of the table aliased `d`.
     static let deliveryColumns = """
@@ -452,49 +457,52 @@ extension CallStore {
         let leaseUntil = now.addingTimeInterval(lease.seconds)
         let roomEndpoints = Array(room.keys)
         let roomValues = roomEndpoints.map { room[$0] ?? 0 }
-        var claimed: [(id: UUID, endpoint: UUID, payload: String, attempts: Int, step: Int, createdAt: Date)] = []
-        // The due rows are ranked per endpoint over a bounded window of the oldest, so one endpoint's backlog
-        // cannot fill a claim (and the claim does not walk the whole backlog).
+        let full = room.filter { $0.value <= 0 }.map(\.key)
+        // The endpoints with due work are found by one index probe each, whatever their backlogs (a dead endpoint's
+        // pile of due deliveries is never walked); each then gives its own oldest, up to its room.
         let rows = try await client.query(
             """
-            WITH due AS (
-                SELECT id, endpoint_id, next_attempt_at,
-                    row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS rank
-                FROM (
-                    SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
-                    WHERE state = 'pending' AND next_attempt_at <= \(now)
+            WITH endpoints AS (
+                SELECT e.id AS endpoint_id FROM webhook_endpoints e
+                CROSS JOIN LATERAL (
+                    SELECT 1 FROM webhook_deliveries
+                    WHERE endpoint_id = e.id AND state = 'pending' AND next_attempt_at <= \(now)
                         AND (lease_until IS NULL OR lease_until <= \(now))
-                    ORDER BY next_attempt_at LIMIT \(limit * 20)
-                ) oldest
+                    ORDER BY next_attempt_at LIMIT 1
+                ) due
+                WHERE e.enabled AND NOT (e.id = ANY(\(full)::uuid[]))
             ),
             picked AS (
-                SELECT d.id FROM webhook_deliveries d
-                JOIN due ON due.id = d.id
+                SELECT candidate.id FROM endpoints
                 LEFT JOIN unnest(\(roomEndpoints)::uuid[], \(roomValues)::int[]) AS r(endpoint_id, room)
-                    ON r.endpoint_id = due.endpoint_id
-                WHERE due.rank <= COALESCE(r.room, \(perEndpoint))
-                ORDER BY due.next_attempt_at LIMIT \(limit)
-                FOR UPDATE OF d SKIP LOCKED
+                    ON r.endpoint_id = endpoints.endpoint_id
+                CROSS JOIN LATERAL (
+                    SELECT id FROM webhook_deliveries
+                    WHERE endpoint_id = endpoints.endpoint_id AND state = 'pending' AND next_attempt_at <= \(now)
+                        AND (lease_until IS NULL OR lease_until <= \(now))
+                    ORDER BY next_attempt_at LIMIT COALESCE(r.room, \(perEndpoint))
+                    FOR UPDATE SKIP LOCKED
+                ) candidate
+                LIMIT \(limit)
             )
             UPDATE webhook_deliveries d SET lease_until = \(leaseUntil), leased_by = \(dispatcherID)
-            FROM picked WHERE d.id = picked.id AND d.state = 'pending'
-            RETURNING d.id, d.endpoint_id, d.payload, d.attempts, d.step, d.created_at
+            FROM picked, webhook_endpoints e
+            WHERE d.id = picked.id AND e.id = d.endpoint_id
+            RETURNING d.id, d.payload, d.attempts, d.step, d.created_at, \(unescaped: Self.endpointColumns(of: "e"))
             """,
             logger: logger)
-        for try await row in rows.decode((UUID, UUID, String, Int, Int, Date).self) {
-            claimed.append((row.0, row.1, row.2, row.3, row.4, row.5))
+        var claimed:
+            [(id: UUID, payload: String, attempts: Int, step: Int, createdAt: Date, endpoint: WebhookEndpoint)] = []
+        for try await row in rows {
+            let columns = row.makeRandomAccess()
+            let (id, payload, attempts, step, createdAt) = try (
+                columns[0].decode(UUID.self), columns[1].decode(String.self), columns[2].decode(Int.self),
+                columns[3].decode(Int.self), columns[4].decode(Date.self)
+            )
+            claimed.append((id, payload, attempts, step, createdAt, try Self.decodeEndpoint(row, from: 5)))
         }
         guard !claimed.isEmpty else { return [] }
-        let endpointIDs = Array(Set(claimed.map(\.endpoint)))
-        var endpoints: [UUID: WebhookEndpoint] = [:]
-        let endpointRows = try await client.query(
-            "SELECT \(unescaped: Self.endpointColumns) FROM webhook_endpoints WHERE id = ANY(\(endpointIDs)::uuid[])",
-            logger: logger)
-        for try await row in endpointRows {
-            let endpoint = try Self.decodeEndpoint(row)
-            endpoints[endpoint.id] = endpoint
-        }
-        let owners = Array(Set(endpoints.values.map { $0.kind == .subscription ? $0.id : $0.organizationID.uuid }))
+        let owners = Array(Set(claimed.map { $0.endpoint.signingOwner }))
         var secrets: [UUID: [WebhookSecret]] = [:]
         let secretRows = try await client.query(
             """
@@ -507,13 +515,10 @@ extension CallStore {
             guard let secret = WebhookSecret(text) else { throw StoreError.corruptRow("webhook secret of \(owner)") }
             secrets[owner, default: []].append(secret)
         }
-        return claimed.compactMap { row in
-            // Deleted meanwhile: its deliveries went with it.
-            guard let endpoint = endpoints[row.endpoint] else { return nil }
-            let owner = endpoint.kind == .subscription ? endpoint.id : endpoint.organizationID.uuid
-            return DueDelivery(
-                id: row.id, endpoint: endpoint, payload: row.payload, attempts: row.attempts, step: row.step,
-                secrets: secrets[owner] ?? [], createdAt: row.createdAt)
+        return claimed.map { row in
+            DueDelivery(
+                id: row.id, endpoint: row.endpoint, payload: row.payload, attempts: row.attempts, step: row.step,
+                secrets: secrets[row.endpoint.signingOwner] ?? [], createdAt: row.createdAt)
         }
     }
 
@@ -730,11 +735,21 @@ extension CallStore {
             logger: logger)
     }
 
-    static func decodeEndpoint(_ row: PostgresRow) throws -> WebhookEndpoint {
-        let (
-            id, organization, kind, url, description, types, enabled, disabledReason, failures, openUntil, createdAt,
-            updatedAt
-        ) = try row.decode((UUID, UUID, String, String, String, [String], Bool, String?, Int, Date?, Date, Date).self)
+    /// An endpoint from ``endpointColumns`` starting at column `first` of the row.
+    static func decodeEndpoint(_ row: PostgresRow, from first: Int = 0) throws -> WebhookEndpoint {
+        let columns = row.makeRandomAccess()
+        let id = try columns[first].decode(UUID.self)
+        let organization = try columns[first + 1].decode(UUID.self)
+        let kind = try columns[first + 2].decode(String.self)
+        let url = try columns[first + 3].decode(String.self)
+        let description = try columns[first + 4].decode(String.self)
+        let types = try columns[first + 5].decode([String].self)
+        let enabled = try columns[first + 6].decode(Bool.self)
+        let disabledReason = try columns[first + 7].decode(String?.self)
+        let failures = try columns[first + 8].decode(Int.self)
+        let openUntil = try columns[first + 9].decode(Date?.self)
+        let createdAt = try columns[first + 10].decode(Date.self)
+        let updatedAt = try columns[first + 11].decode(Date.self)
         guard let kind = WebhookEndpointKind(rawValue: kind) else { throw StoreError.corruptRow("endpoint kind") }
         var eventTypes = Set<WebhookEventType>()
         for type in types {

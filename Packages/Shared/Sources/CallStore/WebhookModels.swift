@@ -37,6 +37,11 @@ public struct WebhookEndpoint: Sendable, Hashable {
     /// When it last changed.
     public var updatedAt: Date
 
+    /// Whose secrets sign its messages: its own, or its organization's for a status callback URL.
+    public var signingOwner: UUID {
+        kind == .subscription ? id : organizationID.uuid
+    }
+
     /// Whether it takes messages of `type` (a test message always).
     public func accepts(_ type: WebhookEventType) -> Bool {
         type == .test || eventTypes.isEmpty || eventTypes.contains(type)

@@ -9,23 +9,48 @@ import Webhooks
 
 /// Works through the due deliveries: leases them from PostgreSQL, sends each one signed, and stores the outcomes.
 ///
-/// Fairness: at most `endpointConcurrency` attempts per endpoint are in flight in this process (one while its
-/// circuit is half-open), out of `maxInFlight`; the claim skips endpoints at their limit, so a slow or dead endpoint
-/// holds a few slots and never the queue. An endpoint whose circuit is open is not attempted: its deliveries wait
-/// for the cool-down (see ``WebhookCircuit``).
+/// Fairness: at most `endpointConcurrency` attempts per endpoint run at once in this process (one while its circuit
+/// is half-open), out of `maxInFlight`; a claim takes at most twice that per endpoint, so a slow or dead endpoint
+/// holds a few slots and leases and never the queue. Claimed deliveries wait in a queue per endpoint that its
+/// running slots drain one after the other, so a busy endpoint's attempts follow each other without a database
+/// round trip in between (a queued delivery waits at most one attempt: its lease covers that and its own attempt).
+/// An endpoint whose circuit is open is not attempted: its deliveries wait for the cool-down (``WebhookCircuit``).
 ///
 /// Outcomes are stored in batches every few milliseconds. A dispatcher killed before storing an outcome leaves a
 /// lease that passes, and the delivery is attempted again elsewhere: at least once, never lost.
 final class DeliveryScheduler: Service, Sendable {
     private struct State {
-        var inFlight: [UUID: Int] = [:]
+        /// Slots (tasks draining an endpoint's queue) running per endpoint, and in all.
+        var slots: [UUID: Int] = [:]
+        var totalSlots = 0
+        /// Claimed deliveries not yet attempted, per endpoint.
+        var queues: [UUID: [DueDelivery]] = [:]
+        var totalQueued = 0
+        /// The concurrency allowed per endpoint as last claimed (1 while its circuit is half-open).
+        var caps: [UUID: Int] = [:]
+        /// How long an endpoint's attempts take (a moving average, seconds): how many of its deliveries may wait
+        /// queued here within their lease.
+        var attemptSeconds: [UUID: Double] = [:]
         /// This process's own view of failing endpoints, ahead of the stored circuit (outcomes are stored in
         /// batches): failures in a row since the last success, and until when no attempt is made.
         var localFailures: [UUID: Int] = [:]
         var localOpenUntil: [UUID: Date] = [:]
-        var total = 0
         var outcomes: [WebhookAttemptRecord] = []
         var claimingStopped = false
+
+        mutating func dequeue(_ endpoint: UUID) -> DueDelivery? {
+            guard var queue = queues[endpoint], !queue.isEmpty else { return nil }
+            let next = queue.removeFirst()
+            queues[endpoint] = queue.isEmpty ? nil : queue
+            totalQueued -= 1
+            return next
+        }
+
+        mutating func drain(_ endpoint: UUID) -> [DueDelivery] {
+            let queue = queues.removeValue(forKey: endpoint) ?? []
+            totalQueued -= queue.count
+            return queue
+        }
     }
 
     private let store: CallStore
@@ -37,8 +62,11 @@ final class DeliveryScheduler: Service, Sendable {
     private let state = Mutex(State())
     private let wake = WakeSignal()
 
-    /// How long a claimed delivery stays leased: the attempt, plus time to store its outcome.
+    /// How long a claimed delivery stays leased: a wait in its endpoint's queue (one attempt at most), its own
+    /// attempt, and time to store the outcome.
     var lease: Duration { configuration.attemptTimeout * 2 + .seconds(5) }
+    /// The shortest time between two claims while everything due has been claimed.
+    static let minimumClaimInterval = Duration.milliseconds(5)
     /// A pending delivery older than this is failed (it waited behind an open circuit past its whole schedule).
     static let retryWindow = WebhookRetrySchedule.delays.reduce(Duration.zero, +) + .seconds(3600)
 
@@ -65,8 +93,8 @@ final class DeliveryScheduler: Service, Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.storeOutcomes() }
             group.addTask { await self.houseKeeping() }
-            // On graceful shutdown: no new claims; the attempts in flight finish (bounded by the attempt timeout)
-            // and their outcomes are stored before the service returns.
+            // On graceful shutdown: no new claims or attempts; the attempts in flight finish (bounded by the attempt
+            // timeout) and their outcomes are stored before the service returns.
             await withGracefulShutdownHandler {
                 await self.claimLoop(group: &group)
             } onGracefulShutdown: {
@@ -76,18 +104,27 @@ final class DeliveryScheduler: Service, Sendable {
             state.withLock { $0.claimingStopped = true }
             wake.stop()
         }
+        // What was claimed and never started goes back at once, rather than when its lease passes.
+        let unstarted = state.withLock { state in
+            state.queues.keys.flatMap { state.drain($0) }.map(\.id)
+        }
+        await giveBack(now: unstarted, later: [:], canceled: [])
     }
 
     // MARK: - Claiming
 
     private func claimLoop(group: inout DiscardingTaskGroup) async {
-        let batch = min(configuration.maxInFlight, 100)
+        let concurrency = configuration.endpointConcurrency
         while !Task.isCancelled {
             let (capacity, room, stopped) = state.withLock { state in
-                (
-                    configuration.maxInFlight - state.total,
-                    state.inFlight.mapValues { max(0, configuration.endpointConcurrency - $0) },
-                    state.claimingStopped
+                var room: [UUID: Int] = [:]
+                for endpoint in Set(state.slots.keys).union(state.queues.keys) {
+                    let window = self.window(cap: state.caps[endpoint] ?? concurrency, state.attemptSeconds[endpoint])
+                    room[endpoint] = max(
+                        0, window - state.slots[endpoint, default: 0] - state.queues[endpoint, default: []].count)
+                }
+                return (
+                    2 * configuration.maxInFlight - state.totalSlots - state.totalQueued, room, state.claimingStopped
                 )
             }
             if stopped { return }
@@ -96,20 +133,20 @@ final class DeliveryScheduler: Service, Sendable {
                 continue
             }
             let now = clock.now()
-            let limit = min(capacity, batch)
+            let claimStarted = ContinuousClock.now
+            let limit = min(capacity, 200)
             let claimed: [DueDelivery]
             do {
                 claimed = try await withTimeout(configuration.databaseTimeout) { [store, configuration, lease, room] in
                     try await store.claimDueDeliveries(
-                        dispatcherID: configuration.dispatcherID, limit: limit,
-                        perEndpoint: configuration.endpointConcurrency, room: room, lease: lease, at: now)
+                        dispatcherID: configuration.dispatcherID, limit: limit, perEndpoint: 2 * concurrency,
+                        room: room, lease: lease, at: now)
                 }
             } catch {
                 logger.warning("could not claim webhook deliveries", metadata: ["error": "\(error)"])
                 await wake.wait(upTo: .seconds(1))
                 continue
             }
-            var releaseNow: [UUID] = []
             var releaseUntil: [Date: [UUID]] = [:]
             var canceled: [UUID] = []
             for delivery in claimed {
@@ -125,26 +162,85 @@ final class DeliveryScheduler: Service, Sendable {
                     releaseUntil[openUntil, default: []].append(delivery.id)
                     continue
                 }
-                let cap =
-                    endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : configuration.endpointConcurrency
-                let admitted = state.withLock { state -> Int? in
-                    guard state.inFlight[endpoint.id, default: 0] < cap else { return nil }
-                    state.inFlight[endpoint.id, default: 0] += 1
-                    state.total += 1
-                    return state.total
+                state.withLock { state in
+                    state.queues[endpoint.id, default: []].append(delivery)
+                    state.totalQueued += 1
+                    state.caps[endpoint.id] =
+                        endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : concurrency
                 }
-                guard let total = admitted else {
-                    releaseNow.append(delivery.id)
-                    continue
-                }
-                metrics.inFlight.record(total)
-                group.addTask { await self.attempt(delivery) }
             }
-            await giveBack(now: releaseNow, later: releaseUntil, canceled: canceled)
-            if claimed.count < limit || claimed.count == releaseNow.count + canceled.count {
+            startSlots(group: &group)
+            await giveBack(now: [], later: releaseUntil, canceled: canceled)
+            if claimed.count < limit {
                 await wake.wait(upTo: configuration.pollInterval)
+                // Every finished attempt wakes the loop: claims made at most this often gather them, so a busy
+                // endpoint costs PostgreSQL a claim per few attempts rather than one per attempt.
+                try? await Task.sleep(until: claimStarted + Self.minimumClaimInterval)
             }
+            // Slots that ended meanwhile may leave queued deliveries without a runner.
+            startSlots(group: &group)
         }
+    }
+
+    /// How many of an endpoint's deliveries this process holds at most (running and queued): twice its cap until
+    /// its attempts' duration is known, then as many as its slots get through in one attempt timeout (up to 16 per
+    /// slot), so that a queued delivery starts well within its lease while a fast endpoint's slots never wait for
+    /// a claim.
+    private func window(cap: Int, _ attemptSeconds: Double?) -> Int {
+        guard let attemptSeconds, attemptSeconds > 0 else { return 2 * cap }
+        let perSlot = Self.seconds(configuration.attemptTimeout) / attemptSeconds
+        return cap * max(2, min(16, Int(perSlot)))
+    }
+
+    /// Starts a slot for each endpoint with queued deliveries and fewer slots than its cap, within `maxInFlight`.
+    private func startSlots(group: inout DiscardingTaskGroup) {
+        let started = state.withLock { state -> [UUID] in
+            var started: [UUID] = []
+            for (endpoint, queue) in state.queues where !queue.isEmpty {
+                let running = state.slots[endpoint, default: 0]
+                let wanted = min((state.caps[endpoint] ?? configuration.endpointConcurrency) - running, queue.count)
+                let granted = min(wanted, configuration.maxInFlight - state.totalSlots)
+                guard granted > 0 else { continue }
+                state.slots[endpoint] = running + granted
+                state.totalSlots += granted
+                started += Array(repeating: endpoint, count: granted)
+            }
+            return started
+        }
+        metrics.inFlight.record(state.withLock { $0.totalSlots })
+        for endpoint in started {
+            group.addTask { await self.runSlot(endpoint) }
+        }
+    }
+
+    /// One slot of an endpoint: attempts its queued deliveries one after the other until the queue is empty, the
+    /// dispatcher stops, or the endpoint's circuit opens here (then the rest of its queue goes back until then).
+    private func runSlot(_ endpoint: UUID) async {
+        while true {
+            let now = clock.now()
+            let next = state.withLock { state -> (DueDelivery?, [DueDelivery], Date?) in
+                if state.claimingStopped { return (nil, [], nil) }
+                if let open = state.localOpenUntil[endpoint], open > now {
+                    return (nil, state.drain(endpoint), open)
+                }
+                return (state.dequeue(endpoint), [], nil)
+            }
+            if let until = next.2, !next.1.isEmpty {
+                await giveBack(now: [], later: [until: next.1.map(\.id)], canceled: [])
+            }
+            guard let delivery = next.0 else { break }
+            await attempt(delivery)
+            // Its queue has room again: the claim loop may fetch more.
+            wake.signal()
+        }
+        let total = state.withLock { state in
+            state.slots[endpoint, default: 1] -= 1
+            if state.slots[endpoint] == 0 { state.slots[endpoint] = nil }
+            state.totalSlots -= 1
+            return state.totalSlots
+        }
+        metrics.inFlight.record(total)
+        wake.signal()
     }
 
     private func giveBack(now: [UUID], later: [Date: [UUID]], canceled: [UUID]) async {
@@ -177,8 +273,13 @@ final class DeliveryScheduler: Service, Sendable {
         }
         let record = WebhookAttemptRecord(delivery: delivery, startedAt: started, duration: duration, result: result)
         let now = clock.now()
-        let total = state.withLock { state in
+        state.withLock { state in
             state.outcomes.append(record)
+            let seconds = Self.seconds(duration)
+            state.attemptSeconds[delivery.endpoint.id] =
+                state.attemptSeconds[delivery.endpoint.id].map {
+                    0.8 * $0 + 0.2 * seconds
+                } ?? seconds
             let endpoint = delivery.endpoint
             switch result {
             case .delivered:
@@ -202,13 +303,7 @@ final class DeliveryScheduler: Service, Sendable {
             case .gone, .refused:
                 break
             }
-            state.inFlight[delivery.endpoint.id, default: 1] -= 1
-            if state.inFlight[delivery.endpoint.id] == 0 { state.inFlight[delivery.endpoint.id] = nil }
-            state.total -= 1
-            return state.total
         }
-        metrics.inFlight.record(total)
-        wake.signal()
     }
 
     private func send(_ delivery: DueDelivery) async -> WebhookAttemptResult {
@@ -262,7 +357,7 @@ final class DeliveryScheduler: Service, Sendable {
             let (batch, done) = state.withLock { state -> ([WebhookAttemptRecord], Bool) in
                 let batch = state.outcomes
                 state.outcomes = []
-                return (batch, state.claimingStopped && state.total == 0 && batch.isEmpty)
+                return (batch, state.claimingStopped && state.totalSlots == 0 && batch.isEmpty)
             }
             if done { return }
             if !batch.isEmpty {
