@@ -117,14 +117,14 @@ extension CallStore {
         return try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
-                UPDATE webhook_endpoints SET url = COALESCE(\(change.url), url),
-                    description = COALESCE(\(change.description), description),
+                UPDATE webhook_endpoints SET url = COALESCE(\(change.url)::text, url),
+                    description = COALESCE(\(change.description)::text, description),
                     event_types = COALESCE(\(eventTypes)::text[], event_types),
-                    enabled = COALESCE(\(change.enabled), enabled),
-                    disabled_reason = CASE WHEN \(change.enabled) IS NULL THEN disabled_reason
-                        WHEN \(change.enabled) THEN NULL ELSE \("disabled by \(actor.name)") END,
-                    consecutive_failures = CASE WHEN \(change.enabled) THEN 0 ELSE consecutive_failures END,
-                    circuit_open_until = CASE WHEN \(change.enabled) THEN NULL ELSE circuit_open_until END,
+                    enabled = COALESCE(\(change.enabled)::boolean, enabled),
+                    disabled_reason = CASE WHEN \(change.enabled)::boolean IS NULL THEN disabled_reason
+                        WHEN \(change.enabled)::boolean THEN NULL ELSE \("disabled by \(actor.name)")::text END,
+                    consecutive_failures = CASE WHEN \(change.enabled)::boolean THEN 0 ELSE consecutive_failures END,
+                    circuit_open_until = CASE WHEN \(change.enabled)::boolean THEN NULL ELSE circuit_open_until END,
                     updated_at = now()
                 WHERE id = \(id) AND organization_id = \(organization.uuid) AND kind = 'subscription'
                 RETURNING \(unescaped: Self.endpointColumns)
@@ -541,7 +541,7 @@ extension CallStore {
         try await client.query(
             """
             UPDATE webhook_deliveries SET lease_until = NULL, leased_by = NULL,
-                next_attempt_at = GREATEST(next_attempt_at, COALESCE(\(until), next_attempt_at))
+                next_attempt_at = GREATEST(next_attempt_at, COALESCE(\(until)::timestamptz, next_attempt_at))
             WHERE id = ANY(\(ids)::uuid[]) AND state = 'pending'
             """,
             logger: logger)
