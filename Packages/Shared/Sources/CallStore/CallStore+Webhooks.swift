@@ -35,7 +35,7 @@ extension CallStore {
     ) async throws -> WebhookEndpoint {
         let id = UUID.systemRandom()
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await retryingDeadlocks { connection in
             let rows = try await connection.query(
                 """
                 INSERT INTO webhook_endpoints (id, organization_id, kind, url, description, event_types, enabled)
@@ -114,7 +114,7 @@ extension CallStore {
     ) async throws -> WebhookEndpoint? {
         let logger = self.logger
         let eventTypes = change.eventTypes.map { $0.map(\.rawValue).sorted() }
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await retryingDeadlocks { connection in
             let rows = try await connection.query(
                 """
                 UPDATE webhook_endpoints SET url = COALESCE(\(change.url)::text, url),
@@ -156,7 +156,7 @@ extension CallStore {
         -> Bool
     {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await retryingDeadlocks { connection in
             let rows = try await connection.query(
                 """
                 DELETE FROM webhook_endpoints
@@ -185,7 +185,7 @@ extension CallStore {
     ) async throws -> Date? {
         let logger = self.logger
         let expiry = now.addingTimeInterval(overlap.seconds)
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await retryingDeadlocks { connection in
             if owner != organization.uuid {
                 let rows = try await connection.query(
                     """
@@ -346,7 +346,7 @@ extension CallStore {
         guard !events.isEmpty else { return 0 }
         let logger = self.logger
         let organizations = Set(events.map { ($0.organizationID ?? .default).uuid })
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await retryingDeadlocks { connection in
             var subscriptions: [UUID: [WebhookEndpoint]] = [:]
             let endpointRows = try await connection.query(
                 """
@@ -613,7 +613,11 @@ extension CallStore {
             steps.append(step)
         }
         let dispatcher = dispatcherID
-        try await client.withTransaction(logger: logger) { connection in
+        try await retryingDeadlocks {
+            [
+                deliveryIDs, attemptNumbers, starts, durations, statuses, errors, states, nextAttempts, steps,
+                succeeded, failuresByEndpoint, gone, logger
+            ] connection in
             try await connection.query(
                 """
                 WITH input AS (
@@ -720,6 +724,23 @@ extension CallStore {
     }
 
     // MARK: - Helpers
+
+    /// A transaction, run again (up to three times) when PostgreSQL ends it as a deadlock victim or a serialization
+    /// failure: the dispatcher updates deliveries then their endpoint, while deleting or disabling an endpoint locks
+    /// it then its deliveries, so the two can meet; each is complete or absent, and simply tried again.
+    func retryingDeadlocks<Result: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        var attempt = 1
+        while true {
+            do {
+                return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+            } catch  where attempt < 3 && ["40P01", "40001"].contains(Self.sqlState(of: error) ?? "") {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(Int64.random(in: 5...50)))
+            }
+        }
+    }
 
     static func cancelPending(
         endpoint: UUID, reason: String, on connection: PostgresConnection, logger: Logger
