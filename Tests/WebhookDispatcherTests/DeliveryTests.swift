@@ -133,7 +133,7 @@ struct DeliveryTests {
                             break
                         }
                         #expect(stored.state == .pending)
-                        #expect(stored.nextAttemptAt == expectedStart.addingTimeInterval(seconds(wait)))
+                        #expect(stored.nextAttemptAt == expectedStart.addingTimeInterval(wait.timeInterval))
                         // Nothing happens a second early.
                         clock.advance(by: wait - .seconds(1))
                         try await Task.sleep(for: .milliseconds(300))
@@ -254,7 +254,7 @@ struct DeliveryTests {
                 let open = try await environment.endpoint(endpoint)
                 let openUntil = try #require(open.circuitOpenUntil)
                 #expect(open.consecutiveFailures == WebhookCircuit.threshold)
-                #expect(openUntil == clock.now().addingTimeInterval(seconds(WebhookCircuit.firstCooldown)))
+                #expect(openUntil == clock.now().addingTimeInterval(WebhookCircuit.firstCooldown.timeInterval))
                 let deliveries = try await environment.deliveries(of: endpoint)
                 #expect(deliveries.count == 10)
                 #expect(deliveries.map(\.attempts).reduce(0, +) == WebhookCircuit.threshold)
@@ -270,14 +270,8 @@ struct DeliveryTests {
                 #expect(reopened.consecutiveFailures == WebhookCircuit.threshold + 1)
                 #expect(
                     reopened.circuitOpenUntil
-                        == clock.now().addingTimeInterval(seconds(WebhookCircuit.firstCooldown * 2)))
+                        == clock.now().addingTimeInterval((WebhookCircuit.firstCooldown * 2).timeInterval))
             }
         }
     }
-}
-
-/// Seconds of a duration.
-func seconds(_ duration: Duration) -> Double {
-    let (seconds, attoseconds) = duration.components
-    return Double(seconds) + Double(attoseconds) / 1e18
 }

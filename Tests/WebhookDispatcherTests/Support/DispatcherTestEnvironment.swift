@@ -54,8 +54,7 @@ final class ManualClock: WebhookClock {
     func now() -> Date { current.withLock { $0 } }
 
     func advance(by duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        current.withLock { $0.addTimeInterval(Double(seconds) + Double(attoseconds) / 1e18) }
+        current.withLock { $0.addTimeInterval(duration.timeInterval) }
     }
 }
 

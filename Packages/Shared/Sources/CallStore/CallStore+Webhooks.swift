@@ -184,7 +184,7 @@ extension CallStore {
         by actor: AuditActor
     ) async throws -> Date? {
         let logger = self.logger
-        let expiry = now.addingTimeInterval(overlap.seconds)
+        let expiry = now.addingTimeInterval(overlap.timeInterval)
         return try await retryingDeadlocks { connection in
             if owner != organization.uuid {
                 let rows = try await connection.query(
@@ -454,7 +454,7 @@ extension CallStore {
         dispatcherID: String, limit: Int, perEndpoint: Int, room: [UUID: Int], lease: Duration, at now: Date
     ) async throws -> [DueDelivery] {
         let logger = self.logger
-        let leaseUntil = now.addingTimeInterval(lease.seconds)
+        let leaseUntil = now.addingTimeInterval(lease.timeInterval)
         let roomEndpoints = Array(room.keys)
         let roomValues = roomEndpoints.map { room[$0] ?? 0 }
         let full = room.filter { $0.value <= 0 }.map(\.key)
@@ -568,7 +568,7 @@ extension CallStore {
             deliveryIDs.append(delivery.id)
             attemptNumbers.append(delivery.attempts + 1)
             starts.append(record.startedAt)
-            durations.append(Int(record.duration.seconds * 1000))
+            durations.append(Int(record.duration.timeInterval * 1000))
             var status = -1
             var error = ""
             var state = "pending"
@@ -585,7 +585,7 @@ extension CallStore {
                 error = reason
                 if let wait = WebhookRetrySchedule.delay(after: delivery.step) {
                     let honoured = min(max(wait, retryAfter ?? .zero), WebhookRetrySchedule.maximumRetryAfter)
-                    next = now.addingTimeInterval(max(wait, honoured).seconds)
+                    next = now.addingTimeInterval(max(wait, honoured).timeInterval)
                     step += 1
                 } else {
                     state = "failed"
@@ -600,7 +600,7 @@ extension CallStore {
             case .refused(let reason):
                 error = reason
                 if let wait = WebhookRetrySchedule.delay(after: delivery.step) {
-                    next = now.addingTimeInterval(wait.seconds)
+                    next = now.addingTimeInterval(wait.timeInterval)
                     step += 1
                 } else {
                     state = "failed"
@@ -667,7 +667,7 @@ extension CallStore {
                 var total = 0
                 for try await value in rows.decode(Int.self) { total = value }
                 guard let cooldown = WebhookCircuit.cooldown(afterFailures: total) else { continue }
-                let until = now.addingTimeInterval(cooldown.seconds)
+                let until = now.addingTimeInterval(cooldown.timeInterval)
                 try await connection.query(
                     "UPDATE webhook_endpoints SET circuit_open_until = \(until) WHERE id = \(endpoint)",
                     logger: logger)
@@ -701,7 +701,7 @@ extension CallStore {
             """
             UPDATE webhook_deliveries SET state = 'failed', next_attempt_at = NULL,
                 last_error = 'not delivered within the retry schedule', updated_at = now()
-            WHERE state = 'pending' AND created_at < \(now.addingTimeInterval(-age.seconds))
+            WHERE state = 'pending' AND created_at < \(now.addingTimeInterval(-age.timeInterval))
                 AND (lease_until IS NULL OR lease_until <= \(now))
             RETURNING 1
             """,
@@ -797,13 +797,5 @@ extension CallStore {
             callID: call.map { CallID(uuid: $0) }, eventID: event, eventType: type, payload: payload, state: state,
             attempts: attempts, nextAttemptAt: next, lastStatus: lastStatus, lastError: lastError,
             createdAt: createdAt, deliveredAt: deliveredAt)
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, fractions included.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 }

@@ -188,7 +188,7 @@ final class DeliveryScheduler: Service, Sendable {
     /// a claim.
     private func window(cap: Int, _ attemptSeconds: Double?) -> Int {
         guard let attemptSeconds, attemptSeconds > 0 else { return 2 * cap }
-        let perSlot = Self.seconds(configuration.attemptTimeout) / attemptSeconds
+        let perSlot = configuration.attemptTimeout.timeInterval / attemptSeconds
         return cap * max(2, min(16, Int(perSlot)))
     }
 
@@ -275,7 +275,7 @@ final class DeliveryScheduler: Service, Sendable {
         let now = clock.now()
         state.withLock { state in
             state.outcomes.append(record)
-            let seconds = Self.seconds(duration)
+            let seconds = duration.timeInterval
             state.attemptSeconds[delivery.endpoint.id] =
                 state.attemptSeconds[delivery.endpoint.id].map {
                     0.8 * $0 + 0.2 * seconds
@@ -291,11 +291,11 @@ final class DeliveryScheduler: Service, Sendable {
                     let cooldown = WebhookCircuit.cooldown(afterFailures: endpoint.consecutiveFailures + 1)
                 {
                     // A failed probe of a half-open circuit: closed to this process until the stored one reopens.
-                    state.localOpenUntil[endpoint.id] = now.addingTimeInterval(Self.seconds(cooldown))
+                    state.localOpenUntil[endpoint.id] = now.addingTimeInterval(cooldown.timeInterval)
                     state.localFailures[endpoint.id] = nil
                 } else if failures >= WebhookCircuit.threshold {
                     state.localOpenUntil[endpoint.id] = now.addingTimeInterval(
-                        Self.seconds(WebhookCircuit.firstCooldown))
+                        WebhookCircuit.firstCooldown.timeInterval)
                     state.localFailures[endpoint.id] = nil
                 } else {
                     state.localFailures[endpoint.id] = failures
@@ -340,11 +340,6 @@ final class DeliveryScheduler: Service, Sendable {
         case .failure(.unreachable(let why)):
             return .failed(status: nil, error: why, retryAfter: nil)
         }
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     // MARK: - Storing outcomes
