@@ -341,9 +341,15 @@ extension CallStore {
 
     /// Turns status events into deliveries: one per enabled subscription of the call's organization whose filter
     /// takes the event's type, and one for the call's own status callback if it asked for this status. Idempotent:
-    /// an event read twice makes no second delivery. Returns how many deliveries were created.
-    public func fanOut(_ events: [CallStatusEvent], at now: Date) async throws -> Int {
-        guard !events.isEmpty else { return 0 }
+    /// an event read twice makes no second delivery.
+    ///
+    /// With `handOff`, deliveries due at once are leased to that dispatcher in the same statement, up to each
+    /// endpoint's room, and returned ready to attempt: the dispatcher that read the event attempts it without a
+    /// claim. The rest wait in the table for claims.
+    public func fanOut(
+        _ events: [CallStatusEvent], at now: Date, handOff: WebhookHandOff? = nil
+    ) async throws -> WebhookFanOut {
+        guard !events.isEmpty else { return WebhookFanOut(created: 0, handedOff: [], waitingDue: false) }
         let logger = self.logger
         let organizations = Set(events.map { ($0.organizationID ?? .default).uuid })
         return try await retryingDeadlocks { connection in
@@ -399,16 +405,24 @@ extension CallStore {
 
             var ids: [UUID] = [], organizationIDs: [UUID] = [], endpointIDs: [UUID] = [], callIDs: [UUID] = []
             var eventIDs: [UUID] = [], types: [String] = [], payloads: [String] = [], due: [Date] = []
+            var leased: [Bool] = [], endpointsByID: [UUID: WebhookEndpoint] = [:]
+            var room = handOff?.room ?? [:]
             func add(_ event: CallStatusEvent, _ endpoint: WebhookEndpoint, payload: String, type: WebhookEventType) {
                 ids.append(UUID.systemRandom())
                 organizationIDs.append(endpoint.organizationID.uuid)
                 endpointIDs.append(endpoint.id)
+                endpointsByID[endpoint.id] = endpoint
                 callIDs.append(event.callID.uuid)
                 eventIDs.append(event.eventID)
                 types.append(type.rawValue)
                 payloads.append(payload)
                 // An endpoint whose circuit is open gets its new deliveries when the circuit may close.
-                due.append(max(now, endpoint.circuitOpenUntil ?? now))
+                let dueAt = max(now, endpoint.circuitOpenUntil ?? now)
+                due.append(dueAt)
+                let left = room[endpoint.id] ?? handOff?.defaultRoom ?? 0
+                let handed = handOff != nil && dueAt <= now && left > 0
+                if handed { room[endpoint.id] = left - 1 }
+                leased.append(handed)
             }
             for event in events where event.status != .queued {
                 let type = WebhookEventType(status: event.status)
@@ -424,24 +438,68 @@ extension CallStore {
                     add(event, endpoint, payload: payload, type: type)
                 }
             }
-            guard !ids.isEmpty else { return 0 }
+            guard !ids.isEmpty else { return WebhookFanOut(created: 0, handedOff: [], waitingDue: false) }
+            let leaseUntil = now.addingTimeInterval((handOff?.lease ?? .zero).timeInterval)
             let inserted = try await connection.query(
                 """
                 INSERT INTO webhook_deliveries (id, organization_id, endpoint_id, call_id, event_id, event_type,
-                    payload, state, next_attempt_at, created_at)
+                    payload, state, next_attempt_at, created_at, lease_until, leased_by)
                 SELECT id, organization_id, endpoint_id, call_id, event_id, event_type, payload, 'pending', due,
-                    \(now)
+                    \(now), CASE WHEN leased THEN \(leaseUntil)::timestamptz END,
+                    CASE WHEN leased THEN \(handOff?.dispatcherID ?? "")::text END
                 FROM unnest(\(ids)::uuid[], \(organizationIDs)::uuid[], \(endpointIDs)::uuid[], \(callIDs)::uuid[],
-                    \(eventIDs)::uuid[], \(types)::text[], \(payloads)::text[], \(due)::timestamptz[])
-                    AS t(id, organization_id, endpoint_id, call_id, event_id, event_type, payload, due)
+                    \(eventIDs)::uuid[], \(types)::text[], \(payloads)::text[], \(due)::timestamptz[], \(leased)::bool[])
+                    AS t(id, organization_id, endpoint_id, call_id, event_id, event_type, payload, due, leased)
                 ON CONFLICT (endpoint_id, event_id) WHERE event_id IS NOT NULL DO NOTHING
-                RETURNING 1
+                RETURNING id
                 """,
                 logger: logger)
-            var count = 0
-            for try await _ in inserted { count += 1 }
-            return count
+            var created = Set<UUID>()
+            for try await id in inserted.decode(UUID.self) { created.insert(id) }
+            var handed: [Int] = []
+            var waitingDue = false
+            for index in ids.indices where created.contains(ids[index]) {
+                if leased[index] {
+                    handed.append(index)
+                } else if due[index] <= now {
+                    waitingDue = true
+                }
+            }
+            guard !handed.isEmpty else {
+                return WebhookFanOut(created: created.count, handedOff: [], waitingDue: waitingDue)
+            }
+            let secrets = try await Self.signingSecrets(
+                of: Set(handed.compactMap { endpointsByID[endpointIDs[$0]]?.signingOwner }), at: now,
+                on: connection, logger: logger)
+            let deliveries = handed.compactMap { index -> DueDelivery? in
+                guard let endpoint = endpointsByID[endpointIDs[index]] else { return nil }
+                return DueDelivery(
+                    id: ids[index], endpoint: endpoint, payload: payloads[index], attempts: 0, step: 0,
+                    secrets: secrets[endpoint.signingOwner] ?? [], createdAt: now)
+            }
+            return WebhookFanOut(created: created.count, handedOff: deliveries, waitingDue: waitingDue)
         }
+    }
+
+    /// The live secrets of each signing owner (an endpoint, or an organization for its calls' callbacks), newest
+    /// first.
+    static func signingSecrets(
+        of owners: Set<UUID>, at now: Date, on connection: PostgresConnection, logger: Logger
+    ) async throws -> [UUID: [WebhookSecret]] {
+        guard !owners.isEmpty else { return [:] }
+        var secrets: [UUID: [WebhookSecret]] = [:]
+        let rows = try await connection.query(
+            """
+            SELECT owner_id, secret FROM webhook_secrets
+            WHERE owner_id = ANY(\(Array(owners))::uuid[]) AND (expires_at IS NULL OR expires_at > \(now))
+            ORDER BY id DESC
+            """,
+            logger: logger)
+        for try await (owner, text) in rows.decode((UUID, String).self) {
+            guard let secret = WebhookSecret(text) else { throw StoreError.corruptRow("webhook secret of \(owner)") }
+            secrets[owner, default: []].append(secret)
+        }
+        return secrets
     }
 
     // MARK: - Attempts (the dispatcher)
@@ -502,18 +560,9 @@ extension CallStore {
             claimed.append((id, payload, attempts, step, createdAt, try Self.decodeEndpoint(row, from: 5)))
         }
         guard !claimed.isEmpty else { return [] }
-        let owners = Array(Set(claimed.map { $0.endpoint.signingOwner }))
-        var secrets: [UUID: [WebhookSecret]] = [:]
-        let secretRows = try await client.query(
-            """
-            SELECT owner_id, secret FROM webhook_secrets
-            WHERE owner_id = ANY(\(owners)::uuid[]) AND (expires_at IS NULL OR expires_at > \(now))
-            ORDER BY id DESC
-            """,
-            logger: logger)
-        for try await (owner, text) in secretRows.decode((UUID, String).self) {
-            guard let secret = WebhookSecret(text) else { throw StoreError.corruptRow("webhook secret of \(owner)") }
-            secrets[owner, default: []].append(secret)
+        let secrets = try await client.withConnection { connection in
+            try await Self.signingSecrets(
+                of: Set(claimed.map { $0.endpoint.signingOwner }), at: now, on: connection, logger: logger)
         }
         return claimed.map { row in
             DueDelivery(

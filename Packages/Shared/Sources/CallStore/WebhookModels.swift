@@ -176,3 +176,33 @@ public enum WebhookCircuit {
         return min(firstCooldown * (1 << doublings), maximumCooldown)
     }
 }
+
+/// Deliveries a dispatcher takes straight from its fan-out, leased in the statement that creates them.
+public struct WebhookHandOff: Sendable, Hashable {
+    /// The dispatcher that takes them.
+    public var dispatcherID: String
+    /// How long they stay leased to it.
+    public var lease: Duration
+    /// How many new deliveries each endpoint may hand over now (what its limits leave in this dispatcher).
+    public var room: [UUID: Int]
+    /// The room of an endpoint not in `room`.
+    public var defaultRoom: Int
+
+    /// Creates a hand-off.
+    public init(dispatcherID: String, lease: Duration, room: [UUID: Int], defaultRoom: Int) {
+        self.dispatcherID = dispatcherID
+        self.lease = lease
+        self.room = room
+        self.defaultRoom = defaultRoom
+    }
+}
+
+/// What a fan-out made.
+public struct WebhookFanOut: Sendable, Hashable {
+    /// Deliveries created (an event read again creates none).
+    public var created: Int
+    /// The created deliveries leased to the dispatcher that asked, ready to attempt.
+    public var handedOff: [DueDelivery]
+    /// Whether some created delivery is due now and waits for a claim.
+    public var waitingDue: Bool
+}

@@ -37,6 +37,11 @@ final class DeliveryScheduler: Service, Sendable {
         var localOpenUntil: [UUID: Date] = [:]
         var outcomes: [WebhookAttemptRecord] = []
         var claimingStopped = false
+        /// A claim is wanted before the next poll: deliveries wait in the table (the fan-out could not hand them all
+        /// over, or the last claim was cut short by a limit and an attempt has since made room).
+        var claimRequested = true
+        /// The last claim stopped at a limit: more deliveries are probably due.
+        var backlog = false
 
         mutating func dequeue(_ endpoint: UUID) -> DueDelivery? {
             guard var queue = queues[endpoint], !queue.isEmpty else { return nil }
@@ -84,9 +89,50 @@ final class DeliveryScheduler: Service, Sendable {
         self.logger = logger
     }
 
-    /// Looks for due deliveries now instead of at the next poll.
-    func nudge() {
-        wake.signal()
+    /// What the fan-out may lease to this dispatcher straight away: per endpoint, the room its window leaves
+    /// (none while its circuit is open here), and a new endpoint's first window. Nothing once claiming stopped.
+    func handOff() -> WebhookHandOff? {
+        let now = clock.now()
+        let concurrency = configuration.endpointConcurrency
+        return state.withLock { state -> WebhookHandOff? in
+            guard !state.claimingStopped else { return nil }
+            var room: [UUID: Int] = [:]
+            for endpoint in Set(state.slots.keys).union(state.queues.keys).union(state.localOpenUntil.keys) {
+                if let open = state.localOpenUntil[endpoint], open > now {
+                    room[endpoint] = 0
+                    continue
+                }
+                let window = self.window(cap: state.caps[endpoint] ?? concurrency, state.attemptSeconds[endpoint])
+                room[endpoint] = max(
+                    0, window - state.slots[endpoint, default: 0] - state.queues[endpoint, default: []].count)
+            }
+            let left = 2 * configuration.maxInFlight - state.totalSlots - state.totalQueued
+            guard left > 0 else { return nil }
+            return WebhookHandOff(
+                dispatcherID: configuration.dispatcherID, lease: lease, room: room, defaultRoom: 2 * concurrency)
+        }
+    }
+
+    /// Takes the deliveries the fan-out leased to this dispatcher, and looks for more when some wait in the table.
+    /// Once claiming stopped, they go back at once.
+    func accept(_ fanOut: WebhookFanOut) async {
+        let concurrency = configuration.endpointConcurrency
+        let stopped = state.withLock { state -> Bool in
+            guard !state.claimingStopped else { return true }
+            for delivery in fanOut.handedOff {
+                state.queues[delivery.endpoint.id, default: []].append(delivery)
+                state.totalQueued += 1
+                state.caps[delivery.endpoint.id] =
+                    delivery.endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : concurrency
+            }
+            if fanOut.waitingDue { state.claimRequested = true }
+            return false
+        }
+        if stopped {
+            await giveBack(now: fanOut.handedOff.map(\.id), later: [:], canceled: [])
+        } else {
+            wake.signal()
+        }
     }
 
     func run() async throws {
@@ -109,31 +155,43 @@ final class DeliveryScheduler: Service, Sendable {
             state.queues.keys.flatMap { state.drain($0) }.map(\.id)
         }
         await giveBack(now: unstarted, later: [:], canceled: [])
+        sender.closeIdleConnections()
     }
 
     // MARK: - Claiming
 
+    /// Claims due deliveries from the table when some are known or likely to wait there (a nudge, a claim cut short
+    /// by a limit), and at least every poll interval for retries coming due and leases passing; starts slots for
+    /// whatever was claimed or handed over.
     private func claimLoop(group: inout DiscardingTaskGroup) async {
         let concurrency = configuration.endpointConcurrency
+        var lastClaim = ContinuousClock.now - configuration.pollInterval
         while !Task.isCancelled {
-            let (capacity, room, stopped) = state.withLock { state in
+            startSlots(group: &group)
+            let pollDue = ContinuousClock.now >= lastClaim + configuration.pollInterval
+            let (capacity, room, stopped, wanted) = state.withLock { state in
                 var room: [UUID: Int] = [:]
                 for endpoint in Set(state.slots.keys).union(state.queues.keys) {
                     let window = self.window(cap: state.caps[endpoint] ?? concurrency, state.attemptSeconds[endpoint])
                     room[endpoint] = max(
                         0, window - state.slots[endpoint, default: 0] - state.queues[endpoint, default: []].count)
                 }
+                let wanted = state.claimRequested || pollDue
                 return (
-                    2 * configuration.maxInFlight - state.totalSlots - state.totalQueued, room, state.claimingStopped
+                    2 * configuration.maxInFlight - state.totalSlots - state.totalQueued, room, state.claimingStopped,
+                    wanted
                 )
             }
             if stopped { return }
-            guard capacity > 0 else {
-                await wake.wait(upTo: configuration.pollInterval)
+            guard wanted, capacity > 0 else {
+                await wake.wait(
+                    upTo: capacity > 0
+                        ? lastClaim + configuration.pollInterval - ContinuousClock.now : configuration.pollInterval)
                 continue
             }
             let now = clock.now()
-            let claimStarted = ContinuousClock.now
+            lastClaim = ContinuousClock.now
+            state.withLock { $0.claimRequested = false }
             let limit = min(capacity, 200)
             let claimed: [DueDelivery]
             do {
@@ -149,8 +207,10 @@ final class DeliveryScheduler: Service, Sendable {
             }
             var releaseUntil: [Date: [UUID]] = [:]
             var canceled: [UUID] = []
+            var perEndpoint: [UUID: Int] = [:]
             for delivery in claimed {
                 let endpoint = delivery.endpoint
+                perEndpoint[endpoint.id, default: 0] += 1
                 if !endpoint.enabled {
                     canceled.append(delivery.id)
                     continue
@@ -169,16 +229,17 @@ final class DeliveryScheduler: Service, Sendable {
                         endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : concurrency
                 }
             }
+            // A claim that filled the batch or an endpoint's room probably left due deliveries behind: the next
+            // finished attempt (which makes room) asks for another claim.
+            let cutShort =
+                claimed.count >= limit
+                || perEndpoint.contains { $0.value >= (room[$0.key] ?? 2 * concurrency) }
+            state.withLock { $0.backlog = cutShort }
             startSlots(group: &group)
             await giveBack(now: [], later: releaseUntil, canceled: canceled)
-            if claimed.count < limit {
-                await wake.wait(upTo: configuration.pollInterval)
-                // Every finished attempt wakes the loop: claims made at most this often gather them, so a busy
-                // endpoint costs PostgreSQL a claim per few attempts rather than one per attempt.
-                try? await Task.sleep(until: claimStarted + Self.minimumClaimInterval)
-            }
-            // Slots that ended meanwhile may leave queued deliveries without a runner.
-            startSlots(group: &group)
+            // Claims made at most this often gather the attempts finished meanwhile, so a busy endpoint costs
+            // PostgreSQL a claim per few attempts rather than one per attempt.
+            try? await Task.sleep(until: lastClaim + Self.minimumClaimInterval)
         }
     }
 
@@ -230,8 +291,12 @@ final class DeliveryScheduler: Service, Sendable {
             }
             guard let delivery = next.0 else { break }
             await attempt(delivery)
-            // Its queue has room again: the claim loop may fetch more.
-            wake.signal()
+            // Its queue has room again: if deliveries were left in the table, the claim loop fetches more.
+            let claimAgain = state.withLock { state in
+                if state.backlog { state.claimRequested = true }
+                return state.backlog
+            }
+            if claimAgain { wake.signal() }
         }
         let total = state.withLock { state in
             state.slots[endpoint, default: 1] -= 1

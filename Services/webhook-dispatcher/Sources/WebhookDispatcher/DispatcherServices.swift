@@ -95,7 +95,7 @@ public func buildDispatcher(
     let fanOut = EventFanOut(
         consumer: consumer, store: store, clock: clock, batchSize: configuration.fanOutBatchSize,
         databaseTimeout: configuration.databaseTimeout, readiness: readiness, metrics: metrics,
-        onDeliveries: { scheduler.nudge() }, logger: logger)
+        scheduler: scheduler, logger: logger)
 
     let status = DispatcherStatus()
     let ops = Application(

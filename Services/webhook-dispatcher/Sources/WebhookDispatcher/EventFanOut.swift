@@ -18,8 +18,8 @@ struct EventFanOut: Service {
     let databaseTimeout: Duration
     let readiness: DispatcherReadiness
     let metrics: DispatcherMetrics
-    /// Called after deliveries were created, so this process's scheduler looks at once.
-    let onDeliveries: @Sendable () -> Void
+    /// Takes the deliveries leased to this process as they are created, and is told when others wait for a claim.
+    let scheduler: DeliveryScheduler
     let logger: Logger
 
     func run() async throws {
@@ -85,12 +85,13 @@ struct EventFanOut: Service {
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                let created = try await withTimeout(databaseTimeout) { [store, clock, events] in
-                    try await store.fanOut(events, at: clock.now())
+                let handOff = scheduler.handOff()
+                let result = try await withTimeout(databaseTimeout) { [store, clock, events] in
+                    try await store.fanOut(events, at: clock.now(), handOff: handOff)
                 }
-                if created > 0 {
-                    metrics.deliveriesCreated.increment(by: created)
-                    onDeliveries()
+                if result.created > 0 {
+                    metrics.deliveriesCreated.increment(by: result.created)
+                    await scheduler.accept(result)
                 }
                 break
             } catch {

@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import ServiceSupport
+import Synchronization
 import Webhooks
 
 /// Sends one signed webhook request and reports the answer's status, defending against server-side request forgery.
@@ -22,6 +23,7 @@ public struct WebhookSender: Sendable {
     let resolver: Resolver
     let group: any EventLoopGroup
     let tls: NIOSSLContext
+    let pool: WebhookConnectionPool
 
     /// Creates a sender.
     ///
@@ -38,6 +40,12 @@ public struct WebhookSender: Sendable {
         self.resolver = resolver ?? Self.systemResolve
         self.group = group
         self.tls = try NIOSSLContext(configuration: .makeClientConfiguration())
+        self.pool = WebhookConnectionPool(maxIdlePerTarget: 32, idleTimeout: .seconds(20))
+    }
+
+    /// Closes the kept-alive connections (when the dispatcher stops).
+    public func closeIdleConnections() {
+        pool.closeAll()
     }
 
     /// What came back.
@@ -69,6 +77,23 @@ public struct WebhookSender: Sendable {
             + TimeAmount.nanoseconds(
                 Int64(timeout.components.seconds) * 1_000_000_000
                     + timeout.components.attoseconds / 1_000_000_000)
+        let head = requestHead(url: url, headers: headers, bodyCount: body.count)
+        // A kept-alive connection goes first. One the receiver closed meanwhile fails before any answer: the request
+        // then goes on a new connection (at least once; the `webhook-id` lets the receiver drop a repeat).
+        if let reused = pool.take(.init(url)) {
+            do {
+                return .success(
+                    try await request(on: reused, target: .init(url), head: head, body: body, deadline: deadline))
+            } catch ConnectionClosed.beforeAnswer {
+                reused.channel.close(promise: nil)
+            } catch let error as ExchangeError {
+                switch error {
+                case .connect(let why), .exchange(let why): return .failure(.unreachable(why))
+                }
+            } catch {
+                return .failure(.unreachable("\(error)"))
+            }
+        }
         let addresses: [IPAddress]
         if let literal = IPAddress(url.host) {
             addresses = [literal]
@@ -92,8 +117,7 @@ public struct WebhookSender: Sendable {
         for address in permitted {
             guard NIODeadline.now() < deadline else { break }
             do {
-                let answer = try await exchange(
-                    with: address, url: url, headers: headers, body: body, deadline: deadline)
+                let answer = try await exchange(with: address, url: url, head: head, body: body, deadline: deadline)
                 return .success(answer)
             } catch let failure as Failure {
                 return .failure(failure)
@@ -116,9 +140,37 @@ public struct WebhookSender: Sendable {
         case exchange(String)
     }
 
+    /// The request's head: `Host` as the URL says, whatever address is connected to.
+    private func requestHead(url: WebhookURL, headers: [(String, String)], bodyCount: Int) -> HTTPRequestHead {
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: url.target)
+        let defaultPort = url.isSecure ? 443 : 80
+        let hostHeader = url.host.contains(":") ? "[\(url.host)]" : url.host
+        head.headers.add(name: "Host", value: url.port == defaultPort ? hostHeader : "\(hostHeader):\(url.port)")
+        head.headers.add(name: "User-Agent", value: "outbound-dialer-webhooks/1")
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(bodyCount))
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        return head
+    }
+
+    /// The request on a new connection to `address`.
     private func exchange(
-        with address: IPAddress, url: WebhookURL, headers: [(String, String)], body: [UInt8], deadline: NIODeadline
+        with address: IPAddress, url: WebhookURL, head: HTTPRequestHead, body: [UInt8], deadline: NIODeadline
     ) async throws -> Answer {
+        let connection = try await connect(to: address, url: url, deadline: deadline)
+        do {
+            return try await request(on: connection, target: .init(url), head: head, body: body, deadline: deadline)
+        } catch ConnectionClosed.beforeAnswer {
+            throw ExchangeError.exchange("the connection closed before an answer")
+        }
+    }
+
+    /// A new connection to a checked address, its peer checked again once connected.
+    private func connect(
+        to address: IPAddress, url: WebhookURL, deadline: NIODeadline
+    ) async throws
+        -> WebhookConnection
+    {
         let socketAddress: SocketAddress
         do {
             socketAddress = try SocketAddress(ipAddress: address.description, port: url.port)
@@ -141,53 +193,64 @@ public struct WebhookSender: Sendable {
             channel.close(promise: nil)
             throw Failure.refused("connected peer \(peer?.description ?? "?") is a forbidden address")
         }
-        let promise = channel.eventLoop.makePromise(of: HTTPResponseHead.self)
         let serverName = IPAddress(url.host) == nil ? url.host : nil
         let tls = self.tls
         do {
-            try await channel.eventLoop.submit {
+            let collector = try await channel.eventLoop.submit {
                 let pipeline = channel.pipeline.syncOperations
                 if url.isSecure {
                     try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
                 }
                 try pipeline.addHTTPClientHandlers()
-                try pipeline.addHandler(ResponseHeadCollector(promise: promise))
+                let collector = ResponseCollector()
+                try pipeline.addHandler(collector)
+                return NIOLoopBound(collector, eventLoop: channel.eventLoop)
             }.get()
+            return WebhookConnection(channel: channel, collector: collector)
         } catch {
             channel.close(promise: nil)
             throw ExchangeError.exchange("could not set up the connection: \(error)")
         }
+    }
+
+    /// One request and its answer on `connection`, which goes back to the pool if the answer allows it.
+    private func request(
+        on connection: WebhookConnection, target: WebhookConnectionPool.Target, head: HTTPRequestHead,
+        body: [UInt8], deadline: NIODeadline
+    ) async throws -> Answer {
+        let channel = connection.channel
+        let promise = channel.eventLoop.makePromise(of: ResponseCollector.Response.self)
+        let timeout = self.timeout
         let timer = channel.eventLoop.scheduleTask(deadline: deadline) {
             promise.fail(ExchangeError.exchange("no answer within \(timeout)"))
             channel.close(promise: nil)
         }
-        defer {
-            timer.cancel()
-            channel.close(promise: nil)
+        defer { timer.cancel() }
+        channel.eventLoop.execute {
+            connection.collector.value.expect(promise)
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         }
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: url.target)
-        let defaultPort = url.isSecure ? 443 : 80
-        let hostHeader = url.host.contains(":") ? "[\(url.host)]" : url.host
-        head.headers.add(name: "Host", value: url.port == defaultPort ? hostHeader : "\(hostHeader):\(url.port)")
-        head.headers.add(name: "User-Agent", value: "outbound-dialer-webhooks/1")
-        head.headers.add(name: "Content-Type", value: "application/json")
-        head.headers.add(name: "Content-Length", value: String(body.count))
-        head.headers.add(name: "Connection", value: "close")
-        for (name, value) in headers { head.headers.add(name: name, value: value) }
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        let response: HTTPResponseHead
+        let response: ResponseCollector.Response
         do {
             response = try await promise.futureResult.get()
+        } catch let error as ConnectionClosed {
+            throw error
         } catch let error as ExchangeError {
             throw error
         } catch {
+            channel.close(promise: nil)
             throw ExchangeError.exchange("\(error)")
         }
+        if response.reusable {
+            pool.put(connection, for: target)
+        } else {
+            channel.close(promise: nil)
+        }
         return Answer(
-            status: Int(response.status.code),
-            retryAfter: response.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter))
+            status: Int(response.head.status.code),
+            retryAfter: response.head.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter))
     }
 
     /// `Retry-After` as seconds or an HTTP date (RFC 9110); `nil` when it is neither.
@@ -235,32 +298,157 @@ public struct WebhookSender: Sendable {
     }
 }
 
-/// Completes with the response head: the status is all an attempt needs, so the connection closes without reading
-/// the body.
-private final class ResponseHeadCollector: ChannelInboundHandler, RemovableChannelHandler {
+/// A connection to a receiver, with the handler that collects its answers.
+struct WebhookConnection: Sendable {
+    let channel: any Channel
+    let collector: NIOLoopBound<ResponseCollector>
+}
+
+/// The connection closed before any part of the answer came.
+enum ConnectionClosed: Error {
+    case beforeAnswer
+}
+
+/// Idle keep-alive connections per receiver (scheme, host, port), reused by later attempts: a busy endpoint pays
+/// its TCP and TLS set-up once per connection rather than once per delivery. A connection is used by one attempt at
+/// a time, and is kept only while idle for less than `idleTimeout` and open (a receiver may close it any time).
+/// Reuse does not weaken the address checks: a kept connection was made to a checked address and its peer checked.
+final class WebhookConnectionPool: Sendable {
+    /// Whom a connection reaches.
+    struct Target: Hashable, Sendable {
+        var secure: Bool
+        var host: String
+        var port: Int
+
+        init(_ url: WebhookURL) {
+            secure = url.isSecure
+            host = url.host
+            port = url.port
+        }
+    }
+
+    private struct Idle {
+        var connection: WebhookConnection
+        var since: NIODeadline
+    }
+
+    private let maxIdlePerTarget: Int
+    private let idleTimeout: TimeAmount
+    private let idle = Mutex<[Target: [Idle]]>([:])
+
+    init(maxIdlePerTarget: Int, idleTimeout: TimeAmount) {
+        self.maxIdlePerTarget = maxIdlePerTarget
+        self.idleTimeout = idleTimeout
+    }
+
+    /// The most recently used open connection to `target`, if one is idle; connections idle too long are closed.
+    func take(_ target: Target) -> WebhookConnection? {
+        let now = NIODeadline.now()
+        let (found, expired) = idle.withLock { idle -> (WebhookConnection?, [WebhookConnection]) in
+            var expired: [WebhookConnection] = []
+            var found: WebhookConnection?
+            while var list = idle[target], let last = list.popLast() {
+                idle[target] = list.isEmpty ? nil : list
+                if now - last.since < idleTimeout && last.connection.channel.isActive {
+                    found = last.connection
+                    break
+                }
+                expired.append(last.connection)
+            }
+            return (found, expired)
+        }
+        for connection in expired { connection.channel.close(promise: nil) }
+        return found
+    }
+
+    /// Keeps `connection` for the next attempt to `target` (closes it when enough are kept).
+    func put(_ connection: WebhookConnection, for target: Target) {
+        let kept = idle.withLock { idle -> Bool in
+            guard idle[target, default: []].count < maxIdlePerTarget else { return false }
+            idle[target, default: []].append(Idle(connection: connection, since: .now()))
+            return true
+        }
+        if !kept { connection.channel.close(promise: nil) }
+    }
+
+    /// Closes every idle connection.
+    func closeAll() {
+        let all = idle.withLock { idle in
+            defer { idle = [:] }
+            return idle.values.flatMap { $0 }
+        }
+        for entry in all { entry.connection.channel.close(promise: nil) }
+    }
+}
+
+/// Collects each answer: its head (the status is what an attempt needs) and, to keep the connection usable, its
+/// body, read and dropped up to 64 KiB (a longer one closes the connection instead).
+final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
 
-    private let promise: EventLoopPromise<HTTPResponseHead>
+    /// An answer, and whether its connection may carry the next request.
+    struct Response: Sendable {
+        var head: HTTPResponseHead
+        var reusable: Bool
+    }
 
-    init(promise: EventLoopPromise<HTTPResponseHead>) {
+    static let bodyLimit = 64 * 1024
+
+    private var promise: EventLoopPromise<Response>?
+    private var head: HTTPResponseHead?
+    private var bodyBytes = 0
+    private var active = true
+
+    /// The next answer completes `promise` (at once with an error if the connection has closed already).
+    func expect(_ promise: EventLoopPromise<Response>) {
+        guard active else {
+            promise.fail(ConnectionClosed.beforeAnswer)
+            return
+        }
         self.promise = promise
+        head = nil
+        bodyBytes = 0
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let head) = unwrapInboundIn(data) {
+        guard let promise else {
+            // Nothing was asked: a receiver talking out of turn cannot be trusted with the next request.
+            context.close(promise: nil)
+            return
+        }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
             // 1xx answers are interim; the final answer follows.
-            guard head.status.code >= 200 else { return }
-            promise.succeed(head)
+            if head.status.code >= 200 { self.head = head }
+        case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            if bodyBytes > Self.bodyLimit, let head {
+                self.promise = nil
+                promise.succeed(Response(head: head, reusable: false))
+                context.close(promise: nil)
+            }
+        case .end:
+            // The end of an interim answer has no final head yet.
+            guard let head else { return }
+            self.promise = nil
+            promise.succeed(Response(head: head, reusable: head.isKeepAlive))
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(ChannelError.eof)
+        active = false
+        if let promise {
+            self.promise = nil
+            promise.fail(head == nil && bodyBytes == 0 ? ConnectionClosed.beforeAnswer : ChannelError.eof)
+        }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
+        if let promise {
+            self.promise = nil
+            promise.fail(error)
+        }
         context.close(promise: nil)
     }
 }
