@@ -100,8 +100,8 @@ struct WebhookBench: AsyncParsableCommand {
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "DISPATCHER_HOST": "127.0.0.1", "DISPATCHER_PORT": "0",
             "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "DISPATCHER_ID": "bench",
         ].merging(
-            // The dispatcher's tunables of the bench's own environment (WEBHOOK_ENDPOINT_CONCURRENCY=...) apply.
-            ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("WEBHOOK_") }
+            // The dispatcher's tunables of the bench's own environment (WEBHOOK_*, KAFKA_PROP_*) apply.
+            ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("WEBHOOK_") || $0.key.hasPrefix("KAFKA_PROP_") }
         ) { _, tunable in tunable }
         process.standardOutput = FileHandle.standardError
         process.standardError = FileHandle.standardError
@@ -156,8 +156,10 @@ struct WebhookBench: AsyncParsableCommand {
         let received = arrivals.withLock { $0 }
         var latencies: [Double] = []
         var seen = Set<String>()
+        var series: [String] = []
         for (call, at, _) in received where seen.insert(call).inserted {
             if let publishedAt = sent[call] {
+                series.append("\((publishedAt - start).components.seconds * 1000 + (publishedAt - start).components.attoseconds / 1_000_000_000_000_000) \((at - publishedAt).components.attoseconds / 1_000_000_000_000_000 + (at - publishedAt).components.seconds * 1000)")
                 let (seconds, attoseconds) = (at - publishedAt).components
                 latencies.append(Double(seconds) * 1000 + Double(attoseconds) / 1e15)
             }
@@ -178,5 +180,6 @@ struct WebhookBench: AsyncParsableCommand {
                 result.healthyLatencyMs.p99 ?? .nan, result.healthyLatencyMs.max ?? .nan, result.deadAttempts,
                 result.dispatcherCores))
         try writeJSON(result, to: out)
+        if let path = ProcessInfo.processInfo.environment["DEBUG_SERIES"] { try series.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8) }
     }
 }

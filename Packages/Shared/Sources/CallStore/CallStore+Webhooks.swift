@@ -20,10 +20,13 @@ extension CallStore {
         ].map { column in alias.map { "\($0).\(column)" } ?? column }.joined(separator: ", ")
     }
 
-    /// The columns ``decodeDelivery(_:)`` reads, of the table aliased `d`.
+    /// The columns ``decodeDelivery(_:)`` reads, of the table aliased `d`. A pending delivery of an endpoint whose
+    /// circuit is open is attempted when the circuit may close, whatever its own time says.
     static let deliveryColumns = """
         d.id, d.organization_id, d.endpoint_id, d.call_id, d.event_id, d.event_type, d.payload, d.state, d.attempts,
-        d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at
+        CASE WHEN d.state = 'pending' THEN GREATEST(d.next_attempt_at,
+            (SELECT circuit_open_until FROM webhook_endpoints ce WHERE ce.id = d.endpoint_id)) END,
+        d.last_status, d.last_error, d.created_at, d.delivered_at
         """
 
     // MARK: - Endpoints (the API)
@@ -528,7 +531,8 @@ extension CallStore {
                         AND (lease_until IS NULL OR lease_until <= \(now))
                     ORDER BY next_attempt_at LIMIT 1
                 ) due
-                WHERE e.enabled AND NOT (e.id = ANY(\(full)::uuid[]))
+                WHERE e.enabled AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= \(now))
+                    AND NOT (e.id = ANY(\(full)::uuid[]))
             ),
             picked AS (
                 SELECT candidate.id FROM endpoints
@@ -598,8 +602,8 @@ extension CallStore {
 
     /// Stores the outcome of attempts, in one transaction: the attempt log, each delivery's new state (delivered,
     /// due again after the schedule's next wait or the receiver's `Retry-After`, or failed), and each endpoint's
-    /// circuit. An endpoint whose failures reach the threshold has its circuit opened and its pending deliveries
-    /// moved to when it may close; one that answered 410 Gone is disabled and its pending deliveries canceled.
+    /// circuit. An endpoint whose failures reach the threshold has its circuit opened (claims pass over it until it
+    /// may close); one that answered 410 Gone is disabled and its pending deliveries canceled.
     ///
     /// Only the dispatcher holding a delivery's lease may record it: an attempt whose lease passed and was taken by
     /// another dispatcher is logged but changes nothing (the other attempt decides).
@@ -717,16 +721,10 @@ extension CallStore {
                 for try await value in rows.decode(Int.self) { total = value }
                 guard let cooldown = WebhookCircuit.cooldown(afterFailures: total) else { continue }
                 let until = now.addingTimeInterval(cooldown.timeInterval)
+                // Its deliveries wait for the circuit without spending attempts: claims pass over an endpoint whose
+                // circuit is open (its deliveries keep their own times, so opening costs one row, not its backlog).
                 try await connection.query(
                     "UPDATE webhook_endpoints SET circuit_open_until = \(until) WHERE id = \(endpoint)",
-                    logger: logger)
-                // Its deliveries wait for the circuit without spending attempts.
-                try await connection.query(
-                    """
-                    UPDATE webhook_deliveries SET next_attempt_at = \(until)
-                    WHERE endpoint_id = \(endpoint) AND state = 'pending' AND next_attempt_at < \(until)
-                        AND (lease_until IS NULL OR lease_until <= \(now))
-                    """,
                     logger: logger)
             }
             for endpoint in gone.sorted(by: { $0.uuidString < $1.uuidString }) {
@@ -760,12 +758,19 @@ extension CallStore {
         return count
     }
 
-    /// Pending deliveries: how many are due now, and how many wait for a later attempt.
+    /// Pending deliveries: how many are due now, and how many wait for a later attempt (or for their endpoint's
+    /// circuit to close).
     public func webhookBacklog(at now: Date) async throws -> (due: Int, waiting: Int) {
         let rows = try await client.query(
             """
-            SELECT count(*) FILTER (WHERE next_attempt_at <= \(now)), count(*) FILTER (WHERE next_attempt_at > \(now))
-            FROM webhook_deliveries WHERE state = 'pending'
+            SELECT count(*) FILTER (WHERE d.next_attempt_at <= \(now) AND NOT open),
+                count(*) FILTER (WHERE d.next_attempt_at > \(now) OR open)
+            FROM webhook_deliveries d
+            JOIN LATERAL (
+                SELECT COALESCE(circuit_open_until > \(now), false) AS open FROM webhook_endpoints e
+                WHERE e.id = d.endpoint_id
+            ) circuit ON true
+            WHERE d.state = 'pending'
             """,
             logger: logger)
         for try await (due, waiting) in rows.decode((Int, Int).self) { return (due, waiting) }

@@ -160,8 +160,8 @@ public struct WebhookSender: Sendable {
         let connection = try await connect(to: address, url: url, deadline: deadline)
         do {
             return try await request(on: connection, target: .init(url), head: head, body: body, deadline: deadline)
-        } catch ConnectionClosed.beforeAnswer {
-            throw ExchangeError.exchange("the connection closed before an answer")
+        } catch ConnectionClosed.beforeAnswer(let why) {
+            throw ExchangeError.exchange(why)
         }
     }
 
@@ -304,9 +304,10 @@ struct WebhookConnection: Sendable {
     let collector: NIOLoopBound<ResponseCollector>
 }
 
-/// The connection closed before any part of the answer came.
+/// The connection closed or failed before any part of the answer came: on a kept-alive connection, the receiver
+/// most likely closed it while idle.
 enum ConnectionClosed: Error {
-    case beforeAnswer
+    case beforeAnswer(String)
 }
 
 /// Idle keep-alive connections per receiver (scheme, host, port), reused by later attempts: a busy endpoint pays
@@ -402,7 +403,7 @@ final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
     /// The next answer completes `promise` (at once with an error if the connection has closed already).
     func expect(_ promise: EventLoopPromise<Response>) {
         guard active else {
-            promise.fail(ConnectionClosed.beforeAnswer)
+            promise.fail(ConnectionClosed.beforeAnswer("the connection was closed"))
             return
         }
         self.promise = promise
@@ -439,7 +440,9 @@ final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
         active = false
         if let promise {
             self.promise = nil
-            promise.fail(head == nil && bodyBytes == 0 ? ConnectionClosed.beforeAnswer : ChannelError.eof)
+            promise.fail(
+                head == nil && bodyBytes == 0
+                    ? ConnectionClosed.beforeAnswer("the connection closed before an answer") : ChannelError.eof)
         }
         context.fireChannelInactive()
     }
@@ -447,7 +450,7 @@ final class ResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let promise {
             self.promise = nil
-            promise.fail(error)
+            promise.fail(head == nil && bodyBytes == 0 ? ConnectionClosed.beforeAnswer("\(error)") : error)
         }
         context.close(promise: nil)
     }
