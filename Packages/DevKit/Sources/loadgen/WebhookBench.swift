@@ -101,7 +101,9 @@ struct WebhookBench: AsyncParsableCommand {
             "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "DISPATCHER_ID": "bench",
         ].merging(
             // The dispatcher's tunables of the bench's own environment (WEBHOOK_*, KAFKA_PROP_*) apply.
-            ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("WEBHOOK_") || $0.key.hasPrefix("KAFKA_PROP_") }
+            ProcessInfo.processInfo.environment.filter {
+                $0.key.hasPrefix("WEBHOOK_") || $0.key.hasPrefix("KAFKA_PROP_")
+            }
         ) { _, tunable in tunable }
         process.standardOutput = FileHandle.standardError
         process.standardError = FileHandle.standardError
@@ -156,10 +158,8 @@ struct WebhookBench: AsyncParsableCommand {
         let received = arrivals.withLock { $0 }
         var latencies: [Double] = []
         var seen = Set<String>()
-        var series: [String] = []
         for (call, at, _) in received where seen.insert(call).inserted {
             if let publishedAt = sent[call] {
-                series.append("\((publishedAt - start).components.seconds * 1000 + (publishedAt - start).components.attoseconds / 1_000_000_000_000_000) \((at - publishedAt).components.attoseconds / 1_000_000_000_000_000 + (at - publishedAt).components.seconds * 1000)")
                 let (seconds, attoseconds) = (at - publishedAt).components
                 latencies.append(Double(seconds) * 1000 + Double(attoseconds) / 1e15)
             }
@@ -180,6 +180,5 @@ struct WebhookBench: AsyncParsableCommand {
                 result.healthyLatencyMs.p99 ?? .nan, result.healthyLatencyMs.max ?? .nan, result.deadAttempts,
                 result.dispatcherCores))
         try writeJSON(result, to: out)
-        if let path = ProcessInfo.processInfo.environment["DEBUG_SERIES"] { try series.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8) }
     }
 }
