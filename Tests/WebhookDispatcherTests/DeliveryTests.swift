@@ -2,6 +2,7 @@ import CallDomain
 import CallStore
 import DevStack
 import Foundation
+import PostgresNIO
 import Synchronization
 import TestSupport
 import Testing
@@ -73,6 +74,45 @@ struct DeliveryTests {
                     let callDeliveries = try await environment.store.webhookDeliveries(call: callID, in: organization)
                     #expect(callDeliveries.count == 6)
                 }
+            }
+        }
+    }
+
+    @Test("finished deliveries are deleted with their attempts after the retention period; pending ones stay")
+    func retentionPurge() async throws {
+        try await DispatcherTestEnvironment.run { environment in
+            try await environment.withReceiver { receiver, url in
+                let (organization, healthy, secret) = try await environment.subscribe(url: url)
+                receiver.setSecrets([secret])
+                let closedPort = try FreePort.pick()
+                let (_, failing, _) = try await environment.subscribe(
+                    url: "http://127.0.0.1:\(closedPort)/", organization: organization)
+                try await environment.withDispatcher(environment.configuration()) {
+                    for _ in 1...3 {
+                        _ = try await environment.publish(
+                            CallID.generate(), seq: 1, .dispatched, previous: .queued, organization: organization)
+                    }
+                    try await eventually("delivered, and failed once") {
+                        let delivered = try await environment.deliveries(of: healthy)
+                        let retried = try await environment.deliveries(of: failing)
+                        return delivered.count == 3 && delivered.allSatisfy { $0.state == .delivered }
+                            && retried.count == 3 && retried.allSatisfy { $0.attempts == 1 }
+                    }
+                }
+                let finished = try await environment.deliveries(of: healthy).map(\.id)
+                // A day and an hour later, with a retention of one day: the first house-keeping round deletes the
+                // delivered ones; the pending ones (well within their retry schedule) stay.
+                let later = ManualClock(Date().addingTimeInterval(25 * 3600))
+                try await environment.withDispatcher(
+                    environment.configuration { $0.retention = .seconds(86_400) }, clock: later
+                ) {
+                    try await eventually("the purge") { try await environment.deliveries(of: healthy).isEmpty }
+                }
+                let pending = try await environment.deliveries(of: failing)
+                #expect(pending.count == 3 && pending.allSatisfy { $0.state == .pending })
+                let rows = try await environment.store.client.query(
+                    "SELECT count(*) FROM webhook_attempts WHERE delivery_id = ANY(\(finished)::uuid[])")
+                for try await count in rows.decode(Int.self) { #expect(count == 0) }
             }
         }
     }

@@ -758,6 +758,22 @@ extension CallStore {
         return count
     }
 
+    /// Deletes up to `limit` finished deliveries (delivered, failed or canceled before `cutoff`) with their attempts;
+    /// returns how many. Rows another dispatcher is deleting at the same moment are skipped.
+    public func purgeFinishedDeliveries(finishedBefore cutoff: Date, limit: Int) async throws -> Int {
+        let rows = try await client.query(
+            """
+            DELETE FROM webhook_deliveries WHERE id IN (
+                SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < \(cutoff)
+                ORDER BY updated_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+            RETURNING 1
+            """,
+            logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
     /// Pending deliveries: how many are due now, and how many wait for a later attempt (or for their endpoint's
     /// circuit to close).
     public func webhookBacklog(at now: Date) async throws -> (due: Int, waiting: Int) {

@@ -72,6 +72,9 @@ final class DeliveryScheduler: Service, Sendable {
     var lease: Duration { configuration.attemptTimeout * 2 + .seconds(5) }
     /// The shortest time between two claims while everything due has been claimed.
     static let minimumClaimInterval = Duration.milliseconds(5)
+    /// Finished deliveries deleted per statement, and statements per house-keeping round at most.
+    static let purgeBatch = 5000
+    static let purgeBatchesPerRound = 20
     /// A pending delivery older than this is failed (it waited behind an open circuit past its whole schedule).
     static let retryWindow = WebhookRetrySchedule.delays.reduce(Duration.zero, +) + .seconds(3600)
 
@@ -452,7 +455,9 @@ final class DeliveryScheduler: Service, Sendable {
 
     // MARK: - House-keeping
 
-    /// Every 30 s: fails deliveries older than the whole schedule, and samples the backlog for the metrics.
+    /// Every 30 s: fails deliveries older than the whole schedule, deletes finished ones past the retention period
+    /// (a bounded amount per round, so a first run on a large table does not hold the database), and samples the
+    /// backlog for the metrics.
     private func houseKeeping() async {
         while !state.withLock({ $0.claimingStopped }) {
             let now = clock.now()
@@ -461,6 +466,13 @@ final class DeliveryScheduler: Service, Sendable {
                 if stale > 0 {
                     logger.warning(
                         "webhook deliveries failed after their retry window", metadata: ["count": "\(stale)"])
+                }
+                let cutoff = now.addingTimeInterval(-configuration.retention.timeInterval)
+                for _ in 0..<Self.purgeBatchesPerRound {
+                    let purged = try await store.purgeFinishedDeliveries(
+                        finishedBefore: cutoff, limit: Self.purgeBatch)
+                    metrics.deliveriesPurged.increment(by: purged)
+                    if purged < Self.purgeBatch { break }
                 }
                 let backlog = try await store.webhookBacklog(at: now)
                 metrics.backlogDue.record(backlog.due)

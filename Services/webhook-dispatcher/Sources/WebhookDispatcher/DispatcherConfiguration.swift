@@ -36,6 +36,9 @@ public struct DispatcherConfiguration: Sendable {
     public var pollInterval: Duration
     /// Status events fanned out per transaction at most (`WEBHOOK_FANOUT_BATCH`, default 500).
     public var fanOutBatchSize: Int
+    /// How long finished deliveries (and their attempts) stay visible in the delivery log before they are deleted
+    /// (`WEBHOOK_RETENTION_DAYS`, default 30).
+    public var retention: Duration
     /// Address of the operations HTTP server (`DISPATCHER_HOST`, default `0.0.0.0`).
     public var host: String
     /// Its port (`DISPATCHER_PORT`, default 8082; 0 picks a free one).
@@ -47,8 +50,9 @@ public struct DispatcherConfiguration: Sendable {
         groupID: String = "webhook-dispatchers", databaseURL: String, databaseMaxConnections: Int = 10,
         databaseTimeout: Duration = .seconds(5), targetPolicy: WebhookTargetPolicy = .production,
         attemptTimeout: Duration = .seconds(15), maxInFlight: Int = 256, endpointConcurrency: Int = 8,
-        pollInterval: Duration = .milliseconds(100), fanOutBatchSize: Int = 500, host: String = "127.0.0.1",
-        port: Int = 0
+        pollInterval: Duration = .milliseconds(100), fanOutBatchSize: Int = 500,
+        retention: Duration = .seconds(30 * 86_400),
+        host: String = "127.0.0.1", port: Int = 0
     ) {
         self.dispatcherID = dispatcherID
         self.kafka = kafka
@@ -63,6 +67,7 @@ public struct DispatcherConfiguration: Sendable {
         self.endpointConcurrency = endpointConcurrency
         self.pollInterval = pollInterval
         self.fanOutBatchSize = fanOutBatchSize
+        self.retention = retention
         self.host = host
         self.port = port
     }
@@ -110,6 +115,7 @@ public struct DispatcherConfiguration: Sendable {
             pollInterval: .milliseconds(
                 Int64(try environment.int("WEBHOOK_POLL_INTERVAL_MS", default: 100, range: 10...60_000))),
             fanOutBatchSize: try environment.int("WEBHOOK_FANOUT_BATCH", default: 500, range: 1...10_000),
+            retention: .seconds(86_400 * (try environment.int("WEBHOOK_RETENTION_DAYS", default: 30, range: 1...3650))),
             host: environment.string("DISPATCHER_HOST", default: "0.0.0.0"),
             port: try environment.int("DISPATCHER_PORT", default: 8082, range: 0...65_535)
         )

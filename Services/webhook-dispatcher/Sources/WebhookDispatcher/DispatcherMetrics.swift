@@ -10,6 +10,8 @@ struct DispatcherMetrics: Sendable {
     let attemptDuration = Timer(label: "webhook_attempt_duration_seconds", preferredDisplayUnit: .seconds)
     /// Time from a call event to its successful delivery.
     let deliveryLatency = Timer(label: "webhook_delivery_latency_seconds", preferredDisplayUnit: .seconds)
+    /// Finished deliveries deleted after the retention period.
+    let deliveriesPurged = Counter(label: "webhook_deliveries_purged_total")
     /// Attempts in flight in this process.
     let inFlight = Gauge(label: "webhook_attempts_in_flight")
     /// Pending deliveries due now, and waiting for a later attempt (sampled).
