@@ -15,11 +15,13 @@ let package = Package(
         .executable(name: "api-gateway", targets: ["api-gateway"]),
         .executable(name: "dialer-worker", targets: ["dialer-worker"]),
         .executable(name: "webhook-dispatcher", targets: ["webhook-dispatcher"]),
+        .executable(name: "campaign-scheduler", targets: ["campaign-scheduler"]),
     ],
     dependencies: [
         .package(path: "Packages/Shared"),
         .package(path: "Packages/DevKit"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -41,6 +43,8 @@ let package = Package(
         .target(
             name: "APIGateway",
             dependencies: [
+                .product(name: "Campaigns", package: "Shared"),
+                .product(name: "MultipartKit", package: "multipart-kit"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "Webhooks", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
@@ -104,6 +108,35 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/dialer-worker/Sources/dialer-worker",
+            swiftSettings: swiftSettings
+        ),
+        // MARK: - campaign-scheduler
+        .target(
+            name: "CampaignScheduler",
+            dependencies: [
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Campaigns", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "ServiceSupport", package: "Shared"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/campaign-scheduler/Sources/CampaignScheduler",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "campaign-scheduler",
+            dependencies: [
+                "CampaignScheduler",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/campaign-scheduler/Sources/campaign-scheduler",
             swiftSettings: swiftSettings
         ),
         // MARK: - webhook-dispatcher
@@ -172,6 +205,14 @@ let package = Package(
                 "TestSupport",
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "Webhooks", package: "Shared"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CampaignTests",
+            dependencies: [
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "Campaigns", package: "Shared"),
             ],
             swiftSettings: swiftSettings
         ),

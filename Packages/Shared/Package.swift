@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "ARI", targets: ["ARI"]),
         .library(name: "ServiceSupport", targets: ["ServiceSupport"]),
         .library(name: "Webhooks", targets: ["Webhooks"]),
+        .library(name: "Campaigns", targets: ["Campaigns"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -30,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     ],
     targets: [
         .systemLibrary(
@@ -48,6 +50,7 @@ let package = Package(
             name: "CallStore",
             dependencies: [
                 "CallDomain",
+                "Campaigns",
                 "Webhooks",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -67,8 +70,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Campaigns",
+            dependencies: [
+                "CallDomain",
+                .product(name: "CSV", package: "CSV.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "CallMessaging",
-            dependencies: ["CallDomain", "Kafka"],
+            dependencies: [
+                "CallDomain", "Kafka", "ServiceSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

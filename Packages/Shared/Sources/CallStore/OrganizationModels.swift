@@ -59,13 +59,15 @@ public enum APIScope: String, Sendable, Hashable, CaseIterable, Codable {
     case admin
     /// Manage the organization's webhook endpoints and signing secrets, read and resend its deliveries.
     case webhooks
+    /// Manage the organization's contact lists, do-not-call lists and campaigns.
+    case campaigns
 
     /// The scopes a user of `role` holds.
     public static func granted(to role: UserRole) -> Set<APIScope> {
         switch role {
         case .viewer: [.callsRead]
-        case .operator: [.callsRead, .callsWrite]
-        case .admin: [.callsRead, .callsWrite, .admin, .webhooks]
+        case .operator: [.callsRead, .callsWrite, .campaigns]
+        case .admin: [.callsRead, .callsWrite, .admin, .webhooks, .campaigns]
         }
     }
 }

@@ -112,11 +112,3 @@ public enum WebhookRetrySchedule {
     /// The longest a receiver may ask to wait with `Retry-After` (a longer one is cut to it).
     public static let maximumRetryAfter = Duration.seconds(24 * 3600)
 }
-
-extension Duration {
-    /// The duration in seconds, fractions included, for `Date` arithmetic (due times, leases, cool-downs).
-    public var timeInterval: TimeInterval {
-        let (seconds, attoseconds) = components
-        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
-    }
-}

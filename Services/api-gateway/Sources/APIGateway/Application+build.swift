@@ -16,6 +16,7 @@ struct GatewayDependencies: Sendable {
     var organizations: any OrganizationRepository
     var calls: any CallRepository
     var webhooks: any WebhookRepository
+    var campaigns: any CampaignRepository
     var publisher: any CommandPublishing
     var hub: StatusHub
     var kafkaHealth: KafkaHealth
@@ -90,7 +91,7 @@ func buildGateway(
     let feed = StatusFeed(reader: reader, hub: hub, metrics: metrics, logger: logger)
 
     let dependencies = GatewayDependencies(
-        users: store, organizations: store, calls: store, webhooks: store, publisher: publisher, hub: hub,
+        users: store, organizations: store, calls: store, webhooks: store, campaigns: store, publisher: publisher, hub: hub,
         kafkaHealth: kafkaHealth,
         metrics: metrics,
         hasher: try await PasswordHasher(cost: configuration.bcryptCost),
@@ -127,7 +128,9 @@ func buildRouter(
             metrics: dependencies.metrics, trustForwardedFor: configuration.trustForwardedFor,
             accessLogger: dependencies.accessLogger)
         CORSMiddleware(origins: configuration.allowedOrigins, allowCredentials: configuration.corsAllowCredentials)
-        BodyLimitMiddleware(maxBytes: configuration.maxBodyBytes)
+        BodyLimitMiddleware(
+            maxBytes: configuration.maxBodyBytes,
+            uploads: ["/api/v1/contact-lists": configuration.contactListMaxBytes])
     }
 
     OperationsController(
@@ -182,6 +185,12 @@ func buildRouter(
     WebhooksController(
         repository: dependencies.webhooks, calls: dependencies.calls, policy: configuration.webhookPolicy,
         maxBodyBytes: configuration.maxBodyBytes
+    ).addRoutes(to: authenticated)
+    CampaignsController(
+        repository: dependencies.campaigns, allowedContexts: configuration.allowedContexts,
+        defaultTimeoutSeconds: configuration.defaultTimeoutSeconds, maxBodyBytes: configuration.maxBodyBytes,
+        uploadMaxBytes: configuration.contactListMaxBytes,
+        uploadDirectory: URL(fileURLWithPath: configuration.uploadDirectory, isDirectory: true)
     ).addRoutes(to: authenticated)
     return router
 }

@@ -1,5 +1,6 @@
 import CallDomain
 import CallStore
+import Campaigns
 import Foundation
 import Webhooks
 
@@ -133,3 +134,61 @@ extension CallStore: UserRepository {}
 extension CallStore: WebhookRepository {}
 extension CallStore: OrganizationRepository {}
 extension CallStore: CallRepository {}
+
+/// Contact lists, do-not-call lists and campaigns of an organization. Every read and change is scoped by
+/// organization; refusals are ``CampaignStoreError``s.
+public protocol CampaignRepository: Sendable {
+    /// Creates an empty list being imported.
+    func createContactList(name: String, in organization: OrganizationID, by actor: AuditActor) async throws
+        -> ContactList
+    /// Adds accepted rows to a list being imported; returns the lines refused as duplicates.
+    func appendContacts(_ rows: [ContactRow], to list: UUID) async throws -> [Int]
+    /// Records refused lines of a list being imported.
+    func recordContactErrors(_ errors: [ContactListError], list: UUID) async throws
+    /// Ends an import (`ready`, or `failed` with `error`).
+    func finishContactImport(list: UUID, rowsRead: Int, error: String?) async throws -> ContactList
+    /// A list of the organization.
+    func contactList(id: UUID, in organization: OrganizationID) async throws -> ContactList?
+    /// The organization's lists, newest first.
+    func contactLists(in organization: OrganizationID, limit: Int) async throws -> [ContactList]
+    /// A list's refused lines after `after`.
+    func contactListErrors(id: UUID, in organization: OrganizationID, after: Int, limit: Int) async throws
+        -> [ContactListError]?
+    /// Deletes a list no campaign uses.
+    func deleteContactList(id: UUID, in organization: OrganizationID, by actor: AuditActor) async throws -> Bool
+    /// Adds numbers to the organization's or a campaign's do-not-call list.
+    func addDoNotCall(
+        _ phones: [String], campaign: UUID?, reason: String?, in organization: OrganizationID, by actor: AuditActor
+    ) async throws -> Int
+    /// Removes a number from a do-not-call list.
+    func removeDoNotCall(_ phone: String, campaign: UUID?, in organization: OrganizationID, by actor: AuditActor)
+        async throws -> Bool
+    /// Every entry for a number in the organization.
+    func doNotCallEntries(for phone: String, in organization: OrganizationID) async throws -> [DoNotCallEntry]
+    /// One page of a do-not-call list.
+    func doNotCallList(campaign: UUID?, in organization: OrganizationID, after: String?, limit: Int) async throws
+        -> [DoNotCallEntry]
+    /// Creates a draft campaign.
+    func createCampaign(_ settings: CampaignSettings, in organization: OrganizationID, by actor: AuditActor)
+        async throws -> Campaign
+    /// A campaign of the organization.
+    func campaign(id: UUID, in organization: OrganizationID) async throws -> Campaign?
+    /// The organization's campaigns, newest first.
+    func campaigns(in organization: OrganizationID, limit: Int) async throws -> [Campaign]
+    /// Replaces a draft's or a paused campaign's settings.
+    func updateCampaign(id: UUID, in organization: OrganizationID, settings: CampaignSettings, by actor: AuditActor)
+        async throws -> Campaign
+    /// Moves a campaign along its lifecycle.
+    func changeCampaignState(
+        id: UUID, in organization: OrganizationID, to target: CampaignState, at now: Date, by actor: AuditActor
+    ) async throws -> Campaign
+    /// Where a campaign's contacts stand.
+    func campaignProgress(id: UUID, in organization: OrganizationID) async throws -> CampaignProgress?
+    /// One page of a campaign's contacts.
+    func campaignContacts(id: UUID, in organization: OrganizationID, after: UUID?, limit: Int) async throws
+        -> [CampaignContact]?
+    /// The attempts of some of a campaign's contacts.
+    func campaignAttempts(campaign: UUID, contacts: [UUID]) async throws -> [CampaignAttempt]
+}
+
+extension CallStore: CampaignRepository {}

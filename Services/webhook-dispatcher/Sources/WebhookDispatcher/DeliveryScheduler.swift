@@ -1,3 +1,4 @@
+import CallDomain
 import CallStore
 import Foundation
 import Logging

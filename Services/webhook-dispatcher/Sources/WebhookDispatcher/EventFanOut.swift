@@ -23,52 +23,14 @@ struct EventFanOut: Service {
     let logger: Logger
 
     func run() async throws {
-        // As the history writer: the consumer runs outside this service's graceful shutdown, so what was read is
-        // stored and committed before the consumer leaves the group.
-        let consumer = self.consumer
-        let consumerTask = Task.detached { try await consumer.run() }
-        readiness.setConsumerRunning(true)
-        let buffer = BatchBuffer<KafkaMessage>(capacity: batchSize * 2)
-        let readerFailure = await withTaskCancellationHandler {
-            await withTaskGroup(of: (any Error)?.self) { group in
-                group.addTask {
-                    defer { buffer.finish() }
-                    do {
-                        for try await message in consumer.messages {
-                            guard await buffer.put(message) else { break }
-                        }
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-                await withGracefulShutdownHandler {
-                    while let batch = await buffer.take(upTo: batchSize) {
-                        await fanOut(batch)
-                    }
-                } onGracefulShutdown: {
-                    buffer.finish()
-                }
-                consumerTask.cancel()
-                return await group.next() ?? nil
-            }
-        } onCancel: {
-            consumerTask.cancel()
-            buffer.finish()
-        }
-        readiness.setConsumerRunning(false)
-        if case .failure(let error) = await consumerTask.result, !(error is CancellationError) {
-            throw error
-        }
-        if let readerFailure { throw readerFailure }
+        try await BatchedConsumption(consumer: consumer, batchSize: batchSize).run(
+            running: { readiness.setConsumerRunning($0) }, handle: fanOut)
     }
 
-    /// Stores the batch's deliveries (retrying while PostgreSQL is away), then commits its offsets.
-    private func fanOut(_ batch: [KafkaMessage]) async {
+    /// Stores the batch's deliveries, retrying while PostgreSQL is away; `false` if abandoned at shutdown.
+    @Sendable private func fanOut(_ batch: [KafkaMessage]) async -> Bool {
         var events: [CallStatusEvent] = []
-        var positions: [KafkaTopicPartition: Int64] = [:]
         for message in batch {
-            positions[message.topicPartition] = max(positions[message.topicPartition] ?? -1, message.offset)
             do {
                 events.append(try CallMessageDecoder.status(message).0)
             } catch {
@@ -97,23 +59,15 @@ struct EventFanOut: Service {
             } catch {
                 if Task.isCancelled {
                     logger.warning("webhook fan-out abandoned", metadata: ["error": "\(error)"])
-                    return
+                    return false
                 }
                 logger.warning(
                     "webhook deliveries not stored; retrying",
                     metadata: ["error": "\(String(reflecting: error))", "batch.size": "\(batch.count)"])
-                guard (try? await Task.sleep(for: delay)) != nil else { return }
+                guard (try? await Task.sleep(for: delay)) != nil else { return false }
                 delay = min(delay * 2, .seconds(2))
             }
         }
-        let offsets = positions.map {
-            KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value + 1)
-        }
-        do {
-            try await consumer.commit(offsets)
-        } catch {
-            // Stored already: a redelivered batch makes no second delivery.
-            logger.debug("webhook fan-out offsets not committed", metadata: ["error": "\(error)"])
-        }
+        return true
     }
 }

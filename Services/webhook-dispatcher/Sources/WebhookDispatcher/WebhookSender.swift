@@ -1,3 +1,4 @@
+import CallDomain
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -129,7 +129,7 @@ public struct CallRequest: Sendable, Hashable {
     }
 
     /// `caller_id` is `{"name": ..., "number": ...}` or just the number as a string.
-    private static func readCallerID(_ reader: inout JSONObjectReader) -> CallerID? {
+    static func readCallerID(_ reader: inout JSONObjectReader) -> CallerID? {
         switch reader.object["caller_id"] {
         case nil, .null?:
             return nil
@@ -156,7 +156,7 @@ public struct CallRequest: Sendable, Hashable {
     }
 
     /// `context` and `extension` come together; `priority` (default 1) only with them.
-    private static func readDialplan(
+    static func readDialplan(
         _ reader: inout JSONObjectReader, allowedContexts: Set<String>
     )
         -> DialplanTarget?

@@ -18,6 +18,12 @@ public struct GatewayConfiguration: Sendable {
     public var port: Int
     /// `MAX_BODY_BYTES`: the largest request body accepted; larger ones get 413.
     public var maxBodyBytes: Int
+    /// `CONTACT_LIST_MAX_BYTES`: the largest contact list upload (default 256 MiB, about 2.5 million rows of a
+    /// typical list).
+    public var contactListMaxBytes: Int
+    /// `UPLOAD_DIRECTORY`: where uploads are written while they are read (default the system's temporary
+    /// directory); each file is deleted once its import ends.
+    public var uploadDirectory: String
     /// `HTTP_READ_TIMEOUT_SECONDS`: how long a client may take to send a request (its head, then its body) and how
     /// long an idle keep-alive connection is kept; slower clients are disconnected. The default (75 s) outlasts the
     /// idle timeouts of load balancers (60 s) and HTTP client pools, so that they close idle connections first.
@@ -130,6 +136,9 @@ public struct GatewayConfiguration: Sendable {
         host = env.string("HOST", default: "0.0.0.0")
         port = try env.int("PORT", default: 8000, range: 0...65_535)
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 65_536, range: 1_024...10_485_760)
+        contactListMaxBytes = try env.int(
+            "CONTACT_LIST_MAX_BYTES", default: 268_435_456, range: 1_024...10_737_418_240)
+        uploadDirectory = env.string("UPLOAD_DIRECTORY", default: FileManager.default.temporaryDirectory.path)
         httpReadTimeoutSeconds = try env.double("HTTP_READ_TIMEOUT_SECONDS", default: 75, range: 1...3_600)
         allowedOrigins = env.list("ALLOWED_ORIGINS", default: [])
         webhookPolicy =

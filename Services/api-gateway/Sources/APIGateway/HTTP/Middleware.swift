@@ -201,6 +201,8 @@ struct BodyLimitMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
 
     let maxBytes: Int
+    /// Upload routes (`POST` to these paths) and their own, larger limits; their handlers count what they read.
+    var uploads: [String: Int] = [:]
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -209,8 +211,9 @@ struct BodyLimitMiddleware: RouterMiddleware {
             guard let bytes = Int(length), bytes >= 0 else {
                 throw Problem(.malformedRequest, detail: "Content-Length is not a number")
             }
-            if bytes > maxBytes {
-                throw Problem(.payloadTooLarge, detail: "the body may be at most \(maxBytes) bytes")
+            let limit = request.method == .post ? uploads[request.uri.path] ?? maxBytes : maxBytes
+            if bytes > limit {
+                throw Problem(.payloadTooLarge, detail: "the body may be at most \(limit) bytes")
             }
         }
         return try await next(request, context)
