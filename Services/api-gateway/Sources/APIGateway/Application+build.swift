@@ -91,7 +91,8 @@ func buildGateway(
     let feed = StatusFeed(reader: reader, hub: hub, metrics: metrics, logger: logger)
 
     let dependencies = GatewayDependencies(
-        users: store, organizations: store, calls: store, webhooks: store, campaigns: store, publisher: publisher, hub: hub,
+        users: store, organizations: store, calls: store, webhooks: store, campaigns: store, publisher: publisher,
+        hub: hub,
         kafkaHealth: kafkaHealth,
         metrics: metrics,
         hasher: try await PasswordHasher(cost: configuration.bcryptCost),

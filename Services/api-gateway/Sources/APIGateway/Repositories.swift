@@ -139,7 +139,9 @@ extension CallStore: CallRepository {}
 /// organization; refusals are ``CampaignStoreError``s.
 public protocol CampaignRepository: Sendable {
     /// Creates an empty list being imported.
-    func createContactList(name: String, in organization: OrganizationID, by actor: AuditActor) async throws
+    func createContactList(
+        name: String, in organization: OrganizationID, by actor: AuditActor
+    ) async throws
         -> ContactList
     /// Adds accepted rows to a list being imported; returns the lines refused as duplicates.
     func appendContacts(_ rows: [ContactRow], to list: UUID) async throws -> [Int]
@@ -152,7 +154,9 @@ public protocol CampaignRepository: Sendable {
     /// The organization's lists, newest first.
     func contactLists(in organization: OrganizationID, limit: Int) async throws -> [ContactList]
     /// A list's refused lines after `after`.
-    func contactListErrors(id: UUID, in organization: OrganizationID, after: Int, limit: Int) async throws
+    func contactListErrors(
+        id: UUID, in organization: OrganizationID, after: Int, limit: Int
+    ) async throws
         -> [ContactListError]?
     /// Deletes a list no campaign uses.
     func deleteContactList(id: UUID, in organization: OrganizationID, by actor: AuditActor) async throws -> Bool
@@ -161,22 +165,30 @@ public protocol CampaignRepository: Sendable {
         _ phones: [String], campaign: UUID?, reason: String?, in organization: OrganizationID, by actor: AuditActor
     ) async throws -> Int
     /// Removes a number from a do-not-call list.
-    func removeDoNotCall(_ phone: String, campaign: UUID?, in organization: OrganizationID, by actor: AuditActor)
+    func removeDoNotCall(
+        _ phone: String, campaign: UUID?, in organization: OrganizationID, by actor: AuditActor
+    )
         async throws -> Bool
     /// Every entry for a number in the organization.
     func doNotCallEntries(for phone: String, in organization: OrganizationID) async throws -> [DoNotCallEntry]
     /// One page of a do-not-call list.
-    func doNotCallList(campaign: UUID?, in organization: OrganizationID, after: String?, limit: Int) async throws
+    func doNotCallList(
+        campaign: UUID?, in organization: OrganizationID, after: String?, limit: Int
+    ) async throws
         -> [DoNotCallEntry]
     /// Creates a draft campaign.
-    func createCampaign(_ settings: CampaignSettings, in organization: OrganizationID, by actor: AuditActor)
+    func createCampaign(
+        _ settings: CampaignSettings, in organization: OrganizationID, by actor: AuditActor
+    )
         async throws -> Campaign
     /// A campaign of the organization.
     func campaign(id: UUID, in organization: OrganizationID) async throws -> Campaign?
     /// The organization's campaigns, newest first.
     func campaigns(in organization: OrganizationID, limit: Int) async throws -> [Campaign]
     /// Replaces a draft's or a paused campaign's settings.
-    func updateCampaign(id: UUID, in organization: OrganizationID, settings: CampaignSettings, by actor: AuditActor)
+    func updateCampaign(
+        id: UUID, in organization: OrganizationID, settings: CampaignSettings, by actor: AuditActor
+    )
         async throws -> Campaign
     /// Moves a campaign along its lifecycle.
     func changeCampaignState(
@@ -185,7 +197,9 @@ public protocol CampaignRepository: Sendable {
     /// Where a campaign's contacts stand.
     func campaignProgress(id: UUID, in organization: OrganizationID) async throws -> CampaignProgress?
     /// One page of a campaign's contacts.
-    func campaignContacts(id: UUID, in organization: OrganizationID, after: UUID?, limit: Int) async throws
+    func campaignContacts(
+        id: UUID, in organization: OrganizationID, after: UUID?, limit: Int
+    ) async throws
         -> [CampaignContact]?
     /// The attempts of some of a campaign's contacts.
     func campaignAttempts(campaign: UUID, contacts: [UUID]) async throws -> [CampaignAttempt]
