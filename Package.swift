@@ -222,6 +222,7 @@ let package = Package(
                 "TestSupport",
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
+                .product(name: "Campaigns", package: "Shared"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: swiftSettings

@@ -37,7 +37,7 @@ extension CallStore {
     {
         let id = UUID.systemRandom()
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             let rows = try await connection.query(
                 """
                 INSERT INTO contact_lists (id, organization_id, name, state, created_by)
@@ -106,7 +106,7 @@ extension CallStore {
     /// Ends an import: `ready` with its counts, or `failed` with `error` (its contacts are then deleted).
     public func finishContactImport(list: UUID, rowsRead: Int, error: String?) async throws -> ContactList {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             if error != nil {
                 try await connection.query("DELETE FROM contacts WHERE list_id = \(list)", logger: logger)
             }
@@ -175,7 +175,7 @@ extension CallStore {
         -> Bool
     {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             let used = try await connection.query(
                 "SELECT 1 FROM campaign_lists WHERE list_id = \(id) LIMIT 1", logger: logger)
             for try await _ in used { throw CampaignStoreError.listInUse }
@@ -207,7 +207,7 @@ extension CallStore {
         let logger = self.logger
         let unique = Array(Set(phones))
         guard !unique.isEmpty else { return 0 }
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             if let campaign {
                 guard try await Self.campaignExists(campaign, in: organization, on: connection, logger: logger) else {
                     throw CampaignStoreError.unknownCampaign
@@ -240,7 +240,7 @@ extension CallStore {
         _ phone: String, campaign: UUID?, in organization: OrganizationID, by actor: AuditActor
     ) async throws -> Bool {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             let rows = try await connection.query(
                 """
                 DELETE FROM dnc_entries
@@ -310,7 +310,7 @@ extension CallStore {
         let logger = self.logger
         let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
         let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             try await Self.requireReadyLists(settings.listIDs, in: organization, on: connection, logger: logger)
             try await connection.query(
                 """
@@ -375,7 +375,7 @@ extension CallStore {
         let logger = self.logger
         let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
         let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             guard let current = try await Self.lockCampaign(id, in: organization, on: connection, logger: logger) else {
                 throw CampaignStoreError.unknownCampaign
             }
@@ -428,7 +428,7 @@ extension CallStore {
         id: UUID, in organization: OrganizationID, to target: CampaignState, at now: Date, by actor: AuditActor
     ) async throws -> Campaign {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             guard let current = try await Self.lockCampaign(id, in: organization, on: connection, logger: logger) else {
                 throw CampaignStoreError.unknownCampaign
             }
@@ -660,7 +660,7 @@ extension CallStore {
         of campaign: Campaign, owner: String, limit: Int, at now: Date
     ) async throws -> CampaignDispatch {
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             let held = try await connection.query(
                 """
                 SELECT 1 FROM campaigns
@@ -781,7 +781,7 @@ extension CallStore {
         var outcomes: [UUID: CampaignOutcome] = [:]
         for end in ends { outcomes[end.callID.uuid] = end.outcome }
         let callIDs = Array(outcomes.keys)
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await campaignTransaction { connection in
             let rows = try await connection.query(
                 """
                 SELECT a.call_id, a.campaign_id, a.contact_id, cc.attempts, cc.retries::text, cc.time_zone,
@@ -899,6 +899,19 @@ extension CallStore {
     }
 
     // MARK: - Helpers
+
+    /// A transaction whose refusals (``CampaignStoreError``) reach the caller as themselves, not wrapped in
+    /// PostgresNIO's transaction error.
+    func campaignTransaction<Result: Sendable>(
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? CampaignStoreError, error.rollbackError == nil { throw refusal }
+            throw error
+        }
+    }
 
     /// The UUID that sorts before every other (a first page's cursor).
     static let lowestUUID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
