@@ -209,6 +209,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "CampaignSchedulerTests",
+            dependencies: [
+                "TestSupport",
+                "CampaignScheduler",
+                .product(name: "CallDomain", package: "Shared"),
+                .product(name: "CallStore", package: "Shared"),
+                .product(name: "CallMessaging", package: "Shared"),
+                .product(name: "Campaigns", package: "Shared"),
+                .product(name: "Kafka", package: "Shared"),
+                .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CampaignTests",
             dependencies: [
                 .product(name: "CallDomain", package: "Shared"),

@@ -61,7 +61,9 @@ import Testing
         return Dictionary(uniqueKeysWithValues: all.map { ($0.phone, $0) })
     }
 
-    @Test("starting lays each contact out at its own zone's first opening (across a DST change); a number in two lists once")
+    @Test(
+        "starting lays each contact out at its own zone's first opening (across a DST change); a number in two lists once"
+    )
     func layOut() async throws {
         try await TestDatabase.withStore { store, _ in
             let organization = try await store.createOrganization(name: "o-\(UUID())", by: Self.actor).id
@@ -92,7 +94,9 @@ import Testing
         }
     }
 
-    @Test("dispatch: due contacts in an open window only, under derived call ids, never one with an attempt in flight; a number put on a do-not-call list is never dialed after")
+    @Test(
+        "dispatch: due contacts in an open window only, under derived call ids, never one with an attempt in flight; a number put on a do-not-call list is never dialed after"
+    )
     func dispatch() async throws {
         try await TestDatabase.withStore { store, _ in
             let organization = try await store.createOrganization(name: "o-\(UUID())", by: Self.actor).id
@@ -156,7 +160,9 @@ import Testing
         }
     }
 
-    @Test("call ends follow the retry rules: busy after 10 minutes (in the window), up to its retries and the attempts; invalid_number never again; a repeated end changes nothing")
+    @Test(
+        "call ends follow the retry rules: busy after 10 minutes (in the window), up to its retries and the attempts; invalid_number never again; a repeated end changes nothing"
+    )
     func retries() async throws {
         try await TestDatabase.withStore { store, _ in
             let organization = try await store.createOrganization(name: "o-\(UUID())", by: Self.actor).id
@@ -212,7 +218,9 @@ import Testing
         }
     }
 
-    @Test("leases: a held campaign is not taken; one whose lease passed is, and its attempts in flight are there to publish again")
+    @Test(
+        "leases: a held campaign is not taken; one whose lease passed is, and its attempts in flight are there to publish again"
+    )
     func leases() async throws {
         try await TestDatabase.withStore { store, _ in
             let organization = try await store.createOrganization(name: "o-\(UUID())", by: Self.actor).id
@@ -231,13 +239,17 @@ import Testing
             #expect(takeover.map(\.campaign.id) == [campaign.id])
             let inFlight = try await store.dialingContacts(campaign: campaign.id)
             #expect(inFlight.map(\.callID) == [dial.callID])
-            #expect(try await store.renewCampaignLeases([campaign.id], owner: "a", lease: .seconds(10), at: now + 12).isEmpty)
+            #expect(
+                try await store.renewCampaignLeases([campaign.id], owner: "a", lease: .seconds(10), at: now + 12)
+                    .isEmpty)
             #expect(
                 try await store.dispatchDueContacts(of: campaign, owner: "a", limit: 10, at: now + 12).leaseLost)
             // Paused: no lease is renewed, and nobody takes it.
             _ = try await store.changeCampaignState(
                 id: campaign.id, in: organization, to: .paused, at: now + 13, by: Self.actor)
-            #expect(try await store.renewCampaignLeases([campaign.id], owner: "b", lease: .seconds(10), at: now + 14).isEmpty)
+            #expect(
+                try await store.renewCampaignLeases([campaign.id], owner: "b", lease: .seconds(10), at: now + 14)
+                    .isEmpty)
             #expect(try await store.leaseCampaigns(owner: "c", limit: 10, lease: .seconds(10), at: now + 30).isEmpty)
         }
     }
