@@ -222,7 +222,7 @@ struct CampaignsController: Sendable {
     @Sendable func removeDoNotCall(_ request: Request, context: Context) async throws -> Response {
         try context.require(.campaigns)
         let campaign = try Self.optionalID(context)
-        let phone = try Self.phone(context.parameters.get("phone"), field: "phone")
+        let phone = try Self.phone(context.parameters.get("phone")?.removingPercentEncoding, field: "phone")
         guard
             try await context.store({
                 try await repository.removeDoNotCall(
@@ -380,10 +380,12 @@ struct CampaignsController: Sendable {
 
     /// Runs a store call, answering the store's refusals as problems.
     private func campaignStore<Value>(_ context: Context, _ call: () async throws -> Value) async throws -> Value {
-        do {
-            return try await context.store { try await call() }
-        } catch let refusal as CampaignStoreError {
-            throw Self.problem(refusal)
+        try await context.store {
+            do {
+                return try await call()
+            } catch let refusal as CampaignStoreError {
+                throw Self.problem(refusal)
+            }
         }
     }
 
