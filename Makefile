@@ -22,6 +22,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
 	$(SWIFT) build --product webhook-dispatcher
+	$(SWIFT) build --product campaign-scheduler
 	scripts/with-postgres.sh scripts/run-tests.sh 45m --no-parallel --skip '^FaultTests\.'
 	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
 
@@ -30,6 +31,7 @@ test-faults: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
 	$(SWIFT) build --product webhook-dispatcher
+	$(SWIFT) build --product campaign-scheduler
 	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
 
 ## API fuzzing with schemathesis against a live gateway (installed from PyPI when missing); fuzz-quick is bounded.
@@ -37,6 +39,7 @@ fuzz: deps
 	$(SWIFT) build --product api-gateway
 	$(SWIFT) build --product dialer-worker
 	$(SWIFT) build --product webhook-dispatcher
+	$(SWIFT) build --product campaign-scheduler
 	$(SWIFT) build --product devstack
 	scripts/fuzz.sh
 
@@ -44,6 +47,7 @@ fuzz-quick: deps
 	$(SWIFT) build --product api-gateway
 	$(SWIFT) build --product dialer-worker
 	$(SWIFT) build --product webhook-dispatcher
+	$(SWIFT) build --product campaign-scheduler
 	$(SWIFT) build --product devstack
 	scripts/fuzz.sh quick
 
@@ -52,6 +56,7 @@ run: deps
 	$(SWIFT) build -c release --product api-gateway
 	$(SWIFT) build -c release --product dialer-worker
 	$(SWIFT) build -c release --product webhook-dispatcher
+	$(SWIFT) build -c release --product campaign-scheduler
 	$(SWIFT) build -c release --product devstack
 	exec .build/release/devstack up
 

@@ -1,5 +1,5 @@
 import ARI
-import ARISimulator
+@testable import ARISimulator
 import Foundation
 import NIOHTTP1
 import Testing
@@ -188,6 +188,21 @@ import Testing
         #expect(NumberingPlan.outcome(code: 13, first: 0, second: 38) == .calleeHangup(cause: 38, after: .zero))
         #expect(NumberingPlan.outcome(code: 11, first: 0, second: 0) == .refuse(status: 503))
         #expect(NumberingPlan.outcome(code: 42, first: 0, second: 0) == nil)
+    }
+
+    @Test("valid North American numbers of the fictional range 555-01XY decide their outcome by X and Y")
+    func theFictionalRangeDecodesOutcomes() throws {
+        let table = try RuleTable(rules: OutcomeRule.defaults, fallback: OutcomeRule.defaultFallback)
+        #expect(table.outcome(for: "12125550105").0 == .answer(ringing: .seconds(1), hold: .seconds(5)))
+        #expect(table.outcome(for: "2125550100").0 == .answer(ringing: .seconds(1), hold: .seconds(3)))
+        #expect(table.outcome(for: "13125550113").0 == .calleeHangup(cause: 17, after: .milliseconds(300)))
+        #expect(table.outcome(for: "14155550120").0 == .noAnswer)
+        #expect(table.outcome(for: "18085550140").0 == .calleeHangup(cause: 1, after: .zero))
+        #expect(table.outcome(for: "12125550190").0 == .nonexistent)
+        #expect(table.outcome(for: "12125550190").1 == "fictional-range")
+        // The older numbering plan keeps its numbers; a number outside both falls back.
+        #expect(table.outcome(for: "155501000503").1 == "numbering-plan")
+        #expect(table.outcome(for: "12125550250").1 == "fallback")
     }
 
     @Test func rulesFilesParse() throws {

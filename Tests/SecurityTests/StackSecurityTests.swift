@@ -212,15 +212,15 @@ import Testing
             headers: [("Origin", "https://app.example.com"), ("Access-Control-Request-Method", "POST")])
         #expect(friend.headers.first(name: "Access-Control-Allow-Origin") == "https://app.example.com")
 
-        // 6. No password, token, signing key or Authorization value in any log of the gateway, the workers or the
-        // webhook dispatcher.
+        // 6. No password, token, signing key or Authorization value in any log of the gateway, the workers, the
+        // webhook dispatcher or the campaign scheduler.
         let ariPassword = try String(
             contentsOf: stack.stateDirectory.appendingPathComponent("ari_password"), encoding: .utf8)
         secrets.append(ariPassword.trimmingCharacters(in: .whitespacesAndNewlines))
         try await Task.sleep(for: .seconds(1))
         let logs = try FileManager.default.contentsOfDirectory(
             at: stack.stateDirectory.appendingPathComponent("logs"), includingPropertiesForKeys: nil)
-        #expect(logs.count == 4, "\(logs.map(\.lastPathComponent))")
+        #expect(logs.count == 5, "\(logs.map(\.lastPathComponent))")
         var lines = 0
         for log in logs {
             let text = try String(contentsOf: log, encoding: .utf8)

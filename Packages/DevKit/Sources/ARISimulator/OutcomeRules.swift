@@ -35,6 +35,9 @@ public struct OutcomeRule: Sendable, Equatable {
         /// Decoded from the digits by the numbering plan (`1555 01 OC AA HH`, see ``NumberingPlan``);
         /// the pattern must capture OC, AA and HH as groups 1 to 3. Unknown codes fall through.
         case numberingPlan
+        /// Decoded from the last two digits of a number in the North American fictional range (`NPA 555-01XY`,
+        /// see ``FictionalNumbers``); the pattern must capture X and Y as groups 1 and 2.
+        case fictionalRange
     }
 
     /// A short name for logs and documentation.
@@ -60,6 +63,7 @@ public struct OutcomeRule: Sendable, Equatable {
     /// dialplan (so `Local/busy@dialer-test` behaves as the capture A03 shows).
     public static let defaults: [OutcomeRule] = [
         OutcomeRule(name: "numbering-plan", pattern: NumberingPlan.pattern, decision: .numberingPlan),
+        OutcomeRule(name: "fictional-range", pattern: FictionalNumbers.pattern, decision: .fictionalRange),
         OutcomeRule(name: "answer", pattern: "answer", outcome: .answer(ringing: .zero, hold: .milliseconds(2500))),
         OutcomeRule(
             name: "ring-answer",
@@ -140,6 +144,44 @@ public enum NumberingPlan {
     }
 }
 
+/// Valid North American numbers for development: `+1 NPA 555-01XY` is the range reserved for fiction, so these
+/// numbers pass every check real numbers pass (a contact list's E.164 validation, a time zone from the area code)
+/// and still reach nobody. X chooses the outcome, Y a parameter:
+///
+/// | X | outcome | Y |
+/// |---|---------|---|
+/// | 0 | answer after 1 s of ringing, then the callee hangs up | seconds up (0: 3 s) |
+/// | 1 | busy (cause 17) | delay, 100 ms units |
+/// | 2 | no answer: rings until the originate timeout (cause 19) | - |
+/// | 3 | rejected, cause 21 | delay, 100 ms units |
+/// | 4 | unallocated number, cause 1 | delay, 100 ms units |
+/// | 5 | congestion, cause 34 | delay, 100 ms units |
+/// | 6 | unavailable, cause 20 (CHANUNAVAIL) | delay, 100 ms units |
+/// | 7 | answer at once, then the callee hangs up after a random hold | longest hold, seconds |
+/// | 8 | answer after Y seconds of ringing, up 2 s | ring seconds |
+/// | 9 | nonexistent extension (cause 0, no Dial) | - |
+public enum FictionalNumbers {
+    /// The rule's pattern (with or without the country code): X and Y captured as groups 1 and 2.
+    public static let pattern = #"1?[2-9]\d{2}55501(\d)(\d)"#
+
+    /// The outcome for the digits X and Y.
+    public static func outcome(_ x: Int, _ y: Int) -> SimulatedOutcome {
+        let delay = Duration.milliseconds(y * 100)
+        switch x {
+        case 0: return .answer(ringing: .seconds(1), hold: .seconds(y == 0 ? 3 : y))
+        case 1: return .calleeHangup(cause: 17, after: delay)
+        case 2: return .noAnswer
+        case 3: return .calleeHangup(cause: 21, after: delay)
+        case 4: return .calleeHangup(cause: 1, after: delay)
+        case 5: return .calleeHangup(cause: 34, after: delay)
+        case 6: return .calleeHangup(cause: 20, after: delay)
+        case 7: return .answer(ringing: .zero, hold: .milliseconds(Int.random(in: 0...(max(1, y) * 1000))))
+        case 8: return .answer(ringing: .seconds(y), hold: .seconds(2))
+        default: return .nonexistent
+        }
+    }
+}
+
 /// The number a rule sees, taken from the originate's endpoint.
 ///
 /// `Local/<exten>@<context>[/options]` gives `<exten>`; `PJSIP/<user>@<endpoint>` gives `<user>`;
@@ -204,6 +246,13 @@ struct RuleTable: Sendable {
                     let outcome = NumberingPlan.outcome(code: groups[0], first: groups[1], second: groups[2])
                 else { continue }
                 return (outcome, entry.rule.name)
+            case .fictionalRange:
+                let digits = (1...2).compactMap { index -> Int? in
+                    guard index < match.output.count, let text = match.output[index].substring else { return nil }
+                    return Int(text)
+                }
+                guard digits.count == 2 else { continue }
+                return (FictionalNumbers.outcome(digits[0], digits[1]), entry.rule.name)
             }
         }
         return (self.fallback, "fallback")

@@ -39,6 +39,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Number of webhook-dispatcher processes.")
     var dispatchers: Int = 1
 
+    @Option(help: "Number of campaign-scheduler processes.")
+    var schedulers: Int = 1
+
     @Option(help: "Partitions of each topic.")
     var partitions: Int32 = 12
 
@@ -60,6 +63,7 @@ struct UpCommand: AsyncParsableCommand {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be between 1 and 16") }
         guard (1...8).contains(gateways) else { throw ValidationError("--gateways must be between 1 and 8") }
         guard (0...8).contains(dispatchers) else { throw ValidationError("--dispatchers must be between 0 and 8") }
+        guard (0...8).contains(schedulers) else { throw ValidationError("--schedulers must be between 0 and 8") }
         guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
         guard brokers >= 1 else { throw ValidationError("--brokers must be at least 1") }
         guard (0...600).contains(ariBootSeconds) else { throw ValidationError("--ari-boot-seconds must be 0...600") }
@@ -76,6 +80,7 @@ struct UpCommand: AsyncParsableCommand {
             options: .init(
                 stateDirectory: URL(fileURLWithPath: stateDir, isDirectory: true).standardizedFileURL,
                 gatewayPort: gatewayPort, gateways: gateways, workers: workers, dispatchers: dispatchers,
+                schedulers: schedulers,
                 partitions: partitions,
                 brokers: brokers,
                 kafkaControlPort: kafkaControlPort, ariBootWindow: .milliseconds(Int64(ariBootSeconds * 1000)),
@@ -101,6 +106,7 @@ final class LocalStack: Service, Sendable {
         var gateways: Int
         var workers: Int
         var dispatchers: Int
+        var schedulers: Int
         var partitions: Int32
         var brokers: Int
         var kafkaControlPort: Int
@@ -186,7 +192,9 @@ final class LocalStack: Service, Sendable {
             let gateway = options.binDirectory.appendingPathComponent("api-gateway")
             let worker = options.binDirectory.appendingPathComponent("dialer-worker")
             let dispatcher = options.binDirectory.appendingPathComponent("webhook-dispatcher")
+            let scheduler = options.binDirectory.appendingPathComponent("campaign-scheduler")
             for executable in [gateway, worker] + (options.dispatchers > 0 ? [dispatcher] : [])
+                + (options.schedulers > 0 ? [scheduler] : [])
             where !FileManager.default.isExecutableFile(atPath: executable.path) {
                 throw DevStackError("\(executable.path) is missing: build it first (make run does)")
             }
@@ -236,6 +244,18 @@ final class LocalStack: Service, Sendable {
                         name: "webhook-dispatcher-\(index)", executable: dispatcher, arguments: ["serve"],
                         environment: dispatcherEnvironment))
             }
+            var schedulerPorts: [Int] = []
+            for index in stride(from: 1, through: options.schedulers, by: 1) {
+                var schedulerEnvironment = common
+                let port = try FreePort.pick()
+                schedulerPorts.append(port)
+                schedulerEnvironment["SCHEDULER_ID"] = "scheduler-\(index)"
+                schedulerEnvironment["SCHEDULER_PORT"] = "\(port)"
+                try await supervisor.start(
+                    ChildSpec(
+                        name: "campaign-scheduler-\(index)", executable: scheduler, arguments: ["serve"],
+                        environment: schedulerEnvironment))
+            }
             let apiURL = "http://127.0.0.1:\(options.gatewayPort)"
             for index in 0..<options.gateways {
                 try await waitForReady("http://127.0.0.1:\(options.gatewayPort + index)/ready", timeout: .seconds(90))
@@ -245,7 +265,7 @@ final class LocalStack: Service, Sendable {
                 receiver: receiver, url: receiverURL, apiURL: apiURL, adminPassword: adminPassword)
             printBanner(
                 apiURL: apiURL, adminPassword: adminPassword, workerPorts: workerPorts, ariURL: ariURL,
-                receiverURL: receiverURL, dispatcherPorts: dispatcherPorts)
+                receiverURL: receiverURL, dispatcherPorts: dispatcherPorts, schedulerPorts: schedulerPorts)
             try await gracefulShutdown()
         } catch is CancellationError {
         } catch {
@@ -304,7 +324,7 @@ final class LocalStack: Service, Sendable {
 
     private func printBanner(
         apiURL: String, adminPassword: String, workerPorts: [Int], ariURL: String, receiverURL: String,
-        dispatcherPorts: [Int]
+        dispatcherPorts: [Int], schedulerPorts: [Int]
     ) {
         let bootstrap = cluster.bootstrapServers
         let otherGateways = (1..<options.gateways).map { "   http://127.0.0.1:\(options.gatewayPort + $0)/api/v1" }
@@ -319,6 +339,7 @@ final class LocalStack: Service, Sendable {
               ReDoc          \(apiURL)/redoc
               metrics        \(apiURL)/metrics   workers: \(workerPorts.map { "http://127.0.0.1:\($0)/metrics" }.joined(separator: " "))
               dispatchers    \(dispatcherPorts.map { "http://127.0.0.1:\($0)/metrics" }.joined(separator: " "))
+              schedulers     \(schedulerPorts.map { "http://127.0.0.1:\($0)/metrics" }.joined(separator: " "))
               webhooks       \(receiverURL)   (a local receiver: verified deliveries are printed here)
               Kafka          \(bootstrap)   (control: http://127.0.0.1:\(kafkaControlPort))
               ARI            \(ariURL)
