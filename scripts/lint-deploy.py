@@ -41,7 +41,7 @@ SECRET_PLACEHOLDER = "SECRET_KEY=replace-with-at-least-32-random-bytes-of-secret
 # Kubernetes versions the manifests must be valid for: the oldest still supported by major providers and the
 # newest schema kubernetes-validate ships.
 KUBERNETES_VERSIONS = ["1.29.0", "latest"]
-DOCKER_TARGETS = ["api-gateway", "dialer-worker", "webhook-dispatcher"]
+DOCKER_TARGETS = ["api-gateway", "dialer-worker", "webhook-dispatcher", "campaign-scheduler"]
 
 problems: list[str] = []
 notes: list[str] = []

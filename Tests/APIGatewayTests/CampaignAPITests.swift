@@ -77,7 +77,8 @@ struct CampaignAPITests {
             #expect((lists.json["contact_lists"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
             // The contacts as stored: E.164, zones from the column or the number, the chosen fields only.
             let stored = try await gateway.store.client.query(
-                "SELECT phone, time_zone, fields::text FROM contacts WHERE list_id = \(UUID(uuidString: id)!) ORDER BY line")
+                "SELECT phone, time_zone, fields::text FROM contacts WHERE list_id = \(UUID(uuidString: id)!) ORDER BY line"
+            )
             var rows: [(String, String, String)] = []
             for try await row in stored.decode((String, String, String).self) { rows.append(row) }
             #expect(rows.map(\.0) == ["+12125550101", "+442079460018", "+33123456789"])
@@ -86,7 +87,9 @@ struct CampaignAPITests {
         }
     }
 
-    @Test("uploads that cannot be read: no file part, not multipart, a mapped column missing (the list fails, saying why)")
+    @Test(
+        "uploads that cannot be read: no file part, not multipart, a mapped column missing (the list fails, saying why)"
+    )
     func uploadRefusals() async throws {
         try await GatewayHarness.run { gateway in
             let (_, token) = try await gateway.user(.operator)
@@ -133,7 +136,9 @@ struct CampaignAPITests {
         }
     }
 
-    @Test("a campaign's lifecycle: validated settings, draft, start (contacts laid out), pause, resume, stop; progress, contacts and a CSV export")
+    @Test(
+        "a campaign's lifecycle: validated settings, draft, start (contacts laid out), pause, resume, stop; progress, contacts and a CSV export"
+    )
     func campaignLifecycle() async throws {
         try await GatewayHarness.run { gateway in
             let (_, token) = try await gateway.user(.operator)
@@ -196,7 +201,8 @@ struct CampaignAPITests {
             let contacts = try await gateway.request(.get, "/api/v1/campaigns/\(id)/contacts", token: token)
             let page = try #require(contacts.json["contacts"] as? [[String: Any]])
             #expect(Set(page.compactMap { $0["phone"] as? String }) == ["+12125550101", "+442079460018"])
-            #expect(page.allSatisfy { $0["state"] as? String == "pending" && ($0["history"] as? [Any])?.isEmpty == true })
+            #expect(
+                page.allSatisfy { $0["state"] as? String == "pending" && ($0["history"] as? [Any])?.isEmpty == true })
             let results = try await gateway.request(.get, "/api/v1/campaigns/\(id)/results", token: token)
             #expect(results.status == .ok)
             #expect(results.headers[.contentType]?.hasPrefix("text/csv") == true)
@@ -206,11 +212,16 @@ struct CampaignAPITests {
 
             let stopped = try await gateway.request(.post, "/api/v1/campaigns/\(id)/stop", token: token)
             #expect(stopped.json["state"] as? String == "stopped" && stopped.json["finished_at"] is String)
-            #expect(try await gateway.request(.post, "/api/v1/campaigns/\(id)/resume", token: token).status == .conflict)
+            #expect(
+                try await gateway.request(.post, "/api/v1/campaigns/\(id)/resume", token: token).status == .conflict)
             // The list is in use: it stays.
-            #expect(try await gateway.request(.delete, "/api/v1/contact-lists/\(listID)", token: token).status == .conflict)
+            #expect(
+                try await gateway.request(.delete, "/api/v1/contact-lists/\(listID)", token: token).status == .conflict)
             let audit = try await gateway.store.auditEvents(in: .default, limit: 100, before: nil).map(\.action)
-            #expect(Set(audit).isSuperset(of: ["campaign.create", "campaign.running", "campaign.paused", "campaign.stopped"]))
+            #expect(
+                Set(audit).isSuperset(of: [
+                    "campaign.create", "campaign.running", "campaign.paused", "campaign.stopped",
+                ]))
         }
     }
 
@@ -227,7 +238,8 @@ struct CampaignAPITests {
             let other = try await gateway.organization()
             let (_, stranger) = try await gateway.user(.admin, organization: other.id)
             #expect(try await gateway.request(.get, "/api/v1/campaigns/\(id)", token: stranger).status == .notFound)
-            #expect(try await gateway.request(.post, "/api/v1/campaigns/\(id)/start", token: stranger).status == .notFound)
+            #expect(
+                try await gateway.request(.post, "/api/v1/campaigns/\(id)/start", token: stranger).status == .notFound)
             #expect(
                 try await gateway.request(.get, "/api/v1/contact-lists/\(listID)", token: stranger).status == .notFound)
             let borrowed = try await gateway.request(

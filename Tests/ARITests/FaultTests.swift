@@ -1,8 +1,9 @@
 import ARI
-@testable import ARISimulator
 import Foundation
 import NIOHTTP1
 import Testing
+
+@testable import ARISimulator
 
 /// Fault controls, in process and over the admin endpoint.
 @Suite struct FaultTests {
