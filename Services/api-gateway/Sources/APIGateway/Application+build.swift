@@ -131,7 +131,9 @@ func buildRouter(
         CORSMiddleware(origins: configuration.allowedOrigins, allowCredentials: configuration.corsAllowCredentials)
         BodyLimitMiddleware(
             maxBytes: configuration.maxBodyBytes,
-            uploads: ["/api/v1/contact-lists": configuration.contactListMaxBytes])
+            uploadLimit: { [contactListMaxBytes = configuration.contactListMaxBytes] path in
+                CampaignsController.uploadLimit(of: path, contactListMaxBytes: contactListMaxBytes)
+            })
     }
 
     OperationsController(

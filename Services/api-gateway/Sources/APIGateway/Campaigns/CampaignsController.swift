@@ -26,6 +26,18 @@ struct CampaignsController: Sendable {
 
     /// The most numbers one `POST /dnc` adds.
     static let maximumDoNotCallBatch = 10_000
+    /// The body limit of `POST /dnc`: room for its 10,000 numbers.
+    static let doNotCallBodyBytes = 1_048_576
+
+    /// The body limit of this controller's upload routes (`nil` for the other paths): a contact list, a do-not-call
+    /// batch.
+    static func uploadLimit(of path: String, contactListMaxBytes: Int) -> Int? {
+        if path == "/api/v1/contact-lists" { return contactListMaxBytes }
+        if path == "/api/v1/dnc" || (path.hasPrefix("/api/v1/campaigns/") && path.hasSuffix("/dnc")) {
+            return doNotCallBodyBytes
+        }
+        return nil
+    }
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("contact-lists", use: uploadList)
@@ -166,7 +178,7 @@ struct CampaignsController: Sendable {
     @Sendable func addDoNotCall(_ request: Request, context: Context) async throws -> Response {
         try context.require(.campaigns)
         let campaign = try Self.optionalID(context)
-        let body = try await JSONInput.object(from: request, limit: max(maxBodyBytes, 512 * 1024))
+        let body = try await JSONInput.object(from: request, limit: max(maxBodyBytes, Self.doNotCallBodyBytes))
         var reader = JSONObjectReader(body)
         reader.refuseUnknown(["numbers", "reason", "default_region"])
         let numbers = reader.strings("numbers", required: true) ?? []

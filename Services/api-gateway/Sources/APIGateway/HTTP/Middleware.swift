@@ -201,8 +201,9 @@ struct BodyLimitMiddleware: RouterMiddleware {
     typealias Context = GatewayRequestContext
 
     let maxBytes: Int
-    /// Upload routes (`POST` to these paths) and their own, larger limits; their handlers count what they read.
-    var uploads: [String: Int] = [:]
+    /// The larger limit of an upload route (`POST` to a path it knows), if the path is one; its handler counts what
+    /// it reads.
+    var uploadLimit: @Sendable (String) -> Int? = { _ in nil }
 
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
@@ -211,7 +212,7 @@ struct BodyLimitMiddleware: RouterMiddleware {
             guard let bytes = Int(length), bytes >= 0 else {
                 throw Problem(.malformedRequest, detail: "Content-Length is not a number")
             }
-            let limit = request.method == .post ? uploads[request.uri.path] ?? maxBytes : maxBytes
+            let limit = request.method == .post ? uploadLimit(request.uri.path) ?? maxBytes : maxBytes
             if bytes > limit {
                 throw Problem(.payloadTooLarge, detail: "the body may be at most \(limit) bytes")
             }
