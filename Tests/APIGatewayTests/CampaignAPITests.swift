@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import NIOHTTP1
 import PostgresNIO
 import TestSupport
 import Testing
@@ -39,6 +40,16 @@ struct CampaignAPITests {
         try await gateway.request(
             .post, "/api/v1/contact-lists", token: token, json: multipart([("name", name)] + extra, file: csv),
             headers: multipartHeaders)
+    }
+
+    /// A list of `csv` and a draft campaign over it (1 call/s, 1 live call); their ids.
+    static func draft(_ gateway: Gateway, token: String, csv: String) async throws -> (list: String, campaign: String) {
+        let list = try await upload(gateway, token: token, csv: csv)
+        let listID = try #require(list.json["id"] as? String)
+        let created = try await gateway.request(
+            .post, "/api/v1/campaigns", token: token,
+            json: #"{"name":"c","list_ids":["\#(listID)"],"max_calls_per_second":1,"max_live_calls":1}"#)
+        return (listID, try #require(created.json["id"] as? String))
     }
 
     static let sample = """
@@ -225,16 +236,38 @@ struct CampaignAPITests {
         }
     }
 
+    @Test("a campaign's progress streams as Server-Sent Events, and the stream ends once the campaign stopped")
+    func progressStream() async throws {
+        try await GatewayHarness.run { gateway in
+            let (_, token) = try await gateway.user(.operator)
+            let (_, id) = try await Self.draft(gateway, token: token, csv: "phone\n+12125550101\n+12125550102\n")
+            _ = try await gateway.request(.post, "/api/v1/campaigns/\(id)/start", token: token)
+            let stream = try await SSEConnection.open(
+                port: gateway.port, path: "/api/v1/campaigns/\(id)/events", token: token)
+            #expect(stream.status == .ok)
+            let first = try #require(try await stream.next())
+            #expect(first.event == "progress" && first.id == "1")
+            let running = try JSONSerialization.jsonObject(with: Data(first.data.utf8)) as? [String: Any]
+            #expect(running?["state"] as? String == "running")
+            #expect((running?["progress"] as? [String: Any])?["pending"] as? Int == 2)
+            _ = try await gateway.request(.post, "/api/v1/campaigns/\(id)/stop", token: token)
+            let last = try #require(try await stream.next())
+            let stopped = try JSONSerialization.jsonObject(with: Data(last.data.utf8)) as? [String: Any]
+            #expect(stopped?["state"] as? String == "stopped" && last.id == "2")
+            #expect(try await stream.next() == nil, "the stream ends with the campaign")
+            await stream.close()
+            let missing = try await SSEConnection.open(
+                port: gateway.port, path: "/api/v1/campaigns/\(UUID().uuidString.lowercased())/events", token: token)
+            #expect(missing.status == .notFound)
+            await missing.close()
+        }
+    }
+
     @Test("another organization's lists and campaigns answer 404; a viewer may not touch campaigns")
     func isolation() async throws {
         try await GatewayHarness.run { gateway in
             let (_, token) = try await gateway.user(.operator)
-            let list = try await Self.upload(gateway, token: token, csv: "phone\n+12125550101\n")
-            let listID = try #require(list.json["id"] as? String)
-            let created = try await gateway.request(
-                .post, "/api/v1/campaigns", token: token,
-                json: #"{"name":"c","list_ids":["\#(listID)"],"max_calls_per_second":1,"max_live_calls":1}"#)
-            let id = try #require(created.json["id"] as? String)
+            let (listID, id) = try await Self.draft(gateway, token: token, csv: "phone\n+12125550101\n")
             let other = try await gateway.organization()
             let (_, stranger) = try await gateway.user(.admin, organization: other.id)
             #expect(try await gateway.request(.get, "/api/v1/campaigns/\(id)", token: stranger).status == .notFound)

@@ -62,7 +62,13 @@ struct CampaignsController: Sendable {
         group.post("campaigns/:id/stop", use: { try await change($0, $1, to: .stopped, from: []) })
         group.get("campaigns/:id/contacts", use: contacts)
         group.get("campaigns/:id/results", use: results)
+        group.get("campaigns/:id/events", use: events)
     }
+
+    /// How often a campaign's event stream looks at its progress.
+    static let progressInterval = Duration.seconds(2)
+    /// A comment line after this long without an event, so proxies keep the stream open.
+    static let streamHeartbeat = Duration.seconds(15)
 
     // MARK: - Contact lists
 
@@ -109,9 +115,17 @@ struct CampaignsController: Sendable {
         let list = try await context.store {
             try await repository.createContactList(name: name, in: organization, by: context.auditActor)
         }
-        let imported = try await context.store {
-            try await ContactListImport(repository: repository).run(
-                list: list, file: file, mapping: mapping, defaultRegion: region, defaultTimeZone: zone)
+        let imported: ContactList
+        do {
+            imported = try await context.store {
+                try await ContactListImport(repository: repository).run(
+                    list: list, file: file, mapping: mapping, defaultRegion: region, defaultTimeZone: zone)
+            }
+        } catch {
+            // A list whose import broke off (the database went away) says so, rather than staying `importing`.
+            _ = try? await repository.finishContactImport(
+                list: list.id, rowsRead: 0, error: "the import was interrupted; upload the list again")
+            throw error
         }
         context.logger.notice(
             "contact list imported",
@@ -340,12 +354,7 @@ struct CampaignsController: Sendable {
     /// Every contact of the campaign as CSV (phone, time zone, state, attempts, last outcome, disposition, next
     /// attempt, then each attempt's outcome), streamed page by page.
     @Sendable func results(_ request: Request, context: Context) async throws -> Response {
-        try context.require(.campaigns)
-        let id = try Self.id(context, of: "campaign")
-        let organization = context.caller.organizationID
-        guard try await context.store({ try await repository.campaign(id: id, in: organization) }) != nil else {
-            throw Self.notFound("campaign", id)
-        }
+        let (id, organization) = try await existingCampaign(context)
         let campaigns = repository
         var headers = HTTPFields()
         headers[.contentType] = "text/csv; charset=utf-8"
@@ -388,7 +397,75 @@ struct CampaignsController: Sendable {
         try await writer.finish(nil)
     }
 
+    /// A campaign's live progress as Server-Sent Events: `event: progress` with the campaign (its state and
+    /// progress, as `GET /campaigns/{id}` shows it) whenever it changed, looked at every 2 s; the stream ends after
+    /// the campaign completed or stopped.
+    @Sendable func events(_ request: Request, context: Context) async throws -> Response {
+        let (id, organization) = try await existingCampaign(context)
+        let campaigns = repository
+        let logger = context.logger
+        return Response(
+            status: .ok, headers: EventsController.headers,
+            body: ResponseBody { writer in
+                try await Self.streamProgress(of: id, in: organization, from: campaigns, logger: logger, to: &writer)
+            })
+    }
+
+    private static func streamProgress(
+        of id: UUID, in organization: OrganizationID, from repository: any CampaignRepository, logger: Logger,
+        to writer: inout any ResponseBodyWriter
+    ) async throws {
+        var last: String?
+        var quietSince = ContinuousClock.now
+        var sequence = 0
+        while !Task.isCancelled {
+            let snapshot: (Campaign, CampaignProgress)?
+            do {
+                if let campaign = try await repository.campaign(id: id, in: organization),
+                    let progress = try await repository.campaignProgress(id: id, in: organization)
+                {
+                    snapshot = (campaign, progress)
+                } else {
+                    snapshot = nil
+                }
+            } catch {
+                // The database is away: the stream waits for it rather than ending.
+                logger.warning("campaign progress not read", metadata: ["error": .string("\(error)")])
+                snapshot = nil
+                try await Task.sleep(for: progressInterval)
+                continue
+            }
+            guard let (campaign, progress) = snapshot else { break }
+            let data = String(
+                decoding: try WireCoding.encode(CampaignResource(campaign: campaign, progress: progress)),
+                as: UTF8.self)
+            if data != last {
+                sequence += 1
+                try await writer.write(ByteBuffer(string: "id: \(sequence)\nevent: progress\ndata: \(data)\n\n"))
+                last = data
+                quietSince = .now
+            } else if ContinuousClock.now - quietSince >= streamHeartbeat {
+                try await writer.write(ByteBuffer(string: ": heartbeat\n\n"))
+                quietSince = .now
+            }
+            if campaign.state.isFinal { break }
+            try await Task.sleep(for: progressInterval)
+        }
+        try await writer.finish(nil)
+    }
+
     // MARK: - Helpers
+
+    /// The campaign the path names, when it is the caller's organization's (404 otherwise).
+    private func existingCampaign(_ context: Context) async throws -> (id: UUID, organization: OrganizationID) {
+        try context.require(.campaigns)
+        let id = try Self.id(context, of: "campaign")
+        let organization = context.caller.organizationID
+        guard try await context.store({ try await repository.campaign(id: id, in: organization) }) != nil else {
+            throw Self.notFound("campaign", id)
+        }
+        return (id, organization)
+    }
 
     /// Runs a store call, answering the store's refusals as problems.
     private func campaignStore<Value>(_ context: Context, _ call: () async throws -> Value) async throws -> Value {
