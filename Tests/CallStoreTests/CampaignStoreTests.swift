@@ -25,11 +25,11 @@ import Testing
     ) async throws -> ContactList {
         let list = try await store.createContactList(name: name, in: organization, by: actor)
         let rows = try contacts.enumerated().map { index, contact in
-            ContactRow(
-                line: index + 2, phone: try PhoneNumber(parsing: contact.0, defaultRegion: nil), timeZone: contact.1,
-                fields: ["row": String(index)])
+            NewContact(
+                line: index + 2, phone: try PhoneNumber(parsing: contact.0, defaultRegion: nil).e164,
+                timeZone: contact.1, fieldsJSON: #"{"row":"\#(index)"}"#)
         }
-        #expect(try await store.appendContacts(rows, to: list.id).isEmpty)
+        try await store.appendContacts(rows, to: list.id)
         return try await store.finishContactImport(list: list.id, rowsRead: rows.count, error: nil)
     }
 
@@ -140,6 +140,25 @@ import Testing
             let later = try await store.dispatchDueContacts(
                 of: campaign, owner: Self.owner, limit: 10, at: Self.date("2026-03-08T12:00:00Z"))
             #expect(later.dials.map(\.phone) == ["+12125550101"])
+        }
+    }
+
+    @Test("contacts are stored with COPY: custom fields with backslashes, tabs and line breaks come back intact")
+    func copyEscaping() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let organization = try await store.createOrganization(name: "o-\(UUID())", by: Self.actor).id
+            let list = try await store.createContactList(name: "escapes", in: organization, by: Self.actor)
+            let fields = ["note": "line one\nline two\tafter a tab \\ and a backslash\r\n", "plain": "x"]
+            let json = String(decoding: try WireCoding.encode(fields), as: UTF8.self)
+            try await store.appendContacts(
+                [NewContact(line: 2, phone: "+12125550101", timeZone: "America/New_York", fieldsJSON: json)],
+                to: list.id)
+            _ = try await store.finishContactImport(list: list.id, rowsRead: 1, error: nil)
+            let rows = try await store.client.query("SELECT fields::text FROM contacts WHERE list_id = \(list.id)")
+            for try await text in rows.decode(String.self) {
+                #expect(try WireCoding.decoder.decode([String: String].self, from: Data(text.utf8)) == fields)
+            }
+            #expect(try await store.contactList(id: list.id, in: organization)?.contacts == 1)
         }
     }
 

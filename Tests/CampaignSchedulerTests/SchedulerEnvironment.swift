@@ -227,12 +227,12 @@ struct SchedulerEnvironment: Sendable {
     ) async throws -> Campaign {
         let list = try await store.createContactList(name: "list", in: organization, by: Self.actor)
         let rows = try (0..<count).map { index in
-            ContactRow(
+            NewContact(
                 line: index + 2,
-                phone: try PhoneNumber(parsing: "+1212555\(String(format: "%04d", index))", defaultRegion: nil),
-                timeZone: "America/New_York", fields: ["customer": "c\(index)"])
+                phone: try PhoneNumber(parsing: "+1212555\(String(format: "%04d", index))", defaultRegion: nil).e164,
+                timeZone: "America/New_York", fieldsJSON: #"{"customer":"c\#(index)"}"#)
         }
-        _ = try await store.appendContacts(rows, to: list.id)
+        try await store.appendContacts(rows, to: list.id)
         _ = try await store.finishContactImport(list: list.id, rowsRead: count, error: nil)
         let settings = CampaignSettings(
             name: "test", listIDs: [list.id], callerID: nil, dialplan: nil, timeoutSeconds: 30,

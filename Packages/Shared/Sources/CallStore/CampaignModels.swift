@@ -36,6 +36,26 @@ public struct ContactList: Sendable, Hashable {
     public var createdAt: Date
 }
 
+/// A contact to store in a list being imported.
+public struct NewContact: Sendable, Hashable {
+    /// Its line in the file.
+    public var line: Int
+    /// Its number, E.164.
+    public var phone: String
+    /// Its IANA time zone.
+    public var timeZone: String
+    /// Its custom fields as a JSON object.
+    public var fieldsJSON: String
+
+    /// Creates a contact.
+    public init(line: Int, phone: String, timeZone: String, fieldsJSON: String) {
+        self.line = line
+        self.phone = phone
+        self.timeZone = timeZone
+        self.fieldsJSON = fieldsJSON
+    }
+}
+
 /// A refused line of an import.
 public struct ContactListError: Sendable, Hashable {
     /// The line in the file (the header is line 1).

@@ -143,8 +143,8 @@ public protocol CampaignRepository: Sendable {
         name: String, in organization: OrganizationID, by actor: AuditActor
     ) async throws
         -> ContactList
-    /// Adds accepted rows to a list being imported; returns the lines refused as duplicates.
-    func appendContacts(_ rows: [ContactRow], to list: UUID) async throws -> [Int]
+    /// Adds accepted contacts to a list being imported.
+    func appendContacts(_ contacts: [NewContact], to list: UUID) async throws
     /// Records refused lines of a list being imported.
     func recordContactErrors(_ errors: [ContactListError], list: UUID) async throws
     /// Ends an import (`ready`, or `failed` with `error`).

@@ -156,7 +156,9 @@ struct ContactListImport {
             return try await repository.finishContactImport(list: list.id, rowsRead: 0, error: error.message)
         }
         var rowsRead = 0
-        var accepted: [ContactRow] = []
+        var accepted: [NewContact] = []
+        // One encoder for the whole list (making one per row costs more than the encoding).
+        let encoder = WireCoding.encoder
         var refused: [ContactListError] = []
         accepted.reserveCapacity(batchSize)
         var failure: String?
@@ -173,16 +175,18 @@ struct ContactListImport {
             rowsRead += 1
             switch result {
             case .contact(let row):
-                let size = (try? WireCoding.encode(row.fields).count) ?? Int.max
-                if size > Self.maximumFieldsJSON {
+                let json = (try? encoder.encode(row.fields)).map { String(decoding: $0, as: UTF8.self) }
+                let size = json?.utf8.count ?? Int.max
+                if let json, size <= Self.maximumFieldsJSON {
+                    accepted.append(
+                        NewContact(line: row.line, phone: row.phone.e164, timeZone: row.timeZone, fieldsJSON: json))
+                } else {
                     refused.append(
                         ContactListError(
                             line: row.line, column: nil,
                             message: "the custom fields take \(size) bytes of JSON; at most "
                                 + "\(Self.maximumFieldsJSON) fit in a call's metadata",
                             value: nil))
-                } else {
-                    accepted.append(row)
                 }
             case .refused(let error):
                 refused.append(
@@ -197,15 +201,9 @@ struct ContactListImport {
         return try await repository.finishContactImport(list: list.id, rowsRead: rowsRead, error: failure)
     }
 
-    private func flush(_ accepted: inout [ContactRow], _ refused: inout [ContactListError], list: UUID) async throws {
+    private func flush(_ accepted: inout [NewContact], _ refused: inout [ContactListError], list: UUID) async throws {
         if !accepted.isEmpty {
-            let duplicates = Set(try await repository.appendContacts(accepted, to: list))
-            for row in accepted where duplicates.contains(row.line) {
-                refused.append(
-                    ContactListError(
-                        line: row.line, column: nil, message: "duplicate of a number already in the list",
-                        value: row.phone.e164))
-            }
+            try await repository.appendContacts(accepted, to: list)
             accepted.removeAll(keepingCapacity: true)
         }
         if !refused.isEmpty {
