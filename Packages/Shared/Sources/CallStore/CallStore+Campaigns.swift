@@ -962,7 +962,6 @@ extension CallStore {
             JOIN unnest(\(zones)::text[], \(openings)::timestamptz[], \(states)::text[]) AS z(zone, opening, state)
                 ON z.zone = c.time_zone
             WHERE c.list_id = ANY(\(listIDs)::uuid[])
-            ORDER BY c.list_id, c.line
             ON CONFLICT DO NOTHING
             """,
             logger: logger)

@@ -22,7 +22,7 @@ final class CampaignRunner: Service, Sendable {
     /// A campaign held here.
     private struct Held {
         var campaign: Campaign
-        /// Dispatch allowance (token bucket at the campaign's calls per second, at most a tenth of a second's worth).
+        /// Dispatch allowance (token bucket at the campaign's calls per second, at most a fifth of a second's worth).
         var tokens: Double
         var refilledAt: ContinuousClock.Instant
         /// No dispatch before this (nothing was due at the last one).
@@ -66,12 +66,14 @@ final class CampaignRunner: Service, Sendable {
         await withGracefulShutdownHandler {
             var renewedAt = ContinuousClock.now - configuration.renewInterval
             while !state.withLock({ $0.stopping }) && !Task.isCancelled {
-                if ContinuousClock.now >= renewedAt + configuration.renewInterval {
-                    renewedAt = ContinuousClock.now
+                // Ticks keep their cadence however long a round took (a round's own time is not added to the wait).
+                let tickStart = ContinuousClock.now
+                if tickStart >= renewedAt + configuration.renewInterval {
+                    renewedAt = tickStart
                     await renewAndTake()
                 }
                 await dispatchRound()
-                try? await Task.sleep(for: configuration.tick)
+                try? await Task.sleep(until: tickStart + configuration.tick)
             }
         } onGracefulShutdown: {
             self.state.withLock { $0.stopping = true }
@@ -166,7 +168,7 @@ final class CampaignRunner: Service, Sendable {
                 guard var held = state.held[id], instant >= held.idleUntil else { return nil }
                 let rate = held.campaign.settings.maxCallsPerSecond
                 let elapsed = (instant - held.refilledAt).timeInterval
-                held.tokens = min(max(1, rate / 10), held.tokens + rate * elapsed)
+                held.tokens = min(max(1, rate / 5), held.tokens + rate * elapsed)
                 held.refilledAt = instant
                 state.held[id] = held
                 return (held.campaign, Int(held.tokens))
