@@ -84,6 +84,7 @@ let package = Package(
         .target(
             name: "DialerWorker",
             dependencies: [
+                .product(name: "OperationsHTTP", package: "Shared"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
                 .product(name: "CallMessaging", package: "Shared"),
@@ -114,6 +115,7 @@ let package = Package(
         .target(
             name: "CampaignScheduler",
             dependencies: [
+                .product(name: "OperationsHTTP", package: "Shared"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
                 .product(name: "CallMessaging", package: "Shared"),
@@ -143,6 +145,7 @@ let package = Package(
         .target(
             name: "WebhookDispatcher",
             dependencies: [
+                .product(name: "OperationsHTTP", package: "Shared"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
                 .product(name: "CallMessaging", package: "Shared"),

@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "ServiceSupport", targets: ["ServiceSupport"]),
         .library(name: "Webhooks", targets: ["Webhooks"]),
         .library(name: "Campaigns", targets: ["Campaigns"]),
+        .library(name: "OperationsHTTP", targets: ["OperationsHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -32,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(
@@ -66,6 +68,14 @@ let package = Package(
             dependencies: [
                 "CallDomain",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "OperationsHTTP",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

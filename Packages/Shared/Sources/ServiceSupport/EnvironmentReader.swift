@@ -39,6 +39,26 @@ public struct EnvironmentReader: Sendable {
         raw(name) ?? defaultValue
     }
 
+    /// A process's identity from `name` (default `<hostname>-<pid>`, unique per process and stable across restarts
+    /// in a container whose process is pid 1), recorded on leases, attempts and logs: 1 to 128 printable ASCII
+    /// characters without spaces.
+    public func processID(_ name: String, fallbackPrefix: String) throws -> String {
+        let id = raw(name) ?? Self.defaultProcessID(prefix: fallbackPrefix)
+        guard (1...128).contains(id.utf8.count),
+            id.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F })
+        else {
+            throw ConfigurationError(
+                variable: name, message: "must be 1 to 128 printable ASCII characters without spaces")
+        }
+        return id
+    }
+
+    /// `<hostname>-<pid>`, or `<prefix>-<pid>` when the host has no name.
+    public static func defaultProcessID(prefix: String) -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? ""
+        return "\(host.isEmpty ? prefix : host)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
     /// A string that must be set.
     public func required(_ name: String) throws -> String {
         guard let value = raw(name) else { throw ConfigurationError(variable: name, message: "must be set") }

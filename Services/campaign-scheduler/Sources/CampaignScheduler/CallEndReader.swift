@@ -5,6 +5,7 @@ import Campaigns
 import Kafka
 import Logging
 import Metrics
+import OperationsHTTP
 import ServiceLifecycle
 import ServiceSupport
 
@@ -17,7 +18,7 @@ struct CallEndReader: Service {
     let clock: any CampaignClock
     let batchSize: Int
     let databaseTimeout: Duration
-    let readiness: SchedulerReadiness
+    let readiness: ConsumerReadiness
     let metrics: SchedulerMetrics
     let logger: Logger
 

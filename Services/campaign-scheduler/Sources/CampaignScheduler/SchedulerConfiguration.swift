@@ -84,13 +84,7 @@ public struct SchedulerConfiguration: Sendable {
         } catch {
             throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
         }
-        let schedulerID = environment.raw("SCHEDULER_ID") ?? defaultSchedulerID()
-        guard (1...128).contains(schedulerID.utf8.count),
-            schedulerID.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F })
-        else {
-            throw ConfigurationError(
-                variable: "SCHEDULER_ID", message: "must be 1 to 128 printable ASCII characters without spaces")
-        }
+        let schedulerID = try environment.processID("SCHEDULER_ID", fallbackPrefix: "scheduler")
         let lease = Duration.seconds(try environment.int("CAMPAIGN_LEASE_SECONDS", default: 10, range: 2...300))
         let renew = Duration.milliseconds(try environment.int("CAMPAIGN_RENEW_MS", default: 2000, range: 100...60_000))
         guard renew * 2 < lease else {
@@ -115,12 +109,6 @@ public struct SchedulerConfiguration: Sendable {
             host: environment.string("SCHEDULER_HOST", default: "0.0.0.0"),
             port: try environment.int("SCHEDULER_PORT", default: 8083, range: 0...65_535)
         )
-    }
-
-    /// `<hostname>-<pid>`.
-    public static func defaultSchedulerID() -> String {
-        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "scheduler"
-        return "\(host.isEmpty ? "scheduler" : host)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 }
 

@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import Kafka
 import Logging
+import OperationsHTTP
 import PostgresNIO
 import ServiceLifecycle
 import ServiceSupport
@@ -27,16 +28,6 @@ public struct CampaignSchedulerServices: Sendable {
     public func triggerGracefulShutdown() async {
         await group.triggerGracefulShutdown()
     }
-}
-
-/// What the scheduler's `/ready` reports besides PostgreSQL.
-final class SchedulerReadiness: Sendable {
-    private let consumerRunning = Mutex(false)
-
-    /// The call-end reader's consumer is running.
-    func setConsumerRunning(_ running: Bool) { consumerRunning.withLock { $0 = running } }
-    /// Whether it is.
-    var kafkaReady: Bool { consumerRunning.withLock { $0 } }
 }
 
 /// A read-only view of a running scheduler.
@@ -78,20 +69,17 @@ public func buildScheduler(
     if kafka.clientID == KafkaConfiguration.defaultClientID {
         kafka.clientID = "campaign-scheduler-\(configuration.schedulerID)"
     }
-    var producerKafka = kafka
     // Commands are acknowledged one by one; a short linger keeps each call's dispatch prompt.
-    if producerKafka.properties["linger.ms"] == nil { producerKafka.properties["linger.ms"] = "1" }
-    let producer = try KafkaProducer(configuration: producerKafka, deliveryTimeout: .seconds(10), logger: logger)
-    // Call ends should reach their contacts promptly, and a dead scheduler's partitions move within seconds (an
-    // operator's KAFKA_PROP_* still win).
-    if kafka.properties["fetch.wait.max.ms"] == nil { kafka.properties["fetch.wait.max.ms"] = "100" }
-    if kafka.properties["session.timeout.ms"] == nil { kafka.properties["session.timeout.ms"] = "10000" }
-    if kafka.properties["heartbeat.interval.ms"] == nil { kafka.properties["heartbeat.interval.ms"] = "1000" }
+    let producer = try KafkaProducer(
+        configuration: kafka.withDefaults(KafkaConfiguration.promptProducerDefaults), deliveryTimeout: .seconds(10),
+        logger: logger)
+    // Call ends should reach their contacts promptly, and a dead scheduler's partitions move within seconds.
     let consumer = try KafkaConsumer(
-        configuration: kafka, groupID: configuration.groupID, topics: [configuration.topics.status], logger: logger)
+        configuration: kafka.withDefaults(KafkaConfiguration.promptConsumerDefaults), groupID: configuration.groupID,
+        topics: [configuration.topics.status], logger: logger)
 
     let metrics = SchedulerMetrics()
-    let readiness = SchedulerReadiness()
+    let readiness = ConsumerReadiness()
     let runner = CampaignRunner(
         store: store,
         publisher: CallMessagePublisher(
@@ -105,7 +93,12 @@ public func buildScheduler(
     let status = SchedulerStatus()
     status.runner.withLock { $0 = runner }
     let ops = Application(
-        router: SchedulerOps.router(store: store, readiness: readiness, renderMetrics: renderMetrics),
+        router: OperationsEndpoints.router(
+            ready: {
+                .databaseAndConsumer(
+                    database: (try? await withTimeout(.seconds(2)) { try await store.ping() }) != nil,
+                    kafka: readiness.kafkaReady)
+            }, renderMetrics: renderMetrics),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "campaign-scheduler"),
         onServerRunning: { channel in
@@ -128,39 +121,6 @@ public func buildScheduler(
         )
     )
     return CampaignSchedulerServices(group: group, status: status)
-}
-
-/// The scheduler's operations endpoints: `GET /health`, `GET /ready` (PostgreSQL answering and the consumer
-/// running) and `GET /metrics` (Prometheus text).
-enum SchedulerOps {
-    static func router(
-        store: CallStore, readiness: SchedulerReadiness, renderMetrics: @escaping @Sendable () -> String
-    ) -> Router<BasicRequestContext> {
-        let router = Router()
-        router.get("health") { _, _ -> Response in
-            json(.ok, #"{"status":"ok"}"#)
-        }
-        router.get("ready") { _, _ -> Response in
-            let database = (try? await withTimeout(.seconds(2)) { try await store.ping() }) != nil
-            let kafka = readiness.kafkaReady
-            let ready = database && kafka
-            return json(
-                ready ? .ok : .serviceUnavailable,
-                #"{"status":"\#(ready ? "ready" : "not_ready")","database":\#(database),"kafka":\#(kafka)}"#)
-        }
-        router.get("metrics") { _, _ -> Response in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: renderMetrics())))
-        }
-        return router
-    }
-
-    private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
 }
 
 /// The `campaign-scheduler serve` process: logging and metrics bootstrap, configuration, the service group.

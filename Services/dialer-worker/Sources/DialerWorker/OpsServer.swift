@@ -2,6 +2,7 @@ import CallStore
 import Foundation
 import Hummingbird
 import Logging
+import OperationsHTTP
 
 /// The worker's operations endpoints: `GET /health` (the process runs), `GET /ready` (ARI connected, Kafka usable,
 /// PostgreSQL answering: what an orchestrator should wait for before counting the worker in) and `GET /metrics`
@@ -30,21 +31,12 @@ enum OpsServer {
         context: WorkerContext,
         renderMetrics: @escaping @Sendable () -> String
     ) -> Router<BasicRequestContext> {
-        let router = Router()
-        router.get("health") { _, _ -> Response in
-            json(status: .ok, body: #"{"status":"ok"}"#)
-        }
-        router.get("ready") { _, _ -> Response in
-            let report = await readiness(context)
-            let body = (try? JSONEncoder().encode(report)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-            return json(status: report.status == "ready" ? .ok : .serviceUnavailable, body: body)
-        }
-        router.get("metrics") { _, _ -> Response in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: renderMetrics())))
-        }
-        return router
+        OperationsEndpoints.router(
+            ready: {
+                let report = await readiness(context)
+                let body = (try? JSONEncoder().encode(report)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                return OperationsEndpoints.Readiness(ready: report.status == "ready", body: body)
+            }, renderMetrics: renderMetrics)
     }
 
     static func readiness(_ context: WorkerContext) async -> ReadinessReport {
@@ -78,11 +70,5 @@ enum OpsServer {
             group.cancelAll()
             return first
         }
-    }
-
-    private static func json(status: HTTPResponse.Status, body: String) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

@@ -94,26 +94,12 @@ public func buildServiceGroup(
     }
     // A call's status events go out one at a time, each acknowledged before the next: a short linger keeps the
     // history and the live streams close behind the calls (an operator's KAFKA_PROP_LINGER_MS still wins).
-    var producerKafka = kafka
-    if producerKafka.properties["linger.ms"] == nil {
-        producerKafka.properties["linger.ms"] = "1"
-    }
+    let producerKafka = kafka.withDefaults(KafkaConfiguration.promptProducerDefaults)
     let producer = try KafkaProducer(
         configuration: producerKafka, deliveryTimeout: configuration.kafkaDeliveryTimeout, logger: logger)
-    // Both consumers want commands and events as soon as they are written: a short fetch wait keeps the history
-    // current within a fraction of a second (an operator's KAFKA_PROP_FETCH_WAIT_MAX_MS still wins).
-    var consumerKafka = kafka
-    if consumerKafka.properties["fetch.wait.max.ms"] == nil {
-        consumerKafka.properties["fetch.wait.max.ms"] = "100"
-    }
-    // A dead worker's partitions must move to the others within seconds, not librdkafka's default 45 s session:
-    // its commands wait meanwhile. (KAFKA_PROP_SESSION_TIMEOUT_MS / _HEARTBEAT_INTERVAL_MS still win.)
-    if consumerKafka.properties["session.timeout.ms"] == nil {
-        consumerKafka.properties["session.timeout.ms"] = "10000"
-    }
-    if consumerKafka.properties["heartbeat.interval.ms"] == nil {
-        consumerKafka.properties["heartbeat.interval.ms"] = "1000"
-    }
+    // Both consumers want commands and events as soon as they are written (the history stays current within a
+    // fraction of a second), and a dead worker's partitions, whose commands wait meanwhile, must move within seconds.
+    let consumerKafka = kafka.withDefaults(KafkaConfiguration.promptConsumerDefaults)
     let dialerConsumer = try KafkaConsumer(
         configuration: consumerKafka, groupID: configuration.dialerGroupID, topics: [configuration.topics.originate],
         logger: logger)

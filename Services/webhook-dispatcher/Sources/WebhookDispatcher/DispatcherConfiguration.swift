@@ -90,12 +90,7 @@ public struct DispatcherConfiguration: Sendable {
         } catch {
             throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
         }
-        let dispatcherID = environment.raw("DISPATCHER_ID") ?? defaultDispatcherID()
-        guard (1...128).contains(dispatcherID.utf8.count),
-            dispatcherID.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F })
-        else {
-            throw ConfigurationError(variable: "DISPATCHER_ID", message: "must be 1 to 128 printable ASCII characters")
-        }
+        let dispatcherID = try environment.processID("DISPATCHER_ID", fallbackPrefix: "dispatcher")
         func seconds(_ name: String, _ fallback: Double, _ range: ClosedRange<Double>) throws -> Duration {
             .milliseconds(Int64(try environment.double(name, default: fallback, range: range) * 1000))
         }
@@ -119,12 +114,6 @@ public struct DispatcherConfiguration: Sendable {
             host: environment.string("DISPATCHER_HOST", default: "0.0.0.0"),
             port: try environment.int("DISPATCHER_PORT", default: 8082, range: 0...65_535)
         )
-    }
-
-    /// `<hostname>-<pid>`.
-    public static func defaultDispatcherID() -> String {
-        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "dispatcher"
-        return "\(host.isEmpty ? "dispatcher" : host)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 }
 

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Kafka
 import Logging
+import OperationsHTTP
 import PostgresNIO
 import ServiceLifecycle
 import ServiceSupport
@@ -27,16 +28,6 @@ public struct WebhookDispatcherServices: Sendable {
     public func triggerGracefulShutdown() async {
         await group.triggerGracefulShutdown()
     }
-}
-
-/// What the dispatcher's `/ready` reports besides PostgreSQL.
-final class DispatcherReadiness: Sendable {
-    private let consumerRunning = Mutex(false)
-
-    /// The fan-out's consumer is running.
-    func setConsumerRunning(_ running: Bool) { consumerRunning.withLock { $0 = running } }
-    /// Whether it is.
-    var kafkaReady: Bool { consumerRunning.withLock { $0 } }
 }
 
 /// A read-only view of a running dispatcher.
@@ -78,16 +69,13 @@ public func buildDispatcher(
     if kafka.clientID == KafkaConfiguration.defaultClientID {
         kafka.clientID = "webhook-dispatcher-\(configuration.dispatcherID)"
     }
-    // Webhooks should follow the calls closely, and a dead dispatcher's partitions move within seconds (an
-    // operator's KAFKA_PROP_* still win).
-    if kafka.properties["fetch.wait.max.ms"] == nil { kafka.properties["fetch.wait.max.ms"] = "100" }
-    if kafka.properties["session.timeout.ms"] == nil { kafka.properties["session.timeout.ms"] = "10000" }
-    if kafka.properties["heartbeat.interval.ms"] == nil { kafka.properties["heartbeat.interval.ms"] = "1000" }
+    // Webhooks should follow the calls closely, and a dead dispatcher's partitions move within seconds.
     let consumer = try KafkaConsumer(
-        configuration: kafka, groupID: configuration.groupID, topics: [configuration.topics.status], logger: logger)
+        configuration: kafka.withDefaults(KafkaConfiguration.promptConsumerDefaults), groupID: configuration.groupID,
+        topics: [configuration.topics.status], logger: logger)
 
     let metrics = DispatcherMetrics()
-    let readiness = DispatcherReadiness()
+    let readiness = ConsumerReadiness()
     let sender = try WebhookSender(
         policy: configuration.targetPolicy, timeout: configuration.attemptTimeout, resolver: resolver)
     let scheduler = DeliveryScheduler(
@@ -99,7 +87,12 @@ public func buildDispatcher(
 
     let status = DispatcherStatus()
     let ops = Application(
-        router: DispatcherOps.router(store: store, readiness: readiness, renderMetrics: renderMetrics),
+        router: OperationsEndpoints.router(
+            ready: {
+                .databaseAndConsumer(
+                    database: (try? await withTimeout(.seconds(2)) { try await store.ping() }) != nil,
+                    kafka: readiness.kafkaReady)
+            }, renderMetrics: renderMetrics),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "webhook-dispatcher"),
         onServerRunning: { channel in
@@ -121,39 +114,6 @@ public func buildDispatcher(
         )
     )
     return WebhookDispatcherServices(group: group, status: status)
-}
-
-/// The dispatcher's operations endpoints: `GET /health`, `GET /ready` (PostgreSQL answering and the consumer
-/// running) and `GET /metrics` (Prometheus text).
-enum DispatcherOps {
-    static func router(
-        store: CallStore, readiness: DispatcherReadiness, renderMetrics: @escaping @Sendable () -> String
-    ) -> Router<BasicRequestContext> {
-        let router = Router()
-        router.get("health") { _, _ -> Response in
-            json(.ok, #"{"status":"ok"}"#)
-        }
-        router.get("ready") { _, _ -> Response in
-            let database = (try? await withTimeout(.seconds(2)) { try await store.ping() }) != nil
-            let kafka = readiness.kafkaReady
-            let ready = database && kafka
-            return json(
-                ready ? .ok : .serviceUnavailable,
-                #"{"status":"\#(ready ? "ready" : "not_ready")","database":\#(database),"kafka":\#(kafka)}"#)
-        }
-        router.get("metrics") { _, _ -> Response in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: renderMetrics())))
-        }
-        return router
-    }
-
-    private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
 }
 
 /// The `webhook-dispatcher serve` process: logging and metrics bootstrap, configuration, the service group.

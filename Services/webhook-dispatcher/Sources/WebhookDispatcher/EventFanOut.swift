@@ -4,6 +4,7 @@ import CallStore
 import Kafka
 import Logging
 import Metrics
+import OperationsHTTP
 import ServiceLifecycle
 import ServiceSupport
 
@@ -16,7 +17,7 @@ struct EventFanOut: Service {
     let clock: any WebhookClock
     let batchSize: Int
     let databaseTimeout: Duration
-    let readiness: DispatcherReadiness
+    let readiness: ConsumerReadiness
     let metrics: DispatcherMetrics
     /// Takes the deliveries leased to this process as they are created, and is told when others wait for a claim.
     let scheduler: DeliveryScheduler
