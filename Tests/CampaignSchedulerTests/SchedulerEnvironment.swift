@@ -17,26 +17,6 @@ let testLogger: Logger = {
     return logger
 }()
 
-func unique(_ prefix: String) -> String {
-    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
-}
-
-struct TimeoutError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Waits until `condition` holds, checking every 50 ms, or throws after `timeout`.
-func eventually(
-    _ what: String, timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw TimeoutError(description: "timed out after \(timeout) waiting for \(what)")
-}
-
 /// A clock the test moves by hand: windows, retry waits and leases all follow it.
 final class ManualClock: CampaignClock {
     private let current: Mutex<Date>

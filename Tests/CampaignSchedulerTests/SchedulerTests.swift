@@ -74,7 +74,9 @@ struct SchedulerTests {
                 "SCHEDULER_PORT": "0",
                 "LOG_LEVEL": "info",
             ]
-            let first = try SchedulerProcess(id: unique("scheduler-a"), environment: processEnvironment)
+            let first = try ServiceProcess(
+                executable: "campaign-scheduler", idVariable: "SCHEDULER_ID", id: unique("scheduler-a"),
+                environment: processEnvironment)
             do {
                 try await eventually("calls dialed by the first scheduler") { environment.workers.dials.count >= 60 }
             } catch {
@@ -84,7 +86,9 @@ struct SchedulerTests {
             }
             first.kill()
             let killedAt = environment.workers.dials.count
-            let second = try SchedulerProcess(id: unique("scheduler-b"), environment: processEnvironment)
+            let second = try ServiceProcess(
+                executable: "campaign-scheduler", idVariable: "SCHEDULER_ID", id: unique("scheduler-b"),
+                environment: processEnvironment)
             defer { second.kill() }
             do {
                 try await eventually("the campaign completed", timeout: .seconds(120)) {
@@ -143,49 +147,4 @@ extension SchedulerEnvironment {
         }
         #expect(peak <= maxLive, "\(peak) calls at once")
     }
-}
-
-/// The `campaign-scheduler` executable as a separate process, for the test where process death matters.
-final class SchedulerProcess: Sendable {
-    let id: String
-    let logPath: String
-    private let process: Process
-
-    static var executable: String { Repository.path(".build/debug/campaign-scheduler") }
-
-    init(id: String, environment: [String: String]) throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
-            throw TestEnvironmentError("\(Self.executable) is missing: build the package first (make test does)")
-        }
-        self.id = id
-        logPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(id).log").path
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = ["serve"]
-        var environment = environment
-        environment["SCHEDULER_ID"] = id
-        process.environment = environment
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
-    }
-
-    /// Kills the process at once: no lease released, nothing flushed.
-    func kill() {
-        guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    /// SIGTERM, then waits for the exit.
-    func terminate() async {
-        guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGTERM)
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-    }
-
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 }

@@ -9,49 +9,6 @@ import TestSupport
 import Testing
 import Webhooks
 
-/// The `webhook-dispatcher` executable as a separate process, for the test where process death matters.
-final class DispatcherProcess: Sendable {
-    let id: String
-    let logPath: String
-    private let process: Process
-
-    static var executable: String { Repository.path(".build/debug/webhook-dispatcher") }
-
-    init(id: String, environment: [String: String]) throws {
-        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
-            throw TestEnvironmentError("\(Self.executable) is missing: build the package first (make test does)")
-        }
-        self.id = id
-        logPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(id).log").path
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = ["serve"]
-        var environment = environment
-        environment["DISPATCHER_ID"] = id
-        process.environment = environment
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
-    }
-
-    /// Kills the process at once: no shutdown, no outcome stored, no offset committed.
-    func kill() {
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    /// SIGTERM, then waits for the exit.
-    func terminate() async {
-        Glibc.kill(process.processIdentifier, SIGTERM)
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
-    }
-
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-}
-
 @Suite(.timeLimit(.minutes(4)))
 struct KillTests {
     @Test("SIGKILL of a dispatcher mid-retry: another dispatcher delivers everything; nothing lost, repeats bounded")
@@ -84,7 +41,9 @@ struct KillTests {
                     "DISPATCHER_PORT": "0",
                     "LOG_LEVEL": "info",
                 ]
-                let first = try DispatcherProcess(id: unique("dispatcher-a"), environment: processEnvironment)
+                let first = try ServiceProcess(
+                    executable: "webhook-dispatcher", idVariable: "DISPATCHER_ID", id: unique("dispatcher-a"),
+                    environment: processEnvironment)
                 let messages = 40
                 var events: [CallStatusEvent] = []
                 for _ in 1...messages {
@@ -111,7 +70,9 @@ struct KillTests {
                 ).decode(Int.self) {
                     orphaned = count
                 }
-                let second = try DispatcherProcess(id: unique("dispatcher-b"), environment: processEnvironment)
+                let second = try ServiceProcess(
+                    executable: "webhook-dispatcher", idVariable: "DISPATCHER_ID", id: unique("dispatcher-b"),
+                    environment: processEnvironment)
                 defer { second.kill() }
                 do {
                     try await eventually("every delivery delivered", timeout: .seconds(120)) {

@@ -20,27 +20,6 @@ let testLogger: Logger = {
     return logger
 }()
 
-/// A name no other test (or run) uses.
-func unique(_ prefix: String) -> String {
-    "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
-}
-
-struct TimeoutError: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Polls `condition` until it holds or `timeout` passes (a generous bound: the test machine may be loaded).
-func eventually(
-    _ what: String, timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(25))
-    }
-    throw TimeoutError(description: "timed out after \(timeout) waiting for \(what)")
-}
-
 /// A clock the test moves by hand: the dispatcher's due times, leases and signatures all follow it.
 final class ManualClock: WebhookClock {
     private let current: Mutex<Date>
