@@ -44,6 +44,15 @@ final class DeliveryScheduler: Service, Sendable {
         /// The last claim stopped at a limit: more deliveries are probably due.
         var backlog = false
 
+        /// Queues a claimed or handed-over delivery for its endpoint's slots (one slot while its circuit is
+        /// half-open).
+        mutating func enqueue(_ delivery: DueDelivery, concurrency: Int) {
+            let endpoint = delivery.endpoint
+            queues[endpoint.id, default: []].append(delivery)
+            totalQueued += 1
+            caps[endpoint.id] = endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : concurrency
+        }
+
         mutating func dequeue(_ endpoint: UUID) -> DueDelivery? {
             guard var queue = queues[endpoint], !queue.isEmpty else { return nil }
             let next = queue.removeFirst()
@@ -99,21 +108,10 @@ final class DeliveryScheduler: Service, Sendable {
         let now = clock.now()
         let concurrency = configuration.endpointConcurrency
         return state.withLock { state -> WebhookHandOff? in
-            guard !state.claimingStopped else { return nil }
-            var room: [UUID: Int] = [:]
-            for endpoint in Set(state.slots.keys).union(state.queues.keys).union(state.localOpenUntil.keys) {
-                if let open = state.localOpenUntil[endpoint], open > now {
-                    room[endpoint] = 0
-                    continue
-                }
-                let window = self.window(cap: state.caps[endpoint] ?? concurrency, state.attemptSeconds[endpoint])
-                room[endpoint] = max(
-                    0, window - state.slots[endpoint, default: 0] - state.queues[endpoint, default: []].count)
-            }
-            let left = 2 * configuration.maxInFlight - state.totalSlots - state.totalQueued
-            guard left > 0 else { return nil }
+            guard !state.claimingStopped, capacity(state) > 0 else { return nil }
             return WebhookHandOff(
-                dispatcherID: configuration.dispatcherID, lease: lease, room: room, defaultRoom: 2 * concurrency)
+                dispatcherID: configuration.dispatcherID, lease: lease, room: room(state, at: now),
+                defaultRoom: 2 * concurrency)
         }
     }
 
@@ -123,12 +121,7 @@ final class DeliveryScheduler: Service, Sendable {
         let concurrency = configuration.endpointConcurrency
         let stopped = state.withLock { state -> Bool in
             guard !state.claimingStopped else { return true }
-            for delivery in fanOut.handedOff {
-                state.queues[delivery.endpoint.id, default: []].append(delivery)
-                state.totalQueued += 1
-                state.caps[delivery.endpoint.id] =
-                    delivery.endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : concurrency
-            }
+            for delivery in fanOut.handedOff { state.enqueue(delivery, concurrency: concurrency) }
             if fanOut.waitingDue { state.claimRequested = true }
             return false
         }
@@ -173,17 +166,11 @@ final class DeliveryScheduler: Service, Sendable {
         while !Task.isCancelled {
             startSlots(group: &group)
             let pollDue = ContinuousClock.now >= lastClaim + configuration.pollInterval
+            let now = clock.now()
             let (capacity, room, stopped, wanted) = state.withLock { state in
-                var room: [UUID: Int] = [:]
-                for endpoint in Set(state.slots.keys).union(state.queues.keys) {
-                    let window = self.window(cap: state.caps[endpoint] ?? concurrency, state.attemptSeconds[endpoint])
-                    room[endpoint] = max(
-                        0, window - state.slots[endpoint, default: 0] - state.queues[endpoint, default: []].count)
-                }
-                let wanted = state.claimRequested || pollDue
-                return (
-                    2 * configuration.maxInFlight - state.totalSlots - state.totalQueued, room, state.claimingStopped,
-                    wanted
+                (
+                    self.capacity(state), self.room(state, at: now), state.claimingStopped,
+                    state.claimRequested || pollDue
                 )
             }
             if stopped { return }
@@ -193,7 +180,6 @@ final class DeliveryScheduler: Service, Sendable {
                         ? lastClaim + configuration.pollInterval - ContinuousClock.now : configuration.pollInterval)
                 continue
             }
-            let now = clock.now()
             lastClaim = ContinuousClock.now
             state.withLock { $0.claimRequested = false }
             let limit = min(capacity, 200)
@@ -226,12 +212,7 @@ final class DeliveryScheduler: Service, Sendable {
                     releaseUntil[openUntil, default: []].append(delivery.id)
                     continue
                 }
-                state.withLock { state in
-                    state.queues[endpoint.id, default: []].append(delivery)
-                    state.totalQueued += 1
-                    state.caps[endpoint.id] =
-                        endpoint.consecutiveFailures >= WebhookCircuit.threshold ? 1 : concurrency
-                }
+                state.withLock { $0.enqueue(delivery, concurrency: concurrency) }
             }
             // A claim that filled the batch or an endpoint's room probably left due deliveries behind: the next
             // finished attempt (which makes room) asks for another claim.
@@ -245,6 +226,28 @@ final class DeliveryScheduler: Service, Sendable {
             // PostgreSQL a claim per few attempts rather than one per attempt.
             try? await Task.sleep(until: lastClaim + Self.minimumClaimInterval)
         }
+    }
+
+    /// How many more deliveries this process may hold (running and queued): twice its slots.
+    private func capacity(_ state: State) -> Int {
+        2 * configuration.maxInFlight - state.totalSlots - state.totalQueued
+    }
+
+    /// What each endpoint known here may take now: its window less what it runs and has queued, none while its
+    /// circuit is open here. (An endpoint not listed may take a first window.)
+    private func room(_ state: State, at now: Date) -> [UUID: Int] {
+        var room: [UUID: Int] = [:]
+        for endpoint in Set(state.slots.keys).union(state.queues.keys).union(state.localOpenUntil.keys) {
+            if let open = state.localOpenUntil[endpoint], open > now {
+                room[endpoint] = 0
+                continue
+            }
+            let window = window(
+                cap: state.caps[endpoint] ?? configuration.endpointConcurrency, state.attemptSeconds[endpoint])
+            room[endpoint] = max(
+                0, window - state.slots[endpoint, default: 0] - state.queues[endpoint, default: []].count)
+        }
+        return room
     }
 
     /// How many of an endpoint's deliveries this process holds at most (running and queued): twice its cap until
