@@ -131,7 +131,7 @@ import Testing
             #expect(contacts["+919876543211"]?.disposition == "do_not_call")
             #expect(contacts["+919876543212"]?.disposition == "do_not_call")
             #expect(contacts["+919876543210"]?.state == "dialing")
-            #expect(try await store.dialingCount(campaign: campaign.id) == 1)
+            #expect(try await store.dialingContacts(campaign: campaign.id).count == 1)
             // Another scheduler holds nothing: it dispatches nothing.
             let stranger = try await store.dispatchDueContacts(
                 of: campaign, owner: "scheduler-b", limit: 10, at: Self.dstMorning)
@@ -140,6 +140,32 @@ import Testing
             let later = try await store.dispatchDueContacts(
                 of: campaign, owner: Self.owner, limit: 10, at: Self.date("2026-03-08T12:00:00Z"))
             #expect(later.dials.map(\.phone) == ["+12125550101"])
+        }
+    }
+
+    @Test("dispatch stays within the campaign's max live calls, counting the contacts already dialing")
+    func liveLimit() async throws {
+        try await TestDatabase.withStore { store, _ in
+            let organization = try await store.createOrganization(name: "o-\(UUID())", by: Self.actor).id
+            let list = try await Self.list(
+                store, in: organization,
+                [
+                    ("+919876543210", "Asia/Kolkata"), ("+919876543211", "Asia/Kolkata"),
+                    ("+919876543212", "Asia/Kolkata"),
+                ])
+            let campaign = try await Self.running(
+                store, Self.settings([list], live: 2), in: organization, at: Self.dstMorning)
+            let first = try await store.dispatchDueContacts(
+                of: campaign, owner: Self.owner, limit: 10, at: Self.dstMorning)
+            #expect(first.dials.count == 2 && !first.atLiveLimit)
+            let second = try await store.dispatchDueContacts(
+                of: campaign, owner: Self.owner, limit: 10, at: Self.dstMorning)
+            #expect(second.dials.isEmpty && second.atLiveLimit)
+            _ = try await store.recordCampaignCallEnds(
+                [.init(callID: try #require(first.dials.first).callID, outcome: .completed)], at: Self.dstMorning + 5)
+            let third = try await store.dispatchDueContacts(
+                of: campaign, owner: Self.owner, limit: 10, at: Self.dstMorning + 5)
+            #expect(third.dials.count == 1)
         }
     }
 
@@ -228,7 +254,8 @@ import Testing
             #expect(contacts["+919876543210"]?.attempts == 2)
             let attempts = try await store.campaignAttempts(campaign: campaign.id, contacts: [busy.contactID])
             #expect(attempts.map(\.outcome) == ["busy", "busy"])
-            let progress = try #require(try await store.campaignProgress(id: campaign.id, in: organization))
+            let progress = try #require(try await store.campaignWithProgress(id: campaign.id, in: organization))
+                .progress
             #expect(progress.done == ["busy": 1, "invalid_number": 1])
             #expect(progress.attempts == 3 && progress.outcomes == ["busy": 2, "invalid_number": 1])
             // Nothing left: the campaign completes.

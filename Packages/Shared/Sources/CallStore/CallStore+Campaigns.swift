@@ -432,15 +432,20 @@ extension CallStore {
     }
 
     /// Moves a campaign along its lifecycle: draft → running (its contacts are laid out, each due at the first
-    /// opening of its calling window), running ⇄ paused, running or paused → stopped. A stopped campaign's pending
-    /// contacts are never dialed; attempts in flight end normally.
+    /// opening of its calling window), running ⇄ paused, draft, running or paused → stopped. A stopped campaign's
+    /// pending contacts are never dialed; attempts in flight end normally. With `from`, only a campaign in one of
+    /// those states moves (`start` is draft → running, `resume` paused → running).
     public func changeCampaignState(
-        id: UUID, in organization: OrganizationID, to target: CampaignState, at now: Date, by actor: AuditActor
+        id: UUID, in organization: OrganizationID, to target: CampaignState, from: Set<CampaignState>? = nil,
+        at now: Date, by actor: AuditActor
     ) async throws -> Campaign {
         let logger = self.logger
         return try await campaignTransaction { connection in
             guard let current = try await Self.lockCampaign(id, in: organization, on: connection, logger: logger) else {
                 throw CampaignStoreError.unknownCampaign
+            }
+            if let from, !from.contains(current.state) {
+                throw CampaignStoreError.invalidTransition(from: current.state, to: target)
             }
             switch (current.state, target) {
             case (.draft, .running):
@@ -476,9 +481,13 @@ extension CallStore {
         }
     }
 
-    /// Where a campaign's contacts stand; `nil` if it is not the organization's.
-    public func campaignProgress(id: UUID, in organization: OrganizationID) async throws -> CampaignProgress? {
-        guard try await campaign(id: id, in: organization) != nil else { return nil }
+    /// A campaign of the organization with where its contacts stand; `nil` if it has none with this id.
+    public func campaignWithProgress(
+        id: UUID, in organization: OrganizationID
+    ) async throws
+        -> (campaign: Campaign, progress: CampaignProgress)?
+    {
+        guard let campaign = try await campaign(id: id, in: organization) else { return nil }
         var progress = CampaignProgress(
             contacts: 0, pending: 0, dialing: 0, done: [:], attempts: 0, outcomes: [:], nextAttemptAt: nil)
         let states = try await client.query(
@@ -510,7 +519,7 @@ extension CallStore {
             """,
             logger: logger)
         for try await value in next.decode(Date?.self) { progress.nextAttemptAt = value }
-        return progress
+        return (campaign, progress)
     }
 
     /// A campaign's contacts by id, `limit` after `after`; `nil` if the campaign is not the organization's.
@@ -640,15 +649,6 @@ extension CallStore {
         return dials
     }
 
-    /// How many of a campaign's contacts have an attempt in flight.
-    public func dialingCount(campaign: UUID) async throws -> Int {
-        let rows = try await client.query(
-            "SELECT count(*) FROM campaign_contacts WHERE campaign_id = \(campaign) AND state = 'dialing'",
-            logger: logger)
-        for try await count in rows.decode(Int.self) { return count }
-        return 0
-    }
-
     /// What one dispatch round did.
     public struct CampaignDispatch: Sendable {
         /// Contacts to dial now: marked `dialing`, their attempt recorded; publish their commands.
@@ -659,9 +659,12 @@ extension CallStore {
         public var rescheduled: Int
         /// Whether `owner` no longer holds the campaign (nothing was done).
         public var leaseLost: Bool
+        /// Whether the campaign's live calls were at its `max_live_calls` (nothing was picked).
+        public var atLiveLimit = false
     }
 
-    /// Picks up to `limit` due contacts of a campaign `owner` holds, in one transaction: a contact on a do-not-call
+    /// Picks up to `limit` due contacts of a campaign `owner` holds, fewer if its `max_live_calls` leaves less room
+    /// beside the contacts already dialing, in one transaction: a contact on a do-not-call
     /// list (the organization's or the campaign's) as of now is set `done` with disposition `do_not_call`; one whose
     /// calling window is closed now moves to its next opening; the rest become `dialing` with their next attempt
     /// recorded under a call id derived from (campaign, contact, attempt). A contact never has two attempts in
@@ -680,7 +683,15 @@ extension CallStore {
             var holds = false
             for try await _ in held { holds = true }
             guard holds else { return CampaignDispatch(dials: [], doNotCall: 0, rescheduled: 0, leaseLost: true) }
-            guard limit > 0 else { return CampaignDispatch(dials: [], doNotCall: 0, rescheduled: 0, leaseLost: false) }
+            var dialing = 0
+            let counted = try await connection.query(
+                "SELECT count(*) FROM campaign_contacts WHERE campaign_id = \(campaign.id) AND state = 'dialing'",
+                logger: logger)
+            for try await count in counted.decode(Int.self) { dialing = count }
+            let limit = min(limit, campaign.settings.maxLiveCalls - dialing)
+            guard limit > 0 else {
+                return CampaignDispatch(dials: [], doNotCall: 0, rescheduled: 0, leaseLost: false, atLiveLimit: true)
+            }
             let rows = try await connection.query(
                 """
                 SELECT cc.contact_id, cc.phone, cc.time_zone, cc.attempts, c.fields::text,

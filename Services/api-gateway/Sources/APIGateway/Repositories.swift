@@ -190,12 +190,16 @@ public protocol CampaignRepository: Sendable {
         id: UUID, in organization: OrganizationID, settings: CampaignSettings, by actor: AuditActor
     )
         async throws -> Campaign
-    /// Moves a campaign along its lifecycle.
+    /// Moves a campaign along its lifecycle (from one of `from`, when given).
     func changeCampaignState(
-        id: UUID, in organization: OrganizationID, to target: CampaignState, at now: Date, by actor: AuditActor
+        id: UUID, in organization: OrganizationID, to target: CampaignState, from: Set<CampaignState>?, at now: Date,
+        by actor: AuditActor
     ) async throws -> Campaign
-    /// Where a campaign's contacts stand.
-    func campaignProgress(id: UUID, in organization: OrganizationID) async throws -> CampaignProgress?
+    /// A campaign with where its contacts stand.
+    func campaignWithProgress(
+        id: UUID, in organization: OrganizationID
+    ) async throws
+        -> (campaign: Campaign, progress: CampaignProgress)?
     /// One page of a campaign's contacts.
     func campaignContacts(
         id: UUID, in organization: OrganizationID, after: UUID?, limit: Int

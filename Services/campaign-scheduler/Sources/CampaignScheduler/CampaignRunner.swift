@@ -190,15 +190,12 @@ final class CampaignRunner: Service, Sendable {
             if let endsAt = campaign.settings.endsAt, now >= endsAt { return }
             if let startsAt = campaign.settings.startsAt, now < startsAt { return }
             guard allowance > 0 else { return }
-            let live = try await store.dialingCount(campaign: id)
-            let limit = min(allowance, campaign.settings.maxLiveCalls - live)
-            guard limit > 0 else { return }
             let started = ContinuousClock.now
             let result = try await withTimeout(configuration.databaseTimeout) { [store, configuration] in
                 try await store.dispatchDueContacts(
-                    of: campaign, owner: configuration.schedulerID, limit: limit, at: now)
+                    of: campaign, owner: configuration.schedulerID, limit: allowance, at: now)
             }
-            metrics.dispatchDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+            metrics.dispatchDuration.record(duration: ContinuousClock.now - started)
             if result.leaseLost {
                 logger.info("campaign lease lost", metadata: ["campaign.id": "\(id)"])
                 state.withLock {
@@ -211,7 +208,7 @@ final class CampaignRunner: Service, Sendable {
             let commands = result.dials.compactMap { command(for: $0, of: campaign, at: now) }
             state.withLock { state in
                 state.held[id]?.tokens -= Double(result.dials.count)
-                if result.dials.isEmpty && result.rescheduled == 0 && result.doNotCall == 0 {
+                if result.dials.isEmpty && result.rescheduled == 0 && result.doNotCall == 0 && !result.atLiveLimit {
                     // Nothing due: look again in a moment, not every tick.
                     state.held[id]?.idleUntil = ContinuousClock.now + .milliseconds(500)
                 }
@@ -288,12 +285,5 @@ final class CampaignRunner: Service, Sendable {
             to: target, callerID: campaign.settings.callerID, dialplan: campaign.settings.dialplan,
             timeoutSeconds: campaign.settings.timeoutSeconds, metadata: metadata,
             requestedBy: "campaign:\(campaign.id.uuidString.lowercased())", organizationID: campaign.organizationID)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds.
-    var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }

@@ -59,7 +59,7 @@ struct CampaignsController: Sendable {
         group.post("campaigns/:id/start", use: { try await change($0, $1, to: .running, from: [.draft]) })
         group.post("campaigns/:id/pause", use: { try await change($0, $1, to: .paused, from: [.running]) })
         group.post("campaigns/:id/resume", use: { try await change($0, $1, to: .running, from: [.paused]) })
-        group.post("campaigns/:id/stop", use: { try await change($0, $1, to: .stopped, from: []) })
+        group.post("campaigns/:id/stop", use: { try await change($0, $1, to: .stopped, from: nil) })
         group.get("campaigns/:id/contacts", use: contacts)
         group.get("campaigns/:id/results", use: results)
         group.get("campaigns/:id/events", use: events)
@@ -286,8 +286,10 @@ struct CampaignsController: Sendable {
         try context.require(.campaigns)
         let id = try Self.id(context, of: "campaign")
         let organization = context.caller.organizationID
-        guard let campaign = try await context.store({ try await repository.campaign(id: id, in: organization) }),
-            let progress = try await context.store({ try await repository.campaignProgress(id: id, in: organization) })
+        guard
+            let (campaign, progress) = try await context.store({
+                try await repository.campaignWithProgress(id: id, in: organization)
+            })
         else { throw Self.notFound("campaign", id) }
         return try JSONResponse.make(CampaignResource(campaign: campaign, progress: progress))
     }
@@ -305,23 +307,15 @@ struct CampaignsController: Sendable {
         return try JSONResponse.make(CampaignResource(campaign: campaign))
     }
 
-    /// A lifecycle step; `from` lists the states it applies to (empty: any state the store allows).
+    /// A lifecycle step; `from` lists the states it applies to (`nil`: any state the store allows).
     private func change(
-        _ request: Request, _ context: Context, to target: CampaignState, from: Set<CampaignState>
+        _ request: Request, _ context: Context, to target: CampaignState, from: Set<CampaignState>?
     ) async throws -> Response {
         try context.require(.campaigns)
         let id = try Self.id(context, of: "campaign")
-        let organization = context.caller.organizationID
-        if !from.isEmpty {
-            guard let current = try await context.store({ try await repository.campaign(id: id, in: organization) })
-            else { throw Self.notFound("campaign", id) }
-            guard from.contains(current.state) else {
-                throw Problem(.conflict, detail: "the campaign is \(current.state.rawValue)")
-            }
-        }
         let campaign = try await campaignStore(context) {
             try await repository.changeCampaignState(
-                id: id, in: organization, to: target, at: Date(), by: context.auditActor)
+                id: id, in: context.caller.organizationID, to: target, from: from, at: Date(), by: context.auditActor)
         }
         context.logger.notice(
             "campaign state changed",
@@ -419,19 +413,12 @@ struct CampaignsController: Sendable {
         var quietSince = ContinuousClock.now
         var sequence = 0
         while !Task.isCancelled {
-            let snapshot: (Campaign, CampaignProgress)?
+            let snapshot: (campaign: Campaign, progress: CampaignProgress)?
             do {
-                if let campaign = try await repository.campaign(id: id, in: organization),
-                    let progress = try await repository.campaignProgress(id: id, in: organization)
-                {
-                    snapshot = (campaign, progress)
-                } else {
-                    snapshot = nil
-                }
+                snapshot = try await repository.campaignWithProgress(id: id, in: organization)
             } catch {
                 // The database is away: the stream waits for it rather than ending.
                 logger.warning("campaign progress not read", metadata: ["error": .string("\(error)")])
-                snapshot = nil
                 try await Task.sleep(for: progressInterval)
                 continue
             }
