@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOSSL
 import PostgresNIO
+import ServiceSupport
 
 /// Builds a `PostgresClient` configuration from a `postgres://user:password@host:port/database?sslmode=...` URL.
 public enum DatabaseConfiguration {
@@ -46,5 +47,18 @@ public enum DatabaseConfiguration {
             configuration.options.additionalStartupParameters = [("application_name", applicationName)]
         }
         return configuration
+    }
+}
+
+extension EnvironmentReader {
+    /// `DATABASE_URL`, refused with a `ConfigurationError` when it is missing or PostgresNIO cannot use it.
+    public func databaseURL() throws -> String {
+        let url = try required("DATABASE_URL")
+        do {
+            _ = try DatabaseConfiguration.client(url: url)
+        } catch {
+            throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
+        }
+        return url
     }
 }

@@ -72,18 +72,8 @@ public struct SchedulerConfiguration: Sendable {
     ) throws
         -> SchedulerConfiguration
     {
-        let kafka: KafkaConfiguration
-        do {
-            kafka = try KafkaConfiguration.fromEnvironment(environment.values)
-        } catch let error as KafkaError {
-            throw ConfigurationError(variable: "KAFKA_BOOTSTRAP_SERVERS", message: error.message)
-        }
-        let databaseURL = try environment.required("DATABASE_URL")
-        do {
-            _ = try DatabaseConfiguration.client(url: databaseURL)
-        } catch {
-            throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
-        }
+        let kafka = try environment.kafkaConfiguration()
+        let databaseURL = try environment.databaseURL()
         let schedulerID = try environment.processID("SCHEDULER_ID", fallbackPrefix: "scheduler")
         let lease = Duration.seconds(try environment.int("CAMPAIGN_LEASE_SECONDS", default: 10, range: 2...300))
         let renew = Duration.milliseconds(try environment.int("CAMPAIGN_RENEW_MS", default: 2000, range: 100...60_000))

@@ -183,18 +183,8 @@ public struct WorkerConfiguration: Sendable {
         }
         let defaultCallerID = try environment.raw("DEFAULT_CALLER_ID").map(parseCallerID)
 
-        let kafka: KafkaConfiguration
-        do {
-            kafka = try KafkaConfiguration.fromEnvironment(environment.values)
-        } catch let error as KafkaError {
-            throw ConfigurationError(variable: "KAFKA_BOOTSTRAP_SERVERS", message: error.message)
-        }
-        let databaseURL = try environment.required("DATABASE_URL")
-        do {
-            _ = try DatabaseConfiguration.client(url: databaseURL)
-        } catch {
-            throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
-        }
+        let kafka = try environment.kafkaConfiguration()
+        let databaseURL = try environment.databaseURL()
 
         func seconds(_ name: String, _ fallback: Double, _ range: ClosedRange<Double>) throws -> Duration {
             .milliseconds(Int64(try environment.double(name, default: fallback, range: range) * 1000))

@@ -180,7 +180,7 @@ public struct GatewayConfiguration: Sendable {
         } catch {
             throw ConfigurationError(variable: "DATABASE_URL", message: "\(error)")
         }
-        kafka = try Self.readKafka(env)
+        kafka = try env.kafkaConfiguration()
         topics = CallTopics.fromEnvironment(env.values)
         publishTimeoutSeconds = try env.double("PUBLISH_TIMEOUT_SECONDS", default: 5, range: 0.1...120)
         let contexts = env.list("ALLOWED_CONTEXTS", default: [env.string("DEFAULT_CONTEXT", default: "default")])
@@ -241,19 +241,5 @@ public struct GatewayConfiguration: Sendable {
                 variable: name, message: "must look like COUNT/SECONDS, e.g. 10/60 (1-1000000 per 1-86400 s)")
         }
         return RateLimit(count: count, seconds: seconds)
-    }
-
-    static func readKafka(_ env: EnvironmentReader) throws -> KafkaConfiguration {
-        guard env.raw("KAFKA_BOOTSTRAP_SERVERS") != nil else {
-            throw ConfigurationError(
-                variable: "KAFKA_BOOTSTRAP_SERVERS", message: "must be set (a comma-separated list of host:port)")
-        }
-        do {
-            return try KafkaConfiguration.fromEnvironment(env.values)
-        } catch let error as KafkaError {
-            let variable =
-                env.values.keys.sorted().first { error.message.contains($0) } ?? "KAFKA_BOOTSTRAP_SERVERS"
-            throw ConfigurationError(variable: variable, message: error.message)
-        }
     }
 }
