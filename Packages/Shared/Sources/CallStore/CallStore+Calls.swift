@@ -65,7 +65,7 @@ extension CallStore {
     {
         let logger = self.logger
         do {
-            return try await client.withTransaction(logger: logger) { connection in
+            return try await transaction { connection in
                 try await Self.upsertCommand(command, on: connection, logger: logger)
                 var event = CallStatusEvent(
                     callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: now,
@@ -101,8 +101,7 @@ extension CallStore {
                 let status = try await Self.currentStatus(of: command.callID, on: connection, logger: logger)
                 return .alreadyTaken(status?.status ?? .queued)
             }
-        } catch let error as PostgresTransactionError {
-            guard let deferral = error.closureError as? ClaimDeferral, error.rollbackError == nil else { throw error }
+        } catch let deferral as ClaimDeferral {
             return .deferred(deferral.limit, retryAfter: deferral.retryAfter)
         }
     }

@@ -37,7 +37,7 @@ extension CallStore {
     {
         let id = UUID.systemRandom()
         let logger = self.logger
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             let rows = try await connection.query(
                 """
                 INSERT INTO contact_lists (id, organization_id, name, state, created_by)
@@ -116,7 +116,7 @@ extension CallStore {
     /// Ends an import: `ready` with its counts, or `failed` with `error` (its contacts are then deleted).
     public func finishContactImport(list: UUID, rowsRead: Int, error: String?) async throws -> ContactList {
         let logger = self.logger
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             if error != nil {
                 try await connection.query("DELETE FROM contacts WHERE list_id = \(list)", logger: logger)
             }
@@ -185,7 +185,7 @@ extension CallStore {
         -> Bool
     {
         let logger = self.logger
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             let used = try await connection.query(
                 "SELECT 1 FROM campaign_lists WHERE list_id = \(id) LIMIT 1", logger: logger)
             for try await _ in used { throw CampaignStoreError.listInUse }
@@ -217,7 +217,7 @@ extension CallStore {
         let logger = self.logger
         let unique = Array(Set(phones))
         guard !unique.isEmpty else { return 0 }
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             if let campaign {
                 guard try await Self.campaignExists(campaign, in: organization, on: connection, logger: logger) else {
                     throw CampaignStoreError.unknownCampaign
@@ -250,7 +250,7 @@ extension CallStore {
         _ phone: String, campaign: UUID?, in organization: OrganizationID, by actor: AuditActor
     ) async throws -> Bool {
         let logger = self.logger
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             let rows = try await connection.query(
                 """
                 DELETE FROM dnc_entries
@@ -320,7 +320,7 @@ extension CallStore {
         let logger = self.logger
         let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
         let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             try await Self.requireReadyLists(settings.listIDs, in: organization, on: connection, logger: logger)
             try await connection.query(
                 """
@@ -385,7 +385,7 @@ extension CallStore {
         let logger = self.logger
         let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
         let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             guard let current = try await Self.lockCampaign(id, in: organization, on: connection, logger: logger) else {
                 throw CampaignStoreError.unknownCampaign
             }
@@ -440,7 +440,7 @@ extension CallStore {
         at now: Date, by actor: AuditActor
     ) async throws -> Campaign {
         let logger = self.logger
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             guard let current = try await Self.lockCampaign(id, in: organization, on: connection, logger: logger) else {
                 throw CampaignStoreError.unknownCampaign
             }
@@ -673,7 +673,7 @@ extension CallStore {
         of campaign: Campaign, owner: String, limit: Int, at now: Date
     ) async throws -> CampaignDispatch {
         let logger = self.logger
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             let held = try await connection.query(
                 """
                 SELECT 1 FROM campaigns
@@ -802,7 +802,7 @@ extension CallStore {
         var outcomes: [UUID: CampaignOutcome] = [:]
         for end in ends { outcomes[end.callID.uuid] = end.outcome }
         let callIDs = Array(outcomes.keys)
-        return try await campaignTransaction { connection in
+        return try await transaction { connection in
             let rows = try await connection.query(
                 """
                 SELECT a.call_id, a.campaign_id, a.contact_id, cc.attempts, cc.retries::text, cc.time_zone,
@@ -920,19 +920,6 @@ extension CallStore {
     }
 
     // MARK: - Helpers
-
-    /// A transaction whose refusals (``CampaignStoreError``) reach the caller as themselves, not wrapped in
-    /// PostgresNIO's transaction error.
-    func campaignTransaction<Result: Sendable>(
-        _ body: (PostgresConnection) async throws -> Result
-    ) async throws -> Result {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-        } catch let error as PostgresTransactionError {
-            if let refusal = error.closureError as? CampaignStoreError, error.rollbackError == nil { throw refusal }
-            throw error
-        }
-    }
 
     /// The UUID that sorts before every other (a first page's cursor).
     static let lowestUUID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))

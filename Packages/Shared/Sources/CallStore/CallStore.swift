@@ -59,4 +59,15 @@ public struct CallStore: Sendable {
         try await client.query(
             "DELETE FROM idempotency_keys WHERE user_id = \(userID) AND key = \(key)", logger: logger)
     }
+
+    /// A transaction whose body's own error (a refusal such as ``CampaignStoreError``, or a deferral) reaches the
+    /// caller as itself once the transaction is rolled back, rather than wrapped in PostgresNIO's transaction error.
+    func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        } catch let error as PostgresTransactionError {
+            if let cause = error.closureError, error.rollbackError == nil { throw cause }
+            throw error
+        }
+    }
 }
