@@ -53,23 +53,6 @@ struct ContactListErrorResource: Encodable {
     }
 }
 
-struct ContactListErrorPage: Encodable {
-    var errors: [ContactListErrorResource]
-    /// The `after` of the next page, when there may be one.
-    var next: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case errors
-        case next = "next_after"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(errors, forKey: .errors)
-        try container.encode(next, forKey: .next)
-    }
-}
-
 /// A do-not-call entry.
 struct DoNotCallResource: Encodable {
     var entry: DoNotCallEntry
@@ -88,22 +71,6 @@ struct DoNotCallResource: Encodable {
         try container.encode(entry.reason, forKey: .reason)
         try container.encode(entry.createdBy, forKey: .createdBy)
         try container.encode(entry.createdAt, forKey: .createdAt)
-    }
-}
-
-struct DoNotCallPage: Encodable {
-    var entries: [DoNotCallResource]
-    var next: String?
-
-    enum CodingKeys: String, CodingKey {
-        case entries
-        case next = "next_after"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(entries, forKey: .entries)
-        try container.encode(next, forKey: .next)
     }
 }
 
@@ -260,18 +227,22 @@ struct CampaignContactResource: Encodable {
     }
 }
 
-struct CampaignContactPage: Encodable {
-    var contacts: [CampaignContactResource]
-    var next: String?
+/// One page of a listing: its items under `key`, and `next_after`, the `after` of the next page (null on the last).
+struct CursorPage<Item: Encodable, Cursor: Encodable>: Encodable {
+    var key: String
+    var items: [Item]
+    var next: Cursor?
 
-    enum CodingKeys: String, CodingKey {
-        case contacts
-        case next = "next_after"
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(contacts, forKey: .contacts)
-        try container.encode(next, forKey: .next)
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(items, forKey: Key(stringValue: key))
+        try container.encode(next, forKey: Key(stringValue: "next_after"))
     }
 }

@@ -182,8 +182,8 @@ struct CampaignsController: Sendable {
             })
         else { throw Self.notFound("contact list", id) }
         return try JSONResponse.make(
-            ContactListErrorPage(
-                errors: errors.map(ContactListErrorResource.init),
+            CursorPage(
+                key: "errors", items: errors.map(ContactListErrorResource.init),
                 next: errors.count == limit ? errors.last?.line : nil))
     }
 
@@ -232,8 +232,9 @@ struct CampaignsController: Sendable {
                 campaign: campaign, in: context.caller.organizationID, after: after, limit: limit)
         }
         return try JSONResponse.make(
-            DoNotCallPage(
-                entries: entries.map(DoNotCallResource.init), next: entries.count == limit ? entries.last?.phone : nil))
+            CursorPage(
+                key: "entries", items: entries.map(DoNotCallResource.init),
+                next: entries.count == limit ? entries.last?.phone : nil))
     }
 
     @Sendable func checkDoNotCall(_ request: Request, context: Context) async throws -> Response {
@@ -338,8 +339,9 @@ struct CampaignsController: Sendable {
         }
         let byContact = Dictionary(grouping: attempts, by: \.contactID)
         return try JSONResponse.make(
-            CampaignContactPage(
-                contacts: contacts.map {
+            CursorPage(
+                key: "contacts",
+                items: contacts.map {
                     CampaignContactResource(contact: $0, attempts: byContact[$0.contactID] ?? [])
                 },
                 next: contacts.count == limit ? contacts.last?.contactID.lowercased : nil))
