@@ -35,6 +35,19 @@ struct LogicTests {
         #expect(offsets.completed(partition, offset: 6)?.offset == 7)
     }
 
+    @Test("each delivery says how it follows the partition's previous one: start, next, rewind, or a jump")
+    func continuity() {
+        var offsets = OffsetTracker()
+        #expect(offsets.delivered(partition, offset: 40) == .starts)
+        #expect(offsets.delivered(partition, offset: 41) == .follows)
+        #expect(offsets.delivered(partition, offset: 42) == .follows)
+        #expect(offsets.delivered(partition, offset: 40) == .rewinds(from: 42))
+        #expect(offsets.delivered(partition, offset: 41) == .follows)
+        #expect(offsets.delivered(partition, offset: 45) == .jumps(from: 41))
+        let other = KafkaTopicPartition(topic: partition.topic, partition: 1)
+        #expect(offsets.delivered(other, offset: 0) == .starts)
+    }
+
     @Test("a stopping worker waits on the calls it ended within the window, each at its highest terminal seq")
     func recentlyEndedWindow() {
         var ended = RecentlyEnded(window: .seconds(10))

@@ -31,6 +31,22 @@ import Testing
         ProcessInfo.processInfo.environment["FAULT_LOAD_RATE"].flatMap(Double.init) ?? 25
     }
 
+    /// The faults to run: those whose name contains `FAULT_ONLY` (case-insensitive), when set, repeated
+    /// `FAULT_REPEAT` times (default 1), to reproduce one fault without the others; every fault otherwise.
+    static var selectedFaults: [Fault] {
+        let environment = ProcessInfo.processInfo.environment
+        let repeats = max(1, environment["FAULT_REPEAT"].flatMap(Int.init) ?? 1)
+        guard let only = environment["FAULT_ONLY"], !only.isEmpty else { return faults }
+        let chosen = faults.filter { $0.name.localizedCaseInsensitiveContains(only) }
+        return (0..<repeats).flatMap { round in
+            chosen.map { fault in
+                var fault = fault
+                if repeats > 1 { fault.name += " #\(round + 1)" }
+                return fault
+            }
+        }
+    }
+
     static let faults: [Fault] = [
         Fault(name: "none (baseline)") { _ in try await Task.sleep(for: .seconds(5)) },
         Fault(name: "worker SIGKILL, restarted") { control in
@@ -119,7 +135,9 @@ import Testing
                     database: database, bootstrapServers: stack.bootstrapServers, control: control,
                     margin: .seconds(90))
                 var rows: [PhaseRow] = []
-                for fault in Self.faults {
+                let faults = Self.selectedFaults
+                #expect(!faults.isEmpty, "FAULT_ONLY matches no fault")
+                for fault in faults {
                     let row = try await Self.run(fault, control: control, token: token, verifier: verifier)
                     rows.append(row)
                     print(Self.table([row]).split(separator: "\n").last.map(String.init) ?? "")
@@ -208,6 +226,7 @@ import Testing
                 "unexpected answers \(row.unexpected)", "terminal≠1 \(row.terminalMismatch)",
                 "topic events missing in PostgreSQL \(row.missingFromPostgres)",
                 "answered but cut \(row.answeredNotCompleted)", "failed undialed \(row.failedUndialed)",
+                "killed between mark and dial \(row.killedMidDial)",
                 "bad endpoints \(row.badEndpoints)",
                 "refused then dialed \(row.refusedThenDialed)", "re-originated ids \(row.reoriginated)",
                 "taken over \(row.takenOver)",

@@ -112,4 +112,60 @@ import Testing
             }
         }
     }
+
+    /// A partition paused, then taken away by a rebalance, delivers again when it comes back after the pause was
+    /// lifted elsewhere: librdkafka keeps a partition's pause across unassign and assign, so the consumer sets it
+    /// on every assignment. (A worker whose partitions came back after a broker outage never consumed them again.)
+    @Test(.timeLimit(.minutes(3)))
+    func partitionPausedBeforeARebalanceDeliversWhenItComesBackResumed() async throws {
+        let topic = KafkaTest.unique("pause-rebalance")
+        try await KafkaTest.withCluster(topics: [topic: 2]) { cluster in
+            let configuration = KafkaTest.configuration(cluster)
+            let group = KafkaTest.unique("pause-rebalance")
+            let producer = try KafkaProducer(configuration: configuration, logger: KafkaTest.logger)
+            let first = try KafkaConsumer(
+                configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
+            let second = try KafkaConsumer(
+                configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
+            let received = Collector<KafkaMessage>()
+            var partitionsSent = Set<Int32>()
+            try await KafkaTest.withRunning({ try await producer.run() }) {
+                try await KafkaTest.withRunning({ try await first.run() }) {
+                    let reading = Task {
+                        for try await message in first.messages { received.append(message) }
+                    }
+                    try await KafkaTest.eventually("both partitions assigned to the first consumer") {
+                        first.assignment.count == 2
+                    }
+                    // Paused with both partitions; the poll thread applies it within its next turn.
+                    try first.pause()
+                    try await Task.sleep(for: .seconds(1))
+                    try await KafkaTest.withRunning({ try await second.run() }) {
+                        try await KafkaTest.eventually("one partition each") {
+                            first.assignment.count == 1 && second.assignment.count == 1
+                        }
+                        // Lifted while the other partition belongs to the second consumer.
+                        try first.resume()
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                    try await KafkaTest.eventually("both partitions back with the first consumer") {
+                        first.assignment.count == 2
+                    }
+                    for index in 0..<20 {
+                        let receipt = try await producer.send(
+                            topic: topic, key: "key-\(index)".bytes, value: "\(index)".bytes)
+                        partitionsSent.insert(receipt.partition)
+                    }
+                    try await KafkaTest.eventually(timeout: .seconds(30), "every message, from both partitions") {
+                        received.count == 20
+                    }
+                    reading.cancel()
+                    _ = try? await reading.value
+                }
+            }
+            #expect(partitionsSent == [0, 1])
+            #expect(Set(received.all.map(\.partition)) == [0, 1])
+            #expect(received.all.map(\.value.string).sorted() == (0..<20).map { "\($0)" }.sorted())
+        }
+    }
 }

@@ -37,6 +37,11 @@ struct PhaseRow: Sendable {
     /// Calls that ended `failed` although the node never created their channel (every number of the mix is
     /// dialable: a failure without a dial is a call given up, not an outcome).
     var failedUndialed = 0
+    /// Calls whose worker was SIGKILLed after its fenced originate mark and before the originate left it (the mark
+    /// less than a second before the kill, no originate at the node). Their new owner cannot tell them from calls
+    /// dialed and ended while no one listened, so they end `failed`/`lost` rather than risk a second dial: the one
+    /// undecidable case, reported apart and bounded by that window.
+    var killedMidDial = 0
     /// Calls another worker took over from their owner (owner epoch above 1; informational).
     var takenOver = 0
     /// Calls that ended otherwise than their number's outcome (informational: a refused originate fails).
@@ -75,7 +80,12 @@ struct PhaseVerifier: Sendable {
         var answered: Bool
         var failureReason: String?
         var ownerEpoch: Int
+        /// When the fenced originate mark was written (seconds since 1970), if it was.
+        var originateMarkedAt: Double?
     }
+
+    /// How long before a worker's SIGKILL a call's originate mark may be while its originate had not left yet.
+    static let markToDialWindow = 1.0
 
     static let terminal: Set<String> = ["completed", "busy", "no_answer", "rejected", "failed", "canceled", "expired"]
 
@@ -157,6 +167,18 @@ struct PhaseVerifier: Sendable {
             try await Task.sleep(for: .seconds(1))
         }
         let originates = try await Self.step("reading the simulator's originate log") { try await control.originates() }
+        let killedWorkers = control.kills.instants(of: { $0.hasPrefix("worker-") }).map(\.timeIntervalSince1970)
+
+        // Where the commands of calls stuck before dialing sit on the originate topic, to follow them in the workers'
+        // logs ("partition consumed from offset").
+        var commandPositions: [String: [String]] = [:]
+        if acceptedByID.keys.contains(where: { rows[$0].map { $0.status == "queued" } ?? false }),
+            let commands = try? Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.originate.v1")
+        {
+            for record in commands {
+                commandPositions[record.key, default: []].append("[\(record.partition)]@\(record.offset)")
+            }
+        }
 
         for (id, request) in acceptedByID.sorted(by: { $0.value.serial < $1.value.serial }) {
             guard let record = rows[id] else {
@@ -166,7 +188,9 @@ struct PhaseVerifier: Sendable {
             }
             guard Self.terminal.contains(record.status) else {
                 row.stuck += 1
-                row.problems.append("call \(id) is still \(record.status) \(Self.seconds(margin)) s after the load")
+                let position = commandPositions[id].map { ", its command at \($0.joined(separator: " "))" } ?? ""
+                row.problems.append(
+                    "call \(id) is still \(record.status) \(Self.seconds(margin)) s after the load\(position)")
                 continue
             }
             let timelineTerminals = (timelines[id] ?? [:]).values.filter { Self.terminal.contains($0) }
@@ -187,6 +211,12 @@ struct PhaseVerifier: Sendable {
             if record.status != request.profile.expected { row.otherOutcome += 1 }
             if record.ownerEpoch > 1 { row.takenOver += 1 }
             if record.status == "failed", (originates[id]?.accepted ?? 0) == 0 {
+                if originates[id] == nil, record.failureReason == "lost", let marked = record.originateMarkedAt,
+                    killedWorkers.contains(where: { marked <= $0 && marked >= $0 - Self.markToDialWindow })
+                {
+                    row.killedMidDial += 1
+                    continue
+                }
                 row.failedUndialed += 1
                 row.problems.append("call \(id) ended failed (\(record.failureReason ?? "")) and was never dialed")
             }
@@ -226,16 +256,16 @@ struct PhaseVerifier: Sendable {
             let result = try await database.query(
                 """
                 SELECT id::text, status, (metadata->>'serial')::int, to_number, answered_at IS NOT NULL, failure_reason,
-                    owner_epoch
+                    owner_epoch, extract(epoch FROM originate_sent_at)::float8
                 FROM calls WHERE metadata->>'fault' = \(phase) OR id::text = ANY(\(ids))
                 """, logger: Self.logger)
             var rows: [String: Row] = [:]
-            for try await (id, status, serial, to, answered, reason, epoch) in result.decode(
-                (String, String, Int?, String?, Bool, String?, Int).self)
+            for try await (id, status, serial, to, answered, reason, epoch, marked) in result.decode(
+                (String, String, Int?, String?, Bool, String?, Int, Double?).self)
             {
                 rows[id] = Row(
                     id: id, status: status, serial: serial, to: to, answered: answered, failureReason: reason,
-                    ownerEpoch: epoch)
+                    ownerEpoch: epoch, originateMarkedAt: marked)
             }
             return rows
         }

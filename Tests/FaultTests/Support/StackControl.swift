@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import Synchronization
 import TestSupport
 
 /// The faults the suite injects into a running `devstack up`: signals to its child processes, the embedded broker's
@@ -12,6 +13,22 @@ struct StackControl: Sendable {
     let client: HTTPClient
     /// The suite's own PostgreSQL server (stopped and started by one fault).
     let postgres: SuitePostgres?
+    /// When each SIGKILL was sent, and to whom.
+    let kills = KillLog()
+
+    /// The SIGKILLs the suite sent: a killed worker's calls are judged against the instant it died.
+    final class KillLog: Sendable {
+        private let entries = Mutex<[(name: String, at: Date)]>([])
+
+        func record(_ name: String, at instant: Date) {
+            entries.withLock { $0.append((name, instant)) }
+        }
+
+        /// The instants the children whose names match were killed at.
+        func instants(of names: (String) -> Bool) -> [Date] {
+            entries.withLock { $0.filter { names($0.name) }.map(\.at) }
+        }
+    }
 
     /// A child of the stack, found by its executable and, for workers, `WORKER_ID`.
     struct Child: Sendable, Equatable {
@@ -45,7 +62,9 @@ struct StackControl: Sendable {
     @discardableResult
     func signal(_ name: String, _ signal: Int32) throws -> Int32 {
         guard let pid = pid(of: name) else { throw TestEnvironmentError("no running \(name)") }
+        let sent = Date()
         guard kill(pid, signal) == 0 else { throw TestEnvironmentError("kill(\(pid), \(signal)) failed: \(errno)") }
+        if signal == SIGKILL { kills.record(name, at: sent) }
         return pid
     }
 

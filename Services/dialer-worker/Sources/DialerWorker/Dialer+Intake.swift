@@ -46,7 +46,24 @@ extension Dialer {
                 context.gate.finishPlacing(keepSlot: false, refundToken: true)
                 return
             }
-            offsets.withLock { $0.delivered(message.topicPartition, offset: message.offset) }
+            let continuity = offsets.withLock { $0.delivered(message.topicPartition, offset: message.offset) }
+            if continuity != .follows {
+                // Where a partition starts, or starts again after a rebalance: what an operator needs to follow a
+                // command across rebalances. A jump forward means commands were passed over.
+                var metadata: Logger.Metadata = [
+                    "kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)",
+                ]
+                switch continuity {
+                case .follows, .starts:
+                    logger.info("partition consumed from offset", metadata: metadata)
+                case .rewinds(let previous):
+                    metadata["kafka.previous_offset"] = "\(previous)"
+                    logger.info("partition consumed again from its committed offset", metadata: metadata)
+                case .jumps(let previous):
+                    metadata["kafka.previous_offset"] = "\(previous)"
+                    logger.error("commands passed over in a partition", metadata: metadata)
+                }
+            }
             spawn { await self.place(message) }
         }
     }

@@ -312,9 +312,9 @@ final class ConsumerCore: Sendable {
                 state.assigned(partitions)
                 return state.isFetchPaused
             }
-            if paused {
-                client.setPaused(true, partitions: partitions)
-            }
+            // Set either way: librdkafka keeps a partition's pause flag across unassign and assign, so a partition
+            // paused before it was revoked, and not here when the pause was lifted, would otherwise stay paused.
+            client.setPaused(paused, partitions: partitions)
             metrics.rebalances.increment()
             logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(partitions)"])
             rebalanceContinuation.yield(.assigned(partitions))
