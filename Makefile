@@ -63,7 +63,7 @@ run: deps
 ## Benchmarks: release build, every scenario, one table on stdout, raw JSON in bench/results/ (scripts/bench.sh).
 ## BENCH_BUILD is the build directory (e.g. `make bench BENCH_BUILD=.build-release` keeps release builds apart).
 BENCH_BUILD ?= .build
-BENCH_PRODUCTS := api-gateway dialer-worker webhook-dispatcher devstack loadgen kafka-bench
+BENCH_PRODUCTS := api-gateway dialer-worker webhook-dispatcher campaign-scheduler devstack loadgen kafka-bench
 BENCH_RELEASE = for product in $(BENCH_PRODUCTS); do \
 	$(SWIFT) build -c release --scratch-path $(BENCH_BUILD) --product $$product || exit 1; done
 

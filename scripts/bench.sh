@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh [--quick] [--bin DIR]        (DIR: the release binaries, default .build/release)
 #
-# BENCH_ONLY=gateway,e2e,memory,kafka,history,webhooks picks scenarios; BENCH_E2E_RATES=100,200 and BENCH_E2E_DURATION=20
+# BENCH_ONLY=gateway,e2e,memory,kafka,history,webhooks,campaigns picks scenarios; BENCH_E2E_RATES=100,200 and BENCH_E2E_DURATION=20
 # override the end-to-end rates and seconds per rate; BENCH_IN_FLIGHT and BENCH_DB_CONNECTIONS the workers'
 # MAX_ORIGINATES_IN_FLIGHT (128) and DATABASE_MAX_CONNECTIONS (20); BENCH_BROKERS the embedded cluster's brokers
 # for the stack scenarios (1); BENCH_KEEP=1 keeps the run directory (logs).
@@ -26,7 +26,7 @@ done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin=$(cd "$bin" && pwd)
-for executable in api-gateway dialer-worker webhook-dispatcher devstack loadgen kafka-bench; do
+for executable in api-gateway dialer-worker webhook-dispatcher campaign-scheduler devstack loadgen kafka-bench; do
     [[ -x $bin/$executable ]] || { echo "bench: $bin/$executable is missing (make bench builds it)" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 2; }
@@ -38,6 +38,7 @@ if [[ $mode == quick ]]; then
     kafka_args=(--messages 50000 --rounds 1)
     history_args=(--calls 2500 --rounds 1)
     webhook_args=(--rate 1000 --duration 10)
+    campaign_args=(--contacts 100000 --rate 500 --duration 8)
 else
     gateway_args=(--duration 10 --half-duration 15)
     e2e_args=(--rates 100,200,300,500,1000 --duration 60 --drain-timeout 60)
@@ -45,10 +46,11 @@ else
     kafka_args=(--messages 200000 --rounds 3)
     history_args=(--calls 10000 --rounds 3)
     webhook_args=(--rate 1000 --duration 60)
+    campaign_args=(--contacts 1000000 --rate 500 --duration 15)
 fi
 [[ -n ${BENCH_E2E_RATES:-} ]] && e2e_args+=(--rates "$BENCH_E2E_RATES")
 [[ -n ${BENCH_E2E_DURATION:-} ]] && e2e_args+=(--duration "$BENCH_E2E_DURATION")
-only=${BENCH_ONLY:-gateway,e2e,memory,kafka,history,webhooks}
+only=${BENCH_ONLY:-gateway,e2e,memory,kafka,history,webhooks,campaigns}
 wanted() { [[ ",$only," == *",$1,"* ]]; }
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -111,7 +113,7 @@ trap 'exit 130' INT TERM
     -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB" \
     start >/dev/null || { echo "bench: PostgreSQL did not start" >&2; exit 2; }
 pg_url="postgres://postgres@127.0.0.1:$pg_port"
-for database in bench_gateway bench_e2e bench_memory bench_history bench_webhooks; do
+for database in bench_gateway bench_e2e bench_memory bench_history bench_webhooks bench_campaigns; do
     psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE $database" >/dev/null
 done
 echo "bench: $mode run, revision $revision, PostgreSQL on 127.0.0.1:$pg_port, logs in $run" >&2
@@ -250,7 +252,41 @@ scenario_webhooks() {
         --dispatcher "$bin/webhook-dispatcher" "${webhook_args[@]}" --out "$run/webhooks.json"
 }
 
-for scenario in gateway e2e memory kafka history webhooks; do
+# MARK: 7. campaigns
+
+scenario_campaigns() {
+    local log=$run/campaigns.log
+    "$bin/devstack" kafka --partitions 12 --log-level warning >"$run/kafka-campaigns.out" 2>>"$log" &
+    local kafka_pid=$!
+    started+=("$kafka_pid")
+    wait_for_line "$run/kafka-campaigns.out" ':' "$kafka_pid" 30 ||
+        { echo "embedded Kafka did not start" >>"$log"; return 1; }
+    local bootstrap port
+    bootstrap=$(head -1 "$run/kafka-campaigns.out")
+    port=$(free_port)
+    (
+        export DATABASE_URL=$pg_url/bench_campaigns KAFKA_BOOTSTRAP_SERVERS=$bootstrap
+        "$bin/api-gateway" migrate >>"$log" 2>&1 &&
+            printf '%s' "$password" | "$bin/api-gateway" create-user --username bench --role operator >>"$log" 2>&1
+    ) || { echo "gateway set-up failed" >>"$log"; return 1; }
+    DATABASE_URL=$pg_url/bench_campaigns KAFKA_BOOTSTRAP_SERVERS=$bootstrap HOST=127.0.0.1 PORT=$port \
+        UPLOAD_DIRECTORY=$run "$bin/api-gateway" serve >/dev/null 2>>"$log" &
+    local gateway_pid=$!
+    started+=("$gateway_pid")
+    local waited=0
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready") == 200 ]]; do
+        kill -0 "$gateway_pid" 2>/dev/null && ((waited++ < 300)) || { echo "gateway not ready" >>"$log"; return 1; }
+        sleep 0.2
+    done
+    run_logged "$log" "$bin/loadgen" campaigns --url "http://127.0.0.1:$port" \
+        --token "$(token_for "http://127.0.0.1:$port" bench "$password")" --gateway-pid "$gateway_pid" \
+        --database-url "$pg_url/bench_campaigns" --bootstrap-servers "$bootstrap" \
+        --scheduler "$bin/campaign-scheduler" "${campaign_args[@]}" --out "$run/campaigns.json"
+    stop_pid "$gateway_pid"
+    stop_pid "$kafka_pid"
+}
+
+for scenario in gateway e2e memory kafka history webhooks campaigns; do
     wanted "$scenario" || continue
     echo "bench: $scenario" >&2
     "scenario_$scenario" || echo "bench: $scenario did not complete (see the table)" >&2

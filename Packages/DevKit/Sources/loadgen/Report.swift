@@ -9,7 +9,10 @@ struct ReportCommand: AsyncParsableCommand {
         abstract: "Merge a run's scenario files into one JSON file and print the table."
     )
 
-    @Option(help: "The run's directory (gateway.json, e2e.json, memory.json, kafka.json, history.json, webhooks.json).")
+    @Option(
+        help:
+            "The run's directory (gateway.json, e2e.json, memory.json, kafka.json, history.json, webhooks.json, campaigns.json)."
+    )
     var dir: String
 
     @Option(help: "The git revision measured.")
@@ -19,7 +22,7 @@ struct ReportCommand: AsyncParsableCommand {
     var mode: String = "full"
 
     @Option(help: "The scenarios that ran (a missing file of another one is not a failure).")
-    var scenarios: String = "gateway,e2e,memory,kafka,history,webhooks"
+    var scenarios: String = "gateway,e2e,memory,kafka,history,webhooks,campaigns"
 
     @Option(help: "Write the merged results here.")
     var out: String
@@ -39,6 +42,7 @@ struct ReportCommand: AsyncParsableCommand {
         var kafka: KafkaBench.Result?
         var history: HistoryBench.Result?
         var webhooks: WebhookBench.Result?
+        var campaigns: CampaignBench.Result?
         /// Scenarios that did not produce figures, with what they printed last.
         var failures: [String: String]
     }
@@ -68,7 +72,7 @@ struct ReportCommand: AsyncParsableCommand {
             gateway: load("gateway", GatewayBench.Result.self), endToEnd: load("e2e", EndToEndBench.Result.self),
             memory: load("memory", MemoryBench.Result.self), kafka: load("kafka", KafkaBench.Result.self),
             history: load("history", HistoryBench.Result.self), webhooks: load("webhooks", WebhookBench.Result.self),
-            failures: failures)
+            campaigns: load("campaigns", CampaignBench.Result.self), failures: failures)
         try writeJSON(results, to: out)
         let table = Self.table(results)
         print(table)
@@ -192,6 +196,27 @@ struct ReportCommand: AsyncParsableCommand {
                 "6 webhooks", "healthy delivered / events (verified), dead endpoint attempts, dispatcher cores",
                 "\(webhooks.healthyDelivered) / \(webhooks.events) (\(webhooks.healthyVerified))",
                 "\(webhooks.deadAttempts) dead attempts", "", String(format: "%.2f cores", webhooks.dispatcherCores))
+        }
+        if let campaigns = results.campaigns {
+            row(
+                "7 campaigns",
+                "\(grouped(campaigns.contacts))-row contact list: upload and import seconds (contacts / refused)",
+                String(format: "%.1f", campaigns.importSeconds),
+                "\(grouped(campaigns.imported)) / \(grouped(campaigns.refused))"
+                    + (campaigns.gatewayImportCpuSeconds.map { String(format: ", gateway CPU %.1f s", $0) } ?? ""),
+                "", "≤ 60 s (1,000,000 rows)")
+            row(
+                "7 campaigns", "start (contacts laid out), seconds", String(format: "%.1f", campaigns.startSeconds),
+                "", "", "")
+            row(
+                "7 campaigns", "dispatch calls/s at max_calls_per_second \(number(campaigns.rate))",
+                String(format: "%.1f", campaigns.dispatchPerSecond),
+                "\(grouped(campaigns.dispatched)) calls in \(String(format: "%.1f", campaigns.dispatchSeconds)) s",
+                ratio(campaigns.dispatchPerSecond, campaigns.rate), "≥ 500/s")
+            row(
+                "7 campaigns", "scheduler CPU ms per dispatched call",
+                campaigns.schedulerCpuMillisecondsPerCall.map { String(format: "%.3f", $0) } ?? "–",
+                String(format: "%.2f cores", campaigns.schedulerCores), "", "≤ 0.5 ms")
         }
         for (name, text) in results.failures.sorted(by: { $0.key < $1.key }) {
             let last = text.split(separator: "\n").last.map(String.init) ?? ""
