@@ -100,7 +100,9 @@ struct DispatcherTestEnvironment: Sendable {
         return configuration
     }
 
-    /// Runs an in-process dispatcher for the duration of `body`, then stops it gracefully (bounded).
+    /// Runs an in-process dispatcher for the duration of `body`, then stops it gracefully. A graceful stop lets the
+    /// attempts in flight finish, each within the attempt timeout, so the stop is bounded by that timeout plus room
+    /// for storing their outcomes.
     func withDispatcher<Result: Sendable>(
         _ configuration: DispatcherConfiguration, clock: any WebhookClock = SystemWebhookClock(),
         resolver: WebhookSender.Resolver? = nil, _ body: () async throws -> Result
@@ -108,14 +110,15 @@ struct DispatcherTestEnvironment: Sendable {
         let services = try buildDispatcher(
             configuration: configuration, logger: testLogger, clock: clock, resolver: resolver)
         let task = Task { try await services.run() }
+        let stopBound = configuration.attemptTimeout + .seconds(25)
         do {
             let result = try await body()
             await services.triggerGracefulShutdown()
-            try await value(of: task, within: .seconds(30), "the webhook dispatcher")
+            try await value(of: task, within: stopBound, "the webhook dispatcher")
             return result
         } catch {
             await services.triggerGracefulShutdown()
-            _ = try? await value(of: task, within: .seconds(30), "the webhook dispatcher")
+            _ = try? await value(of: task, within: stopBound, "the webhook dispatcher")
             throw error
         }
     }
