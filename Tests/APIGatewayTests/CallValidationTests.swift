@@ -1,4 +1,5 @@
 import CallDomain
+import CallMessaging
 import CallStore
 import EmbeddedKafka
 import Foundation
@@ -75,6 +76,23 @@ import Testing
             ("{\"to\":\"123\",\"variables\":{\"OK\":\"line\\r\\nbreak\"}}", ["variables.OK"]),
             ("{\"to\":\"123\",\"variables\":{\"OK\":1}}", ["variables.OK"]),
             ("{\"to\":\"123\",\"variables\":[\"A\"]}", ["variables"]),
+            ("{\"to\":\"123\",\"variables\":{\"DIALER_AMD_APP\":\"x\"}}", ["variables.DIALER_AMD_APP"]),
+            ("{\"to\":\"123\",\"variables\":{\"AMDSTATUS\":\"HUMAN\"}}", ["variables.AMDSTATUS"]),
+        ]
+        // Answering machine detection: a mode, or an object with a mode, a policy and AMD()'s timings in range.
+        cases += [
+            ("{\"to\":\"123\",\"machine_detection\":\"on\"}", ["machine_detection"]),
+            ("{\"to\":\"123\",\"machine_detection\":true}", ["machine_detection"]),
+            ("{\"to\":\"123\",\"machine_detection\":{}}", ["machine_detection.mode"]),
+            ("{\"to\":\"123\",\"machine_detection\":{\"mode\":\"off\"}}", ["machine_detection.mode"]),
+            (
+                "{\"to\":\"123\",\"machine_detection\":{\"mode\":\"detect\",\"on_machine\":\"transfer\","
+                    + "\"greeting_ms\":0,\"silence_threshold\":40000,\"beep\":1}}",
+                [
+                    "machine_detection.on_machine", "machine_detection.greeting_ms",
+                    "machine_detection.silence_threshold", "machine_detection.beep",
+                ]
+            ),
         ]
         // Metadata size and depth, timeouts, unknown fields, wrong types.
         cases += [
@@ -180,11 +198,40 @@ import Testing
                 #"{"to":"123","variables":{"_A":"","B_2":"a b.c_d-e+f=g:h*i#j%k"},"#
                     + #""metadata":{"n":null,"l":[1,true,"x"]}}"#,
                 #"{"to":"123","caller_id":null,"variables":null,"metadata":null}"#,
+                #"{"to":"123","machine_detection":"off"}"#,
+                #"{"to":"123","machine_detection":"detect_message_end"}"#,
+                #"{"to":"123","machine_detection":{"mode":"detect","on_machine":"continue","initial_silence_ms":2500,"#
+                    + #""greeting_ms":1500,"after_greeting_silence_ms":800,"total_analysis_time_ms":5000,"#
+                    + #""minimum_word_length_ms":100,"between_words_silence_ms":50,"maximum_number_of_words":3,"#
+                    + #""silence_threshold":256,"maximum_word_length_ms":5000}}"#,
             ]
             for body in bodies {
                 let response = try await gateway.postCall(body, token: token)
                 #expect(response.status == .accepted, "\(body): \(response.text)")
             }
+        }
+    }
+
+    @Test func machineDetectionReachesTheCommandAndTheAnswer() async throws {
+        try await GatewayHarness.run { gateway in
+            let (_, token) = try await gateway.user(.operator)
+            let response = try await gateway.postCall(
+                #"{"to":"123","machine_detection":{"mode":"detect","total_analysis_time_ms":4000}}"#, token: token)
+            #expect(response.status == .accepted, "\(response.text)")
+            let detection = try #require(response.json["machine_detection"] as? [String: Any])
+            #expect(detection["mode"] as? String == "detect")
+            #expect(detection["on_machine"] as? String == "hangup", "the default policy")
+            #expect(detection["total_analysis_time_ms"] as? Int == 4000)
+            #expect(response.json["answered_by"] is NSNull, "nobody answered yet")
+            let callID = try #require(response.json["id"] as? String)
+            let messages = try await gateway.messages(on: gateway.topics.originate)
+            let command = try #require(
+                try messages.map { try CallMessageDecoder.originate($0).0 }.first { $0.callID.description == callID })
+            #expect(
+                command.machineDetection
+                    == (try MachineDetection(mode: .detect, timings: [.totalAnalysisTime: 4000])))
+            let plain = try await gateway.postCall(#"{"to":"124","machine_detection":"off"}"#, token: token)
+            #expect(plain.json["machine_detection"] is NSNull)
         }
     }
 }

@@ -59,6 +59,7 @@ final class FakeNode: NodeClient {
     func channels() async throws -> [ARIChannel] { [] }
     func continueInDialplan(channelID: String, context: String, extension: String, priority: Int) async throws {}
     func hangup(channelID: String, reason: String?) async throws {}
+    func variable(_ name: String, channelID: String) async throws -> String? { nil }
     func subscribe(application: String, eventSource: String) async throws -> ARIApplication {
         ARIApplication(name: application, channelIDs: [], bridgeIDs: [], endpointIDs: [], deviceNames: [])
     }

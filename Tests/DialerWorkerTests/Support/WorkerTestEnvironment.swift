@@ -409,6 +409,10 @@ enum TestNumber {
     static let unavailable = plan(8, 0, 0)
     /// The originate is refused with HTTP 503.
     static let refused = plan(11, 0, 0)
+    /// Answers at once, by an answering machine (the simulated `AMD()` says MACHINE); hangs up after `holdSeconds`.
+    static func machine(holdSeconds: Int) -> String { plan(15, 0, holdSeconds) }
+    /// Answers at once, and the simulated `AMD()` cannot decide (NOTSURE); hangs up after `holdSeconds`.
+    static func undecided(holdSeconds: Int) -> String { plan(16, 0, holdSeconds) }
 
     private static func plan(_ code: Int, _ first: Int, _ second: Int) -> String {
         func two(_ value: Int) -> String { value < 10 ? "0\(value)" : "\(value)" }

@@ -263,6 +263,11 @@ public final class ARISimulator: Service, Sendable {
         self.state.withLock { $0.counters.acceptedByChannelID[channelID] ?? 0 }
     }
 
+    /// The dialplan contexts `channelID` was continued to, in order (answering machine detection, then a target).
+    public func continuedContexts(channelID: String) -> [String] {
+        self.state.withLock { $0.counters.continuesByChannelID[channelID] ?? [] }
+    }
+
     /// Every authenticated originate request.
     public var totalOriginates: Int {
         self.state.withLock { $0.counters.totalOriginates }

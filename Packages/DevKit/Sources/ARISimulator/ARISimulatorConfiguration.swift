@@ -41,6 +41,9 @@ public struct ARISimulatorConfiguration: Sendable {
     /// Contexts that exist for `continue` and dialplan-style originates; `nil`: every context exists.
     /// Continuing to a missing context ends the call with cause 0, as Asterisk does for a missing extension.
     public var dialplanContexts: Set<String>?
+    /// The context that runs answering machine detection (deploy/asterisk/extensions.conf's `dialer-amd`): a channel
+    /// continued there gets the number's `AMD()` verdict and returns to Stasis with the argument `amd`.
+    public var machineDetectionContext: String
     /// `entity_id` / `asterisk_id` reported in events and `GET /asterisk/info`.
     public var asteriskID: String
     /// Version reported by `GET /asterisk/info` and the `Server` header.
@@ -62,6 +65,7 @@ public struct ARISimulatorConfiguration: Sendable {
         technologies: Set<String> = ["PJSIP", "Local", "SIP", "IAX2", "DAHDI"],
         outboundContext: String = "default",
         dialplanContexts: Set<String>? = nil,
+        machineDetectionContext: String = "dialer-amd",
         asteriskID: String = "02:fc:00:00:00:01",
         asteriskVersion: String = "22.10.1",
         bootWindow: Duration = .zero
@@ -77,6 +81,7 @@ public struct ARISimulatorConfiguration: Sendable {
         self.technologies = technologies
         self.outboundContext = outboundContext
         self.dialplanContexts = dialplanContexts
+        self.machineDetectionContext = machineDetectionContext
         self.asteriskID = asteriskID
         self.asteriskVersion = asteriskVersion
         self.bootWindow = bootWindow

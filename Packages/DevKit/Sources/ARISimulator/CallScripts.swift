@@ -173,6 +173,7 @@ extension SimulatorState {
             dialstring: endpoint.resource
         )
         call.variables = variables
+        call.verdict = SimulatedVerdict.forNumber(DialedNumber.from(endpoint: endpointText))
         self.calls[channelID] = call
         if let peer { self.peerIndex[peer.id] = channelID }
         self.counters.acceptedOriginates += 1
@@ -220,7 +221,7 @@ extension SimulatorState {
 // MARK: - Scripts
 
 extension SimulatorState {
-    private func send(_ call: SimulatedCall, _ prefix: String) {
+    func send(_ call: SimulatedCall, _ prefix: String) {
         self.emit(prefix, to: call.subscribers)
     }
 
@@ -286,6 +287,8 @@ extension SimulatorState {
         case .timeout: self.ringTimeout(callID)
         case .peerWait: self.peerWait(callID)
         case .calleeHangup: self.calleeHangup(callID)
+        case .machineDetectionVerdict: self.machineDetectionVerdict(callID)
+        case .machineDetectionReturn: self.returnFromMachineDetection(callID)
         }
     }
 
@@ -395,7 +398,7 @@ extension SimulatorState {
     }
 
     /// The callee hangs up after the hold time (A01 in Stasis; B01/B50 in the dialplan).
-    private mutating func calleeHangup(_ callID: String) {
+    mutating func calleeHangup(_ callID: String) {
         guard var call = self.calls[callID] else { return }
         let id = self.asteriskID
         if var peer = call.peer {
@@ -576,9 +579,14 @@ extension SimulatorState {
         } else {
             targetPriority = 1
         }
+        self.counters.continuesByChannelID[callID, default: []].append(targetContext)
         self.send(call, EventText.channelEvent("StasisEnd", call.primary, asteriskID: self.asteriskID))
         call.phase = .dialplan
         self.calls[callID] = call
+        if targetContext == self.configuration.machineDetectionContext {
+            self.enterMachineDetection(callID, exten: targetExten)
+            return
+        }
         _ = self.enterDialplan(callID, context: targetContext, exten: targetExten, priority: targetPriority)
     }
 

@@ -113,9 +113,17 @@ public struct OutcomeRule: Sendable, Equatable {
 /// | 12 | originate fails, HTTP 500 `{"error":"Allocation failed"}` | - | - |
 /// | 13 | callee hangs up before answer with cause AAHH (e.g. `0038` → 38) | cause | cause |
 /// | 14 | answer, then the callee hangs up after a random hold | ring time, 100 ms units | longest hold, 10 ms |
+/// | 15 | answer as 00, by an answering machine: the `dialer-amd` context's `AMD()` says MACHINE | ring time | hold |
+/// | 16 | answer as 00, and `AMD()` cannot decide: NOTSURE after its total analysis time | ring time | hold |
+///
+/// Every other answered number is a human to `AMD()`.
 public enum NumberingPlan {
     /// The rule's pattern: OC, AA and HH captured as groups 1 to 3.
     public static let pattern = #"1?55501(\d{2})(\d{2})(\d{2})"#
+    /// The code of numbers answered by a machine.
+    public static let machineCode = 15
+    /// The code of numbers `AMD()` cannot decide on.
+    public static let notSureCode = 16
 
     /// Decodes the outcome for the three two-digit groups; `nil` for an unassigned code.
     ///
@@ -124,7 +132,7 @@ public enum NumberingPlan {
     public static func outcome(code: Int, first: Int, second: Int) -> SimulatedOutcome? {
         let delay = Duration.milliseconds(first * 100)
         switch code {
-        case 0: return .answer(ringing: delay, hold: second == 0 ? nil : .seconds(second))
+        case 0, machineCode, notSureCode: return .answer(ringing: delay, hold: second == 0 ? nil : .seconds(second))
         case 1: return .busy(after: delay)
         case 2: return .calleeHangup(cause: 17, after: delay)
         case 3: return .congestion(after: delay)

@@ -26,6 +26,10 @@ struct SimulatedCall: Sendable {
         case peerWait
         /// The callee hangs up after the hold time.
         case calleeHangup
+        /// `AMD()` decides (the `dialer-amd` context).
+        case machineDetectionVerdict
+        /// A machine's greeting ended: back to Stasis (`detect_message_end`).
+        case machineDetectionReturn
     }
 
     var primary: ChannelLeg
@@ -53,6 +57,8 @@ struct SimulatedCall: Sendable {
     /// Whether the channel has been in Stasis (then `STASISSTATUS=SUCCESS` is set when it ends).
     var wasInStasis = false
     var answeredAt: ContinuousClock.Instant?
+    /// What `AMD()` decides if the call goes through the `dialer-amd` context.
+    var verdict: SimulatedVerdict = .human
     var timer: Scheduled<Void>?
     /// Incremented on every reschedule; a timer that fires with an older generation is stale.
     var generation: UInt64 = 0

@@ -59,6 +59,8 @@ struct Counters: Sendable {
     /// The `endpoint` each originate naming a channel id asked for, in order, so that tests can check what a worker
     /// dialed (security tests: only the template and the validated number).
     var endpointsByChannelID: [String: [String]] = [:]
+    /// The contexts each channel was continued to (`POST /channels/{id}/continue` answered 204), in order.
+    var continuesByChannelID: [String: [String]] = [:]
 
     /// Remembers when the first originate naming `channelID` arrived (later ones keep the first time).
     mutating func noteFirstOriginate(of channelID: String) {

@@ -95,6 +95,23 @@ public final class ARIClient: Sendable {
         )
     }
 
+    /// Reads a channel variable (`GET /channels/{id}/variable`); `nil` when the channel has no such variable.
+    ///
+    /// Asterisk answers 404 both for a missing channel and a missing variable; the two are told apart by the
+    /// message. Throws ``ARIError/notFound(_:)`` for a missing channel, ``ARIError/conflict(_:)`` when the channel
+    /// is not in a Stasis application.
+    public func variable(_ name: String, channelID: String) async throws -> String? {
+        struct Variable: Decodable { var value: String }
+        do {
+            let (_, bytes) = try await self.send(
+                .GET, path: "/channels/" + URLEncoding.pathSegment(channelID) + "/variable",
+                query: [("variable", name)])
+            return try self.decode(Variable.self, from: bytes).value
+        } catch ARIError.notFound(let message) where message.lowercased().contains("variable") {
+            return nil
+        }
+    }
+
     // MARK: - Applications and system
 
     /// Subscribes an application to an event source (`POST /applications/{app}/subscription`), e.g.

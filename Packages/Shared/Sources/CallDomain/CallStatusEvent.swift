@@ -35,6 +35,8 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
     public var detail: String?
     /// When the callee answered.
     public var answeredAt: Date?
+    /// Who answered, once answering machine detection decided (absent for calls without detection).
+    public var answeredBy: AnsweredBy?
     /// When the call ended.
     public var endedAt: Date?
     /// Seconds from answer to end, for completed calls.
@@ -68,6 +70,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         failureReason: FailureReason? = nil,
         detail: String? = nil,
         answeredAt: Date? = nil,
+        answeredBy: AnsweredBy? = nil,
         endedAt: Date? = nil,
         durationSeconds: Double? = nil,
         metadata: ClientMetadata = .empty,
@@ -88,6 +91,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         self.failureReason = failureReason
         self.detail = detail
         self.answeredAt = answeredAt
+        self.answeredBy = answeredBy
         self.endedAt = endedAt
         self.durationSeconds = durationSeconds
         self.metadata = metadata
@@ -114,6 +118,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         case failureReason = "failure_reason"
         case retryable, detail
         case answeredAt = "answered_at"
+        case answeredBy = "answered_by"
         case endedAt = "ended_at"
         case durationSeconds = "duration_seconds"
         case metadata
@@ -141,6 +146,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         failureReason = try container.decodeIfPresent(FailureReason.self, forKey: .failureReason)
         detail = try container.decodeIfPresent(String.self, forKey: .detail)
         answeredAt = try container.decodeIfPresent(Date.self, forKey: .answeredAt)
+        answeredBy = try container.decodeIfPresent(AnsweredBy.self, forKey: .answeredBy)
         endedAt = try container.decodeIfPresent(Date.self, forKey: .endedAt)
         durationSeconds = try container.decodeIfPresent(Double.self, forKey: .durationSeconds)
         metadata = try container.decodeIfPresent(ClientMetadata.self, forKey: .metadata) ?? .empty
@@ -169,6 +175,7 @@ public struct CallStatusEvent: Hashable, Sendable, Codable {
         try container.encode(retryable, forKey: .retryable)
         try container.encode(detail, forKey: .detail)
         try container.encode(answeredAt, forKey: .answeredAt)
+        try container.encodeIfPresent(answeredBy, forKey: .answeredBy)
         try container.encode(endedAt, forKey: .endedAt)
         try container.encode(durationSeconds, forKey: .durationSeconds)
         try container.encode(metadata, forKey: .metadata)

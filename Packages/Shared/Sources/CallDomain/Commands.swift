@@ -34,6 +34,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
     public var organizationID: OrganizationID
     /// Where the dialer's status webhooks for this call go, and for which statuses (Twilio's `StatusCallback`).
     public var statusCallback: StatusCallback?
+    /// Answering machine detection for the answered call; none when `nil`.
+    public var machineDetection: MachineDetection?
 
     /// Creates a command.
     public init(
@@ -49,7 +51,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         requestedBy: String,
         requestID: String? = nil,
         organizationID: OrganizationID = .default,
-        statusCallback: StatusCallback? = nil
+        statusCallback: StatusCallback? = nil,
+        machineDetection: MachineDetection? = nil
     ) {
         self.callID = callID
         self.requestedAt = requestedAt
@@ -64,6 +67,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         self.requestID = requestID
         self.organizationID = organizationID
         self.statusCallback = statusCallback
+        self.machineDetection = machineDetection
     }
 
     /// Ring timeouts accepted, in seconds.
@@ -87,6 +91,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         case organizationID = "organization_id"
         case statusCallback = "status_callback"
         case statusCallbackEvents = "status_callback_events"
+        case machineDetection = "machine_detection"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -118,6 +123,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         } else {
             statusCallback = nil
         }
+        machineDetection = try container.decodeIfPresent(MachineDetection.self, forKey: .machineDetection)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -138,6 +144,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
             try container.encode(statusCallback.url, forKey: .statusCallback)
             try container.encode(statusCallback.events.map(\.rawValue).sorted(), forKey: .statusCallbackEvents)
         }
+        try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
     }
 }
 

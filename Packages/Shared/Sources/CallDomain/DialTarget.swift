@@ -229,7 +229,18 @@ public struct ChannelVariables: Hashable, Sendable, Codable {
             description: "variable names must match [A-Za-z_][A-Za-z0-9_]*",
             allowed: { CharacterRules.isASCIILetter($0) || CharacterRules.isASCIIDigit($0) || $0 == 0x5F }
         )
+        let upper = name.uppercased()
+        if upper.hasPrefix(Self.reservedPrefix) || Self.reservedNames.contains(upper) {
+            let names = Self.reservedNames.sorted().joined(separator: ", ")
+            throw FieldError(
+                field: field, message: "names starting with \(Self.reservedPrefix) and \(names) are the dialer's own")
+        }
     }
+
+    /// The prefix of the variables the worker sets itself (answering machine detection's settings): a request may not
+    /// set them, nor the variables `AMD()` answers in.
+    public static let reservedPrefix = "DIALER_"
+    static let reservedNames: Set<String> = ["AMDSTATUS", "AMDCAUSE"]
 
     static func validateValue(_ value: String, field: String) throws(FieldError) {
         if value.isEmpty { return }

@@ -22,7 +22,7 @@ extension CallStore {
         var variables: [String] = [], metadata: [String] = [], requestedBy: [String] = [], requestID: [String] = []
         var createdAt: [Double] = [], expiresAt: [Double] = [], timelineIDs: [UUID] = [], organizations: [UUID] = []
         // A call's callback statuses travel comma-joined: unnest cannot take an array per row.
-        var callbacks: [String] = [], callbackEvents: [String] = []
+        var callbacks: [String] = [], callbackEvents: [String] = [], machineDetection: [String] = []
         for command in unique {
             ids.append(command.callID.uuid)
             to.append(command.to.value)
@@ -43,6 +43,8 @@ extension CallStore {
             callbacks.append(command.statusCallback?.url ?? "")
             callbackEvents.append(
                 (command.statusCallback?.events ?? []).map(\.rawValue).sorted().joined(separator: ","))
+            machineDetection.append(
+                try command.machineDetection.map { String(decoding: try WireCoding.encode($0), as: UTF8.self) } ?? "")
         }
         try await client.query(
             """
@@ -51,20 +53,21 @@ extension CallStore {
                     \(context)::text[], \(exten)::text[], \(priority)::bigint[], \(timeout)::bigint[],
                     \(variables)::text[], \(metadata)::text[], \(requestedBy)::text[], \(requestID)::text[],
                     \(createdAt)::float8[], \(expiresAt)::float8[], \(timelineIDs)::uuid[], \(organizations)::uuid[],
-                    \(callbacks)::text[], \(callbackEvents)::text[])
+                    \(callbacks)::text[], \(callbackEvents)::text[], \(machineDetection)::text[])
                     AS t(id, to_number, caller_name, caller_number, context, extension, priority, timeout_seconds,
                         variables, metadata, requested_by, request_id, created_at, expires_at, timeline_id,
-                        organization_id, status_callback, status_callback_events)
+                        organization_id, status_callback, status_callback_events, machine_detection)
             ),
             upserted AS (
                 INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
                     priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at,
-                    organization_id, status_callback, status_callback_events)
+                    organization_id, status_callback, status_callback_events, machine_detection)
                 SELECT id, 'queued', 0, to_number, NULLIF(caller_name, ''), NULLIF(caller_number, ''),
                     NULLIF(context, ''), NULLIF(extension, ''), NULLIF(priority, -1), timeout_seconds,
                     variables::jsonb, metadata::jsonb, requested_by, NULLIF(request_id, ''),
                     to_timestamp(created_at), to_timestamp(expires_at), organization_id, NULLIF(status_callback, ''),
-                    COALESCE(string_to_array(NULLIF(status_callback_events, ''), ','), '{}')
+                    COALESCE(string_to_array(NULLIF(status_callback_events, ''), ','), '{}'),
+                    NULLIF(machine_detection, '')::jsonb
                 FROM input
                 ON CONFLICT (id) DO UPDATE SET
                     to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
@@ -74,7 +77,8 @@ extension CallStore {
                     metadata = EXCLUDED.metadata, requested_by = EXCLUDED.requested_by,
                     request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at,
                     expires_at = EXCLUDED.expires_at, organization_id = EXCLUDED.organization_id,
-                    status_callback = EXCLUDED.status_callback, status_callback_events = EXCLUDED.status_callback_events
+                    status_callback = EXCLUDED.status_callback, status_callback_events = EXCLUDED.status_callback_events,
+                    machine_detection = EXCLUDED.machine_detection
                 WHERE calls.to_number IS NULL
                 RETURNING id, (xmax = 0) AS inserted
             )
@@ -208,6 +212,7 @@ extension CallStore {
         let reason = batch.map { $0.failureReason?.rawValue ?? "" }
         let detail = batch.map { $0.detail ?? "" }
         let answeredAt = batch.map { $0.answeredAt?.timeIntervalSince1970 ?? -1 }
+        let answeredBy = batch.map { $0.answeredBy?.rawValue ?? "" }
         let endedAt = batch.map {
             ($0.endedAt ?? ($0.status.isTerminal ? $0.occurredAt : nil))?.timeIntervalSince1970 ?? -1
         }
@@ -219,9 +224,10 @@ extension CallStore {
                     \(allowed)::text[], \(seq)::bigint[], \(eventID)::uuid[], \(occurredAt)::float8[],
                     \(nodeID)::text[], \(workerID)::text[], \(channelID)::text[], \(cause)::bigint[],
                     \(causeText)::text[], \(reason)::text[], \(detail)::text[], \(answeredAt)::float8[],
-                    \(endedAt)::float8[], \(epoch)::bigint[])
+                    \(endedAt)::float8[], \(epoch)::bigint[], \(answeredBy)::text[])
                     AS t(id, position, status, previous_status, allowed, seq, event_id, occurred_at, node_id,
-                        worker_id, channel_id, cause, cause_text, reason, detail, answered_at, ended_at, epoch)
+                        worker_id, channel_id, cause, cause_text, reason, detail, answered_at, ended_at, epoch,
+                        answered_by)
             ),
             updated AS (
                 UPDATE calls SET status = input.status, seq = input.seq,
@@ -236,6 +242,7 @@ extension CallStore {
                         ELSE calls.dispatched_at END,
                     answered_at = CASE WHEN input.answered_at >= 0 THEN to_timestamp(input.answered_at)
                         ELSE calls.answered_at END,
+                    answered_by = COALESCE(NULLIF(input.answered_by, ''), calls.answered_by),
                     ended_at = CASE WHEN input.ended_at >= 0 THEN to_timestamp(input.ended_at)
                         ELSE calls.ended_at END,
                     updated_at = now()

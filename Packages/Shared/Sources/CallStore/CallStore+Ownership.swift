@@ -145,6 +145,7 @@ extension CallRecord {
         return OriginateCommand(
             callID: id, requestedAt: createdAt, expiresAt: expiresAt, to: dialTarget, callerID: callerID,
             dialplan: dialplan, timeoutSeconds: timeoutSeconds ?? 30, variables: variables, metadata: metadata,
-            requestedBy: requestedBy ?? "unknown", requestID: requestID, organizationID: organizationID ?? .default)
+            requestedBy: requestedBy ?? "unknown", requestID: requestID, organizationID: organizationID ?? .default,
+            machineDetection: machineDetection)
     }
 }

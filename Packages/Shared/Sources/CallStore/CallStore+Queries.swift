@@ -8,7 +8,8 @@ extension CallStore {
         id, status, seq, to_number, caller_id_name, caller_id_number, context, extension, priority, timeout_seconds,
         variables::text, metadata::text, requested_by, request_id, node_id, worker_id, channel_id, hangup_cause,
         hangup_cause_text, failure_reason, detail, created_at, expires_at, dispatched_at, answered_at, ended_at,
-        updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch, originate_sent_at, organization_id
+        updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch, originate_sent_at, organization_id,
+        machine_detection::text, answered_by
         """
 
     /// The call with its timeline, or `nil`, whatever its organization (for the workers, which serve them all).
@@ -174,7 +175,11 @@ extension CallStore {
             answeredAt: try value(24, Date?.self), endedAt: try value(25, Date?.self),
             updatedAt: try value(26, Date.self), timeline: [], ownerEpoch: try value(28, Int.self),
             originateSentAt: try value(29, Date?.self),
-            organizationID: try value(30, UUID?.self).map(OrganizationID.init(uuid:)))
+            organizationID: try value(30, UUID?.self).map(OrganizationID.init(uuid:)),
+            machineDetection: try value(31, String?.self).map {
+                try WireCoding.decode(MachineDetection.self, from: Array($0.utf8))
+            },
+            answeredBy: try value(32, String?.self).flatMap(AnsweredBy.init(rawValue:)))
         return (record, try value(27, Int64.self))
     }
 }

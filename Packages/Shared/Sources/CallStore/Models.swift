@@ -119,6 +119,10 @@ public struct CallRecord: Sendable, Hashable {
     public var originateSentAt: Date?
     /// The organization whose history holds the call (`nil` while its command has not been recorded).
     public var organizationID: OrganizationID?
+    /// The answering machine detection the request asked for.
+    public var machineDetection: MachineDetection?
+    /// Who answered, once the detection decided.
+    public var answeredBy: AnsweredBy?
 }
 
 /// Filters for listing calls.

@@ -10,8 +10,12 @@ enum TrackerAction: Sendable {
     case startPublishing(CallID)
     /// Send the answered call into the dialplan (`POST /channels/{id}/continue`).
     case continueInDialplan(CallID, channelID: String, target: DialplanTarget)
-    /// Hang the channel up (`DELETE /channels/{id}`): the call's hangup was requested.
+    /// Hang the channel up (`DELETE /channels/{id}`): the call's hangup was requested, or a machine answered and
+    /// the request said to hang up then.
     case hangup(CallID, channelID: String)
+    /// Read `AMDSTATUS` and `AMDCAUSE` from the channel, back in Stasis from the detection's dial plan, and hand them
+    /// to ``CallTracker/machineDetected(_:status:cause:at:)``.
+    case readMachineDetection(CallID, channelID: String)
     /// A call left the tracker: its capacity slot is free again.
     case releaseSlot
     /// A call reached its terminal status (for logs and metrics).
@@ -37,9 +41,22 @@ final class CallTracker: Sendable {
     private let state: Mutex<State>
     /// The ARI application whose events are ours.
     let application: String
+    /// Where answered calls go for answering machine detection.
+    let machineDetectionDialplan: DialplanTarget
+    /// Where calls answered by a machine go when their request says `continue`.
+    let machineDialplan: DialplanTarget
 
-    init(nodeID: String, workerID: String, application: String) {
+    /// The `appArgs` the detection's dial plan returns a channel to Stasis with.
+    static let detectionDoneArgument = "amd"
+
+    init(
+        nodeID: String, workerID: String, application: String,
+        machineDetectionDialplan: DialplanTarget = WorkerConfiguration.dialplan(context: "dialer-amd"),
+        machineDialplan: DialplanTarget = WorkerConfiguration.dialplan(context: "dialer-machine")
+    ) {
         self.application = application
+        self.machineDetectionDialplan = machineDetectionDialplan
+        self.machineDialplan = machineDialplan
         self.state = Mutex(State(nodeID: nodeID, workerID: workerID))
     }
 
@@ -158,12 +175,15 @@ final class CallTracker: Sendable {
                     case "Up": return state.advance(&call, to: .answered, at: at)
                     default: return state.advance(&call, to: .initiated, at: at)
                     }
-                case .stasisStart:
+                case .stasisStart(let start):
                     var actions = state.advance(&call, to: .answered, at: at)
-                    if !call.continued {
+                    if start.args.first == Self.detectionDoneArgument {
+                        if call.awaitsDetection {
+                            actions.append(.readMachineDetection(call.callID, channelID: call.channelID))
+                        }
+                    } else if !call.continued {
                         call.continued = true
-                        actions.append(
-                            .continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+                        actions.append(firstContinue(call))
                     }
                     return actions
                 case .channelDestroyed(let destroyed):
@@ -181,6 +201,39 @@ final class CallTracker: Sendable {
                 default:
                     return state.advance(&call, to: .initiated, at: at)
                 }
+            }
+        }
+    }
+
+    /// Where an answered call goes first: the detection's dial plan when the request asked for it, else its target.
+    private func firstContinue(_ call: TrackedCall) -> TrackerAction {
+        .continueInDialplan(
+            call.callID, channelID: call.channelID,
+            target: call.awaitsDetection ? machineDetectionDialplan : call.dialplan)
+    }
+
+    /// The detection decided (`AMDSTATUS`, `AMDCAUSE` as read from the channel; `nil` when unreadable): publishes the
+    /// held `answered` status with who answered, then sends a human (or an undecided call) to its target, and a
+    /// machine to the machine context or away, as the request said.
+    func machineDetected(_ callID: CallID, status: String?, cause: String?, at date: Date = Date()) -> [TrackerAction] {
+        state.withLock { state in
+            state.update(callID.description) { state, call in
+                guard call.awaitsDetection, let detection = call.machineDetection else { return [] }
+                let answeredBy = status.map(AnsweredBy.init(amdStatus:)) ?? .unknown
+                call.answeredBy = answeredBy
+                var detail = "answering machine detection: \(status ?? "no verdict")"
+                if let cause, !cause.isEmpty { detail += " (\(cause))" }
+                var actions = state.advance(&call, to: .answered, at: call.answeredAt ?? date, detail: detail)
+                switch (answeredBy, detection.onMachine) {
+                case (.machine, .hangup):
+                    actions.append(.hangup(call.callID, channelID: call.channelID))
+                case (.machine, .continue):
+                    actions.append(
+                        .continueInDialplan(call.callID, channelID: call.channelID, target: machineDialplan))
+                case (.human, _), (.unknown, _):
+                    actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+                }
+                return actions
             }
         }
     }
@@ -214,10 +267,15 @@ final class CallTracker: Sendable {
                     actions += state.advance(&call, to: .ringing, at: date)
                 case "Up":
                     actions += state.advance(&call, to: .answered, at: date)
-                    if channel.dialplan.appName == "Stasis", !call.continued {
+                    guard channel.dialplan.appName == "Stasis" else { break }
+                    let arguments = channel.dialplan.appData.split(separator: ",").dropFirst()
+                    if arguments.first.map(String.init) == Self.detectionDoneArgument {
+                        if call.awaitsDetection {
+                            actions.append(.readMachineDetection(call.callID, channelID: call.channelID))
+                        }
+                    } else if !call.continued {
                         call.continued = true
-                        actions.append(
-                            .continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+                        actions.append(firstContinue(call))
                     }
                 default:
                     actions += state.advance(&call, to: .initiated, at: date)
@@ -446,7 +504,12 @@ final class CallTracker: Sendable {
 
         /// Moves a call forward to `status` if the state machine allows it; a channel that shows any sign of life
         /// makes a `dispatched` call `initiated` first (events may overtake the originate's HTTP response).
-        mutating func advance(_ call: inout TrackedCall, to status: CallStatus, at date: Date) -> [TrackerAction] {
+        ///
+        /// A call with answering machine detection holds its `answered` status until the detection decides, so that
+        /// the event says who answered; the instant of the answer is kept meanwhile.
+        mutating func advance(
+            _ call: inout TrackedCall, to status: CallStatus, at date: Date, detail: String? = nil
+        ) -> [TrackerAction] {
             var actions: [TrackerAction] = []
             if call.status == .dispatched, status != .dispatched {
                 actions += emit(&call, status: .initiated, at: date)
@@ -456,7 +519,8 @@ final class CallTracker: Sendable {
                 call.answeredAt = date
             }
             guard status != .initiated, call.status.canTransition(to: status) else { return actions }
-            actions += emit(&call, status: status, at: date)
+            if status == .answered, call.awaitsDetection { return actions }
+            actions += emit(&call, status: status, at: date, detail: detail)
             return actions
         }
 
@@ -469,6 +533,13 @@ final class CallTracker: Sendable {
             // from `dispatched` straight to its end.
             if call.status == .dispatched, call.sawChannel {
                 actions += emit(&call, status: .initiated, at: date)
+            }
+            // An answered call that ended before the detection decided: its held `answered` goes out first.
+            if call.answered, call.awaitsDetection {
+                call.answeredBy = .unknown
+                actions += advance(
+                    &call, to: .answered, at: call.answeredAt ?? date,
+                    detail: "answering machine detection: the call ended before a verdict")
             }
             var outcome = outcome
             if !call.status.canTransition(to: outcome.status) {
@@ -493,8 +564,10 @@ final class CallTracker: Sendable {
             return actions
         }
 
-        private mutating func emit(_ call: inout TrackedCall, status: CallStatus, at date: Date) -> [TrackerAction] {
-            let event = makeEvent(&call, status: status, at: date)
+        private mutating func emit(
+            _ call: inout TrackedCall, status: CallStatus, at date: Date, detail: String? = nil
+        ) -> [TrackerAction] {
+            let event = makeEvent(&call, status: status, at: date, detail: detail)
             return enqueue(event, traceParent: call.traceParent)
         }
 
@@ -523,6 +596,7 @@ final class CallTracker: Sendable {
                 failureReason: reason,
                 detail: detail,
                 answeredAt: call.answeredAt,
+                answeredBy: call.answeredBy,
                 endedAt: endedAt,
                 durationSeconds: duration,
                 metadata: call.metadata,

@@ -61,6 +61,8 @@ protocol NodeClient: Sendable {
     func channels() async throws -> [ARIChannel]
     /// `POST /channels/{id}/continue`.
     func continueInDialplan(channelID: String, context: String, extension: String, priority: Int) async throws
+    /// `GET /channels/{id}/variable`: `nil` when the channel has no such variable.
+    func variable(_ name: String, channelID: String) async throws -> String?
     /// `DELETE /channels/{id}`.
     func hangup(channelID: String, reason: String?) async throws
     /// `POST /applications/{app}/subscription`.

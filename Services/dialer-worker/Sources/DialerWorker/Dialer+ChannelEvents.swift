@@ -74,4 +74,30 @@ extension Dialer {
             logger.warning("continue into the dialplan failed", metadata: ["error": "\(error)"])
         }
     }
+
+    /// Reads the detection's verdict from the channel, back in Stasis from the `dialer-amd` dial plan, and acts on it.
+    /// A verdict that cannot be read counts as `unknown` (the call goes on as a human's would); a channel already
+    /// gone leaves the call to its `ChannelDestroyed`.
+    func readMachineDetection(_ callID: CallID, channelID: String) async {
+        let logger = context.logger(for: callID)
+        let ari = context.ari
+        var status: String?
+        var cause: String?
+        do {
+            async let amdStatus = ari.variable("AMDSTATUS", channelID: channelID)
+            async let amdCause = ari.variable("AMDCAUSE", channelID: channelID)
+            (status, cause) = try await (amdStatus, amdCause)
+        } catch ARIError.notFound {
+            logger.debug("the channel ended before its detection verdict was read")
+            return
+        } catch {
+            logger.warning(
+                "could not read the answering machine detection verdict; the call goes on as undecided",
+                metadata: ["error": "\(error)"])
+        }
+        logger.debug(
+            "answering machine detection decided",
+            metadata: ["amd.status": "\(status ?? "none")", "amd.cause": "\(cause ?? "none")"])
+        perform(context.tracker.machineDetected(callID, status: status, cause: cause))
+    }
 }

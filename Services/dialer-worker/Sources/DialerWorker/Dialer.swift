@@ -187,6 +187,8 @@ final class Dialer: Service {
                 let logger = context.logger(for: callID)
                 let ari = context.ari
                 spawn { await ControlHandler.hangUp(channelID: channelID, ari: ari, logger: logger) }
+            case .readMachineDetection(let callID, let channelID):
+                spawn { await self.readMachineDetection(callID, channelID: channelID) }
             case .releaseSlot:
                 context.gate.releaseSlot()
                 context.metrics.liveCalls.record(context.tracker.count)

@@ -21,14 +21,23 @@ struct Originator: Sendable {
     private var configuration: WorkerConfiguration { context.configuration }
 
     /// The app-style originate of a command: the channel id is the call id, the endpoint comes from the template.
+    ///
+    /// With answering machine detection, the channel also carries what the node's `dialer-amd` dial plan needs: the
+    /// application to return to, `AMD()`'s arguments and the mode (a request cannot set `DIALER_` variables itself).
     func request(for command: OriginateCommand) -> OriginateRequest {
-        OriginateRequest(
+        var variables = command.variables.values
+        if let detection = command.machineDetection {
+            variables["DIALER_AMD_APP"] = configuration.ari.application
+            variables["DIALER_AMD_ARGS"] = detection.amdArguments
+            variables["DIALER_AMD_MODE"] = detection.mode.rawValue
+        }
+        return OriginateRequest(
             channelID: command.callID.description,
             endpoint: configuration.endpointTemplate.endpoint(for: command.to),
             app: configuration.ari.application,
             callerID: (command.callerID ?? configuration.defaultCallerID)?.ariValue,
             timeout: command.timeoutSeconds,
-            variables: command.variables.values
+            variables: variables
         )
     }
 

@@ -31,6 +31,8 @@ struct TrackedCall: Sendable {
     let requestID: String?
     /// Whether the call was taken over from a previous process rather than originated by this one.
     let adopted: Bool
+    /// Answering machine detection asked for by the request.
+    let machineDetection: MachineDetection?
 
     var phase: Phase
     /// The owner epoch of this worker's claim or takeover, carried by every status event it publishes for the call.
@@ -46,6 +48,8 @@ struct TrackedCall: Sendable {
     var lastDialStatus: String?
     /// `continue` was sent after StasisStart.
     var continued = false
+    /// Who answered, once the detection decided (the `answered` status waits for it).
+    var answeredBy: AnsweredBy?
     /// At least one event (or a channel listing) showed the channel exists.
     var sawChannel = false
     /// When the originate was sent (monotonic), for ring-time and stuck-call decisions.
@@ -68,6 +72,7 @@ struct TrackedCall: Sendable {
         self.traceParent = traceParent
         self.requestID = command.requestID ?? traceParent.flatMap(TraceContext.traceID(fromTraceParent:))
         self.adopted = false
+        self.machineDetection = command.machineDetection
         self.phase = .claiming
         self.ownerEpoch = 0
         self.status = .queued
@@ -90,6 +95,8 @@ struct TrackedCall: Sendable {
         self.traceParent = record.requestID.map { TraceContext.traceParent(requestID: $0) }
         self.requestID = record.requestID
         self.adopted = true
+        self.machineDetection = record.machineDetection
+        self.answeredBy = record.answeredBy
         self.phase = .originated
         self.ownerEpoch = record.ownerEpoch
         self.status = record.status
@@ -112,6 +119,9 @@ struct TrackedCall: Sendable {
         self.ownerEpoch = record.ownerEpoch
         self.originatedAt = .now
     }
+
+    /// Whether the `answered` status waits for the detection's verdict.
+    var awaitsDetection: Bool { machineDetection != nil && answeredBy == nil }
 
     /// The outcome when the channel is gone and its `ChannelDestroyed` was never seen: what the events seen so far
     /// say, with `failed`/`lost` where they say nothing.

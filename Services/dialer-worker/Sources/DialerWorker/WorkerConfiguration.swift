@@ -21,6 +21,12 @@ public struct WorkerConfiguration: Sendable {
     public var endpointTemplate: EndpointTemplate
     /// Where an answered call goes when its command names no dialplan target.
     public var defaultDialplan: DialplanTarget
+    /// Where an answered call goes for answering machine detection (`AMD_CONTEXT`, default `dialer-amd`, at `s`):
+    /// the node's dial plan runs `AMD()` there and returns the channel to this worker's application.
+    public var machineDetectionDialplan: DialplanTarget
+    /// Where a call answered by a machine goes when its request says `on_machine: continue` (`MACHINE_CONTEXT`,
+    /// default `dialer-machine`, at `s`).
+    public var machineDialplan: DialplanTarget
     /// The caller id presented when the command has none (`DEFAULT_CALLER_ID`); Asterisk's default when `nil`.
     public var defaultCallerID: CallerID?
     /// The most calls this worker keeps live at once (`MAX_CONCURRENT_CALLS`).
@@ -82,6 +88,8 @@ public struct WorkerConfiguration: Sendable {
         ari: ARIConfiguration,
         endpointTemplate: EndpointTemplate,
         defaultDialplan: DialplanTarget,
+        machineDetectionDialplan: DialplanTarget = Self.dialplan(context: "dialer-amd"),
+        machineDialplan: DialplanTarget = Self.dialplan(context: "dialer-machine"),
         defaultCallerID: CallerID? = nil,
         maxConcurrentCalls: Int = 100,
         maxCallsPerSecond: Double = 10,
@@ -110,6 +118,8 @@ public struct WorkerConfiguration: Sendable {
         self.ari = ari
         self.endpointTemplate = endpointTemplate
         self.defaultDialplan = defaultDialplan
+        self.machineDetectionDialplan = machineDetectionDialplan
+        self.machineDialplan = machineDialplan
         self.defaultCallerID = defaultCallerID
         self.maxConcurrentCalls = maxConcurrentCalls
         self.maxCallsPerSecond = maxCallsPerSecond
@@ -182,6 +192,15 @@ public struct WorkerConfiguration: Sendable {
             throw ConfigurationError(variable: "DEFAULT_CONTEXT", message: "is not a valid dialplan target")
         }
         let defaultCallerID = try environment.raw("DEFAULT_CALLER_ID").map(parseCallerID)
+        func contextTarget(_ variable: String, default fallback: String) throws -> DialplanTarget {
+            let context = environment.string(variable, default: fallback)
+            do throws(FieldError) {
+                try DialplanTarget.validateContextSyntax(context, field: variable)
+            } catch {
+                throw ConfigurationError(variable: error.field, message: error.message)
+            }
+            return Self.dialplan(context: context)
+        }
 
         let kafka = try environment.kafkaConfiguration()
         let databaseURL = try environment.databaseURL()
@@ -195,6 +214,8 @@ public struct WorkerConfiguration: Sendable {
             ari: ari,
             endpointTemplate: template,
             defaultDialplan: defaultDialplan,
+            machineDetectionDialplan: try contextTarget("AMD_CONTEXT", default: "dialer-amd"),
+            machineDialplan: try contextTarget("MACHINE_CONTEXT", default: "dialer-machine"),
             defaultCallerID: defaultCallerID,
             maxConcurrentCalls: try environment.int("MAX_CONCURRENT_CALLS", default: 100, range: 1...100_000),
             maxCallsPerSecond: try environment.double("MAX_CALLS_PER_SECOND", default: 10, range: 0.01...100_000),
@@ -218,6 +239,14 @@ public struct WorkerConfiguration: Sendable {
             originateMaxAttempts: try environment.int("ORIGINATE_MAX_ATTEMPTS", default: 6, range: 1...100),
             ownerTimeout: try seconds("OWNER_TIMEOUT_SECONDS", 20, 2...3600)
         )
+    }
+
+    /// Extension `s`, priority 1 of a context whose name was validated.
+    public static func dialplan(context: String) -> DialplanTarget {
+        guard let target = try? DialplanTarget(context: context, extension: "s", priority: 1) else {
+            preconditionFailure("dialplan context \(context) was not validated")
+        }
+        return target
     }
 
     /// `<hostname>-<pid>`: unique per process, and stable across restarts in a container whose process is pid 1.

@@ -126,7 +126,9 @@ public func buildServiceGroup(
         publisher: publisher,
         tracker: CallTracker(
             nodeID: configuration.nodeID, workerID: configuration.workerID,
-            application: configuration.ari.application),
+            application: configuration.ari.application,
+            machineDetectionDialplan: configuration.machineDetectionDialplan,
+            machineDialplan: configuration.machineDialplan),
         gate: IntakeGate(
             maxConcurrentCalls: configuration.maxConcurrentCalls,
             maxOriginatesInFlight: configuration.maxOriginatesInFlight,

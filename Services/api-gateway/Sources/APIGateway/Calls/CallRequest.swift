@@ -25,11 +25,13 @@ public struct CallRequest: Sendable, Hashable {
     public var ttlSeconds: Int
     /// The call's own status webhook.
     public var statusCallback: StatusCallback?
+    /// Answering machine detection; none when `nil`.
+    public var machineDetection: MachineDetection?
 
     /// The body fields this endpoint knows.
     static let fields: Set<String> = [
         "to", "caller_id", "context", "extension", "priority", "timeout_seconds", "variables", "metadata",
-        "ttl_seconds", "status_callback", "status_callback_events",
+        "ttl_seconds", "status_callback", "status_callback_events", "machine_detection",
     ]
     /// Accepted `ttl_seconds` (and `CALL_TTL_SECONDS`).
     public static let ttlRange = 10...86_400
@@ -81,6 +83,7 @@ public struct CallRequest: Sendable, Hashable {
 
         let ttl = reader.int("ttl_seconds", range: Self.ttlRange) ?? defaultTTLSeconds
         let statusCallback = Self.readStatusCallback(&reader, policy: webhookPolicy)
+        let machineDetection = Self.readMachineDetection(&reader)
 
         guard reader.errors.isEmpty, let to else { throw Problem.validation(reader.errors) }
         self.to = to
@@ -91,6 +94,48 @@ public struct CallRequest: Sendable, Hashable {
         self.metadata = metadata
         self.ttlSeconds = ttl
         self.statusCallback = statusCallback
+        self.machineDetection = machineDetection
+    }
+
+    /// `machine_detection` is a mode (`off`, `detect`, `detect_message_end`) or an object with `mode`, `on_machine`
+    /// (`hangup`, the default, or `continue`) and any of `AMD()`'s timings.
+    static func readMachineDetection(_ reader: inout JSONObjectReader) -> MachineDetection? {
+        let modes = "off, " + MachineDetection.Mode.allCases.map(\.rawValue).joined(separator: ", ")
+        switch reader.object["machine_detection"] {
+        case nil, .null?, .string("off")?:
+            return nil
+        case .string(let name)?:
+            guard let mode = MachineDetection.Mode(rawValue: name) else {
+                reader.fail("machine_detection", "must be one of \(modes), or an object with mode")
+                return nil
+            }
+            return try? MachineDetection(mode: mode)
+        case .object(let fields)?:
+            var nested = JSONObjectReader(fields, path: "machine_detection")
+            nested.refuseUnknown(Set(["mode", "on_machine"] + MachineDetection.Timing.allCases.map(\.rawValue)))
+            let modeName = nested.string("mode", required: true)
+            let mode = modeName.flatMap(MachineDetection.Mode.init(rawValue:))
+            if modeName != nil, mode == nil {
+                let named = MachineDetection.Mode.allCases.map(\.rawValue).joined(separator: ", ")
+                nested.fail("mode", "must be one of \(named)")
+            }
+            let policyName = nested.string("on_machine")
+            let policy = policyName.flatMap(MachineDetection.MachinePolicy.init(rawValue:))
+            if policyName != nil, policy == nil {
+                let policies = MachineDetection.MachinePolicy.allCases.map(\.rawValue).joined(separator: ", ")
+                nested.fail("on_machine", "must be one of \(policies)")
+            }
+            var timings: [MachineDetection.Timing: Int] = [:]
+            for timing in MachineDetection.Timing.allCases {
+                timings[timing] = nested.int(timing.rawValue, range: timing.range)
+            }
+            reader.add(nested.errors)
+            guard nested.errors.isEmpty, let mode else { return nil }
+            return try? MachineDetection(mode: mode, onMachine: policy ?? .hangup, timings: timings)
+        default:
+            reader.fail("machine_detection", "must be one of \(modes), or an object with mode")
+            return nil
+        }
     }
 
     /// `status_callback` (a webhook URL) and `status_callback_events` (statuses; the final ones when absent), as
@@ -188,7 +233,7 @@ public struct CallRequest: Sendable, Hashable {
             callID: callID, requestedAt: requestedAt, expiresAt: requestedAt.addingTimeInterval(Double(ttlSeconds)),
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
             metadata: metadata, requestedBy: caller.name, requestID: requestID, organizationID: caller.organizationID,
-            statusCallback: statusCallback)
+            statusCallback: statusCallback, machineDetection: machineDetection)
     }
 
     /// SHA-256 (hex) of the canonical form of the validated request (defaults applied, sorted keys), so that
@@ -204,6 +249,7 @@ public struct CallRequest: Sendable, Hashable {
             var ttlSeconds: Int
             var statusCallback: String?
             var statusCallbackEvents: [String]?
+            var machineDetection: MachineDetection?
 
             enum CodingKeys: String, CodingKey {
                 case to
@@ -214,6 +260,7 @@ public struct CallRequest: Sendable, Hashable {
                 case ttlSeconds = "ttl_seconds"
                 case statusCallback = "status_callback"
                 case statusCallbackEvents = "status_callback_events"
+                case machineDetection = "machine_detection"
             }
 
             func encode(to encoder: any Encoder) throws {
@@ -228,12 +275,14 @@ public struct CallRequest: Sendable, Hashable {
                 // Absent without a callback: fingerprints of requests from before callbacks stay the same.
                 try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
                 try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
+                try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
             }
         }
         let canonical = Canonical(
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
             metadata: metadata, ttlSeconds: ttlSeconds, statusCallback: statusCallback?.url,
-            statusCallbackEvents: statusCallback.map { $0.events.map(\.rawValue).sorted() })
+            statusCallbackEvents: statusCallback.map { $0.events.map(\.rawValue).sorted() },
+            machineDetection: machineDetection)
         let bytes = (try? WireCoding.encode(canonical)) ?? []
         return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }

@@ -81,6 +81,8 @@ struct CallResource: Encodable, Sendable, Equatable {
     var answeredAt: Date?
     var endedAt: Date?
     var updatedAt: Date
+    var machineDetection: MachineDetection?
+    var answeredBy: AnsweredBy?
     /// Present on single-call answers.
     var timeline: [TimelineEntry]?
     var links: Links
@@ -105,6 +107,8 @@ struct CallResource: Encodable, Sendable, Equatable {
         case answeredAt = "answered_at"
         case endedAt = "ended_at"
         case updatedAt = "updated_at"
+        case machineDetection = "machine_detection"
+        case answeredBy = "answered_by"
         case timeline, links
     }
 
@@ -137,6 +141,8 @@ struct CallResource: Encodable, Sendable, Equatable {
         try container.encode(answeredAt, forKey: .answeredAt)
         try container.encode(endedAt, forKey: .endedAt)
         try container.encode(updatedAt, forKey: .updatedAt)
+        try container.encode(machineDetection, forKey: .machineDetection)
+        try container.encode(answeredBy, forKey: .answeredBy)
         try container.encodeIfPresent(timeline, forKey: .timeline)
         try container.encode(links, forKey: .links)
     }
@@ -164,6 +170,7 @@ struct CallResource: Encodable, Sendable, Equatable {
         createdAt = command.requestedAt
         expiresAt = command.expiresAt
         updatedAt = command.requestedAt
+        machineDetection = command.machineDetection
         timeline = [
             TimelineEntry(seq: 0, status: .queued, previousStatus: nil, occurredAt: command.requestedAt)
         ]
@@ -197,6 +204,8 @@ struct CallResource: Encodable, Sendable, Equatable {
         answeredAt = record.answeredAt
         endedAt = record.endedAt
         updatedAt = record.updatedAt
+        machineDetection = record.machineDetection
+        answeredBy = record.answeredBy
         timeline =
             includeTimeline
             ? record.timeline.map {

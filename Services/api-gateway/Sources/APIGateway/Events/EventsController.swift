@@ -121,7 +121,8 @@ struct EventsController: Sendable {
             eventID: entry.eventID, callID: record.id, seq: entry.seq, status: entry.status,
             previousStatus: entry.previousStatus ?? .queued, occurredAt: entry.occurredAt, nodeID: entry.nodeID,
             workerID: entry.workerID, channelID: record.channelID, to: record.to, hangupCause: entry.hangupCause,
-            failureReason: entry.failureReason, detail: entry.detail, answeredAt: answered, endedAt: ended,
+            failureReason: entry.failureReason, detail: entry.detail, answeredAt: answered,
+            answeredBy: answered == nil ? nil : record.answeredBy, endedAt: ended,
             durationSeconds: duration, metadata: (try? ClientMetadata(record.metadata)) ?? .empty,
             organizationID: record.organizationID)
     }
