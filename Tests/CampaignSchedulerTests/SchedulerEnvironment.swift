@@ -63,6 +63,7 @@ final class WorkerStandIn: Sendable {
         var phone: String
         var contactID: String
         var attempt: Int
+        var machineDetection: MachineDetection?
         var receivedAt: ContinuousClock.Instant
         var endedAt: ContinuousClock.Instant?
     }
@@ -97,7 +98,7 @@ final class WorkerStandIn: Sendable {
                     guard state.dials[command.callID] == nil else { return false }
                     state.dials[command.callID] = Dial(
                         callID: command.callID, phone: command.to.value, contactID: contact, attempt: attempt,
-                        receivedAt: .now)
+                        machineDetection: command.machineDetection, receivedAt: .now)
                     return true
                 }
                 guard first else { continue }
@@ -203,7 +204,8 @@ struct SchedulerEnvironment: Sendable {
 
     /// A ready list of `count` numbers (+1 212 555 01xx, New York) and a started campaign over it.
     func startCampaign(
-        count: Int, rate: Double, live: Int, windows: CallingWindows, at now: Date
+        count: Int, rate: Double, live: Int, windows: CallingWindows, at now: Date,
+        machineDetection: MachineDetection? = nil
     ) async throws -> Campaign {
         let list = try await store.createContactList(name: "list", in: organization, by: Self.actor)
         let rows = try (0..<count).map { index in
@@ -217,7 +219,8 @@ struct SchedulerEnvironment: Sendable {
         let settings = CampaignSettings(
             name: "test", listIDs: [list.id], callerID: nil, dialplan: nil, timeoutSeconds: 30,
             callingWindows: windows, startsAt: nil, endsAt: nil, maxCallsPerSecond: rate, maxLiveCalls: live,
-            retryRules: try RetryRules([.busy: try RetryRule(delaySeconds: 1, maxRetries: 1)]), maxAttempts: 3)
+            retryRules: try RetryRules([.busy: try RetryRule(delaySeconds: 1, maxRetries: 1)]), maxAttempts: 3,
+            machineDetection: machineDetection)
         let draft = try await store.createCampaign(settings, in: organization, by: Self.actor)
         return try await store.changeCampaignState(
             id: draft.id, in: organization, to: .running, at: now, by: Self.actor)

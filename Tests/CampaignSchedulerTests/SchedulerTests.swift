@@ -25,8 +25,9 @@ struct SchedulerTests {
         try await SchedulerEnvironment.run { environment in
             // 07:30 EDT on 2026-03-08.
             let clock = ManualClock(WireCoding.parseTimestamp("2026-03-08T11:30:00Z")!)
+            let detection = try MachineDetection(mode: .detectMessageEnd, onMachine: .continue)
             let campaign = try await environment.startCampaign(
-                count: 10, rate: 100, live: 5, windows: .standard, at: clock.now())
+                count: 10, rate: 100, live: 5, windows: .standard, at: clock.now(), machineDetection: detection)
             try await environment.withScheduler(environment.configuration(), clock: clock) {
                 try await Task.sleep(for: .seconds(2))
                 #expect(environment.workers.dials.isEmpty, "nothing is dialed before the window opens")
@@ -43,6 +44,9 @@ struct SchedulerTests {
                 }
                 try await Task.sleep(for: .seconds(1))
                 #expect(environment.workers.dials.count == 9, "the retries wait for the clock")
+                #expect(
+                    environment.workers.dials.allSatisfy { $0.machineDetection == detection },
+                    "every call carries the campaign's answering machine detection")
                 clock.advance(by: 2)
                 try await eventually("the campaign completed") {
                     try await environment.store.campaign(id: campaign.id, in: environment.organization)?.state

@@ -307,7 +307,8 @@ extension CallStore {
         id, organization_id, state, name, caller_id_name, caller_id_number, context, extension, priority,
         timeout_seconds, calling_windows::text, starts_at, ends_at, max_calls_per_second, max_live_calls,
         retry_rules::text, max_attempts, created_by, created_at, started_at, finished_at,
-        ARRAY(SELECT list_id FROM campaign_lists WHERE campaign_id = campaigns.id ORDER BY list_id)
+        ARRAY(SELECT list_id FROM campaign_lists WHERE campaign_id = campaigns.id ORDER BY list_id),
+        machine_detection::text
         """
 
     /// Creates a draft campaign over ready lists of the organization.
@@ -320,19 +321,20 @@ extension CallStore {
         let logger = self.logger
         let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
         let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
+        let detection = try Self.encodedMachineDetection(settings)
         return try await transaction { connection in
             try await Self.requireReadyLists(settings.listIDs, in: organization, on: connection, logger: logger)
             try await connection.query(
                 """
                 INSERT INTO campaigns (id, organization_id, name, state, caller_id_name, caller_id_number, context,
                     extension, priority, timeout_seconds, calling_windows, starts_at, ends_at, max_calls_per_second,
-                    max_live_calls, retry_rules, max_attempts, created_by)
+                    max_live_calls, retry_rules, max_attempts, created_by, machine_detection)
                 VALUES (\(id), \(organization.uuid), \(settings.name), 'draft', \(settings.callerID?.name),
                     \(settings.callerID?.number), \(settings.dialplan?.context), \(settings.dialplan?.extension),
                     \(settings.dialplan?.priority), \(settings.timeoutSeconds), \(windows)::jsonb,
                     \(settings.startsAt)::timestamptz, \(settings.endsAt)::timestamptz,
                     \(settings.maxCallsPerSecond), \(settings.maxLiveCalls), \(rules)::jsonb,
-                    \(settings.maxAttempts), \(actor.name))
+                    \(settings.maxAttempts), \(actor.name), \(detection)::jsonb)
                 """,
                 logger: logger)
             try await connection.query(
@@ -415,7 +417,8 @@ extension CallStore {
                     timeout_seconds = \(settings.timeoutSeconds), calling_windows = \(windows)::jsonb,
                     starts_at = \(settings.startsAt)::timestamptz, ends_at = \(settings.endsAt)::timestamptz,
                     max_calls_per_second = \(settings.maxCallsPerSecond), max_live_calls = \(settings.maxLiveCalls),
-                    retry_rules = \(rules)::jsonb, max_attempts = \(settings.maxAttempts), updated_at = now()
+                    retry_rules = \(rules)::jsonb, max_attempts = \(settings.maxAttempts),
+                    machine_detection = \(try Self.encodedMachineDetection(settings))::jsonb, updated_at = now()
                 WHERE id = \(id)
                 """,
                 logger: logger)
@@ -1042,6 +1045,11 @@ extension CallStore {
         }
     }
 
+    /// The settings' answering machine detection as JSON text, `nil` for none.
+    static func encodedMachineDetection(_ settings: CampaignSettings) throws -> String? {
+        try settings.machineDetection.map { String(decoding: try WireCoding.encode($0), as: UTF8.self) }
+    }
+
     static func decodeCampaign(_ row: PostgresRow) throws -> Campaign {
         let columns = row.makeRandomAccess()
         let id = try columns[0].decode(UUID.self)
@@ -1070,7 +1078,10 @@ extension CallStore {
                 maxLiveCalls: try columns[14].decode(Int.self),
                 retryRules: try WireCoding.decoder.decode(
                     RetryRules.self, from: Data(try columns[15].decode(String.self).utf8)),
-                maxAttempts: try columns[16].decode(Int.self))
+                maxAttempts: try columns[16].decode(Int.self),
+                machineDetection: try columns[22].decode(String?.self).map {
+                    try WireCoding.decode(MachineDetection.self, from: Array($0.utf8))
+                })
             return Campaign(
                 id: id, organizationID: OrganizationID(uuid: try columns[1].decode(UUID.self)), state: state,
                 settings: settings, createdBy: try columns[17].decode(String.self),

@@ -134,12 +134,14 @@ public struct CampaignSettings: Sendable, Hashable {
     public var retryRules: RetryRules
     /// Attempts per contact at most.
     public var maxAttempts: Int
+    /// Answering machine detection on every call of the campaign (`nil`: none).
+    public var machineDetection: MachineDetection?
 
     /// Creates settings.
     public init(
         name: String, listIDs: [UUID], callerID: CallerID?, dialplan: DialplanTarget?, timeoutSeconds: Int,
         callingWindows: CallingWindows, startsAt: Date?, endsAt: Date?, maxCallsPerSecond: Double, maxLiveCalls: Int,
-        retryRules: RetryRules, maxAttempts: Int
+        retryRules: RetryRules, maxAttempts: Int, machineDetection: MachineDetection? = nil
     ) {
         self.name = name
         self.listIDs = listIDs
@@ -153,6 +155,7 @@ public struct CampaignSettings: Sendable, Hashable {
         self.maxLiveCalls = maxLiveCalls
         self.retryRules = retryRules
         self.maxAttempts = maxAttempts
+        self.machineDetection = machineDetection
     }
 }
 

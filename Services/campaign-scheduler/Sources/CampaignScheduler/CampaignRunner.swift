@@ -284,6 +284,7 @@ final class CampaignRunner: Service, Sendable {
             expiresAt: now.addingTimeInterval(configuration.commandTTL.timeInterval),
             to: target, callerID: campaign.settings.callerID, dialplan: campaign.settings.dialplan,
             timeoutSeconds: campaign.settings.timeoutSeconds, metadata: metadata,
-            requestedBy: "campaign:\(campaign.id.uuidString.lowercased())", organizationID: campaign.organizationID)
+            requestedBy: "campaign:\(campaign.id.uuidString.lowercased())", organizationID: campaign.organizationID,
+            machineDetection: campaign.settings.machineDetection)
     }
 }

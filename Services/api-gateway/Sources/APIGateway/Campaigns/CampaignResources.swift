@@ -115,6 +115,7 @@ struct CampaignResource: Encodable {
         case maxLiveCalls = "max_live_calls"
         case retryRules = "retry_rules"
         case maxAttempts = "max_attempts"
+        case machineDetection = "machine_detection"
         case createdBy = "created_by"
         case createdAt = "created_at"
         case startedAt = "started_at"
@@ -150,6 +151,7 @@ struct CampaignResource: Encodable {
         try container.encode(settings.maxLiveCalls, forKey: .maxLiveCalls)
         try container.encode(settings.retryRules, forKey: .retryRules)
         try container.encode(settings.maxAttempts, forKey: .maxAttempts)
+        try container.encode(settings.machineDetection, forKey: .machineDetection)
         try container.encode(campaign.createdBy, forKey: .createdBy)
         try container.encode(campaign.createdAt, forKey: .createdAt)
         try container.encode(campaign.startedAt, forKey: .startedAt)
