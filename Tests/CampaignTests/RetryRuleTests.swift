@@ -16,6 +16,11 @@ import Testing
         #expect(CampaignOutcome(status: .failed, failureReason: nil) == .failed)
         #expect(CampaignOutcome(status: .canceled, failureReason: nil) == .canceled)
         #expect(CampaignOutcome(status: .expired, failureReason: nil) == .expired)
+        // Answering machine detection: a machine is its own outcome, anyone else a completed call.
+        #expect(CampaignOutcome(status: .completed, failureReason: nil, answeredBy: .machine) == .machine)
+        #expect(CampaignOutcome(status: .completed, failureReason: nil, answeredBy: .human) == .completed)
+        #expect(CampaignOutcome(status: .completed, failureReason: nil, answeredBy: .unknown) == .completed)
+        #expect(CampaignOutcome(status: .busy, failureReason: nil, answeredBy: .machine) == .busy)
         for status in CallStatus.allCases where !status.isTerminal {
             #expect(CampaignOutcome(status: status, failureReason: nil) == nil, "\(status)")
         }
@@ -25,7 +30,8 @@ import Testing
     func rawValues() {
         #expect(
             CampaignOutcome.allCases.map(\.rawValue) == [
-                "completed", "busy", "no_answer", "rejected", "failed", "invalid_number", "canceled", "expired",
+                "completed", "machine", "busy", "no_answer", "rejected", "failed", "invalid_number", "canceled",
+                "expired",
             ])
         #expect(Set(CampaignOutcome.allCases.filter(\.isFinal)) == [.completed, .invalidNumber, .canceled])
     }
@@ -33,6 +39,21 @@ import Testing
 
 @Suite struct RetryRuleTests {
     let rules = RetryRules.standard
+
+    @Test("a machine is retried only with a machine rule")
+    func machine() throws {
+        #expect(
+            rules.decide(after: .machine, attemptsMade: 1, retriesOf: 0, maxAttempts: 3)
+                == .finished(disposition: .machine))
+        let withMachine = try WireCoding.decode(
+            RetryRules.self, from: Array(#"{"machine":{"delay_seconds":7200,"max_retries":1}}"#.utf8))
+        #expect(
+            withMachine.decide(after: .machine, attemptsMade: 1, retriesOf: 0, maxAttempts: 3)
+                == .retry(after: .seconds(7200)))
+        #expect(
+            withMachine.decide(after: .machine, attemptsMade: 2, retriesOf: 1, maxAttempts: 3)
+                == .finished(disposition: .machine))
+    }
 
     @Test("the standard rules")
     func standard() throws {

@@ -3,8 +3,11 @@ import CallDomain
 /// How one attempt of a campaign call ended, as far as retrying is concerned. The raw values are the wire and
 /// database form.
 public enum CampaignOutcome: String, CaseIterable, Hashable, Sendable, Codable {
-    /// The callee answered.
+    /// The callee answered (a person, or answering machine detection could not tell).
     case completed
+    /// An answering machine answered (the campaign's answering machine detection said so): retried only when the
+    /// campaign has a `machine` rule, to reach the person later.
+    case machine
     /// The line was busy.
     case busy
     /// Nobody answered before the timeout.
@@ -23,10 +26,11 @@ public enum CampaignOutcome: String, CaseIterable, Hashable, Sendable, Codable {
     /// The outcome of a call that ended with `status`; `nil` for a status that is not an end (`queued` ...
     /// `answered`), since a call still in progress has no outcome yet.
     ///
-    /// A `failed` call whose reason is `invalidNumber` is `invalidNumber`, every other failure `failed`.
-    public init?(status: CallStatus, failureReason: FailureReason?) {
+    /// A `failed` call whose reason is `invalidNumber` is `invalidNumber`, every other failure `failed`; a completed
+    /// call that a machine answered is `machine`.
+    public init?(status: CallStatus, failureReason: FailureReason?, answeredBy: AnsweredBy? = nil) {
         switch status {
-        case .completed: self = .completed
+        case .completed: self = answeredBy == .machine ? .machine : .completed
         case .busy: self = .busy
         case .noAnswer: self = .noAnswer
         case .rejected: self = .rejected
@@ -41,7 +45,7 @@ public enum CampaignOutcome: String, CaseIterable, Hashable, Sendable, Codable {
     public var isFinal: Bool {
         switch self {
         case .completed, .invalidNumber, .canceled: true
-        case .busy, .noAnswer, .rejected, .failed, .expired: false
+        case .machine, .busy, .noAnswer, .rejected, .failed, .expired: false
         }
     }
 }

@@ -33,7 +33,8 @@ struct CallEndReader: Service {
         for message in batch {
             // Undecodable events are the history writer's to dead-letter; they end no campaign call here.
             guard let event = try? CallMessageDecoder.status(message).0,
-                let outcome = CampaignOutcome(status: event.status, failureReason: event.failureReason)
+                let outcome = CampaignOutcome(
+                    status: event.status, failureReason: event.failureReason, answeredBy: event.answeredBy)
             else { continue }
             ends.append(CallStore.CampaignCallEnd(callID: event.callID, outcome: outcome))
         }
