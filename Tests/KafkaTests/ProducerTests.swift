@@ -4,6 +4,50 @@ import Kafka
 import Testing
 
 @Suite struct ProducerTests {
+    /// A new producer is prepared before its first send: the topic's metadata fetched and the idempotent producer id
+    /// assigned (read from librdkafka's statistics). With the brokers down, preparation fails within its timeout and
+    /// succeeds once they are back; without idempotence there is no id to wait for.
+    @Test(.timeLimit(.minutes(3)))
+    func preparationWaitsForTheTopicMetadataAndTheProducerID() async throws {
+        let topic = KafkaTest.unique("prepare")
+        try await KafkaTest.withCluster(topics: [topic: 3]) { cluster in
+            let producer = try KafkaProducer(
+                configuration: KafkaTest.configuration(cluster), deliveryTimeout: .seconds(10), logger: KafkaTest.logger
+            )
+            try await KafkaTest.withRunning({ try await producer.run() }) {
+                #expect(!producer.isPrepared)
+                try await producer.prepare(topics: [topic], timeout: .seconds(30))
+                #expect(producer.isPrepared)
+                let receipt = try await producer.send(topic: topic, key: "k".bytes, value: "after".bytes)
+                #expect(receipt.topic == topic)
+            }
+
+            var plain = KafkaTest.configuration(cluster)
+            plain.properties["enable.idempotence"] = "false"
+            let notIdempotent = try KafkaProducer(configuration: plain, logger: KafkaTest.logger)
+            try await KafkaTest.withRunning({ try await notIdempotent.run() }) {
+                try await notIdempotent.prepare(topics: [topic], timeout: .seconds(30))
+                #expect(notIdempotent.isPrepared)
+            }
+
+            try cluster.setBrokersDown()
+            let late = try KafkaProducer(
+                configuration: KafkaTest.configuration(cluster), deliveryTimeout: .seconds(10), logger: KafkaTest.logger
+            )
+            try await KafkaTest.withRunning({ try await late.run() }) {
+                let start = ContinuousClock.now
+                await #expect(throws: KafkaError.self) { try await late.prepare(topics: [topic], timeout: .seconds(3)) }
+                #expect(ContinuousClock.now - start < .seconds(20), "bounded by the timeout, not a hang")
+                #expect(!late.isPrepared)
+                try cluster.setBrokersUp()
+                try await KafkaTest.eventually(timeout: .seconds(90), "prepared once the brokers are back") {
+                    (try? await late.prepare(topics: [topic], timeout: .seconds(5))) != nil
+                }
+                #expect(late.isPrepared)
+            }
+        }
+    }
+
     /// With every broker down, a send fails with librdkafka's timeout error within the delivery timeout (it does
     /// not hang), and sends succeed again once the brokers are back.
     @Test(.timeLimit(.minutes(3)))

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
@@ -14,9 +15,15 @@ import Synchronization
 /// must be running (typically in a `ServiceGroup`) for sends to complete. On graceful shutdown or cancellation it
 /// stops accepting sends, waits for the outstanding ones (up to the delivery timeout), and fails what is left, so
 /// that no send is left suspended.
+///
+/// A new producer's first send would pay for its start: the brokers must first give the idempotent producer its id
+/// (`InitProducerId`) and the topic's metadata must be fetched. ``prepare(topics:timeout:)`` waits for both, so a
+/// service can say it is ready only once a send costs a round trip (the id is read from librdkafka's statistics,
+/// every `statistics.interval.ms`, 1 s unless configured).
 public final class KafkaProducer: Service, Sendable {
     private let client: RdKafkaClient
     private let state: Mutex<ProducerStateMachine>
+    private let preparation: Mutex<Preparation>
     private let deliveryTimeout: Duration
     private let logger: Logger
     private let metrics: ProducerMetrics
@@ -33,6 +40,7 @@ public final class KafkaProducer: Service, Sendable {
             "enable.idempotence": "true",
             "acks": "all",
             "message.timeout.ms": "\(timeoutMilliseconds)",
+            "statistics.interval.ms": "1000",
         ])
         var logger = logger
         logger[metadataKey: "kafka.client"] = "\(configuration.clientID)"
@@ -42,6 +50,9 @@ public final class KafkaProducer: Service, Sendable {
             logger: logger
         )
         self.state = Mutex(ProducerStateMachine())
+        // Without idempotence there is no producer id to wait for.
+        let idempotent = properties["enable.idempotence"]?.lowercased() == "true"
+        self.preparation = Mutex(Preparation(producerIDAssigned: !idempotent))
         self.deliveryTimeout = .milliseconds(timeoutMilliseconds)
         self.logger = logger
         self.metrics = ProducerMetrics(clientID: configuration.clientID)
@@ -223,6 +234,71 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
+    // MARK: - Preparation
+
+    private struct Preparation {
+        /// The idempotent producer has its id (or idempotence is off).
+        var producerIDAssigned: Bool
+        var producerID: Int64?
+        /// ``prepare(topics:timeout:)`` succeeded once.
+        var prepared = false
+    }
+
+    /// Whether ``prepare(topics:timeout:)`` succeeded: a send no longer pays for the producer's start.
+    public var isPrepared: Bool {
+        preparation.withLock { $0.prepared }
+    }
+
+    /// Waits until a send costs no more than its round trip: the metadata of `topics` (partitions and leaders) is
+    /// fetched, and the brokers assigned the idempotent producer its id. ``run()`` must be running.
+    ///
+    /// - Throws: ``KafkaError`` when a topic's metadata cannot be had (unknown topic, no broker) or the id is not
+    ///   assigned within `timeout`.
+    public func prepare(topics: [String], timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        let client = self.client
+        let milliseconds = Int32(clamping: max(1, timeout.milliseconds))
+        let metadata: Result<Void, KafkaError> = await PollThread.run(name: "kafka-prepare") {
+            do throws(KafkaError) {
+                for topic in topics {
+                    _ = try client.partitionCount(topic: topic, timeoutMilliseconds: milliseconds)
+                }
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try metadata.get()
+        while !preparation.withLock({ $0.producerIDAssigned }) {
+            guard ContinuousClock.now < deadline else {
+                throw KafkaError(
+                    code: .timedOut,
+                    message: "the brokers did not assign the idempotent producer its id within \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let producerID = preparation.withLock { preparation -> Int64? in
+            preparation.prepared = true
+            return preparation.producerID
+        }
+        logger.info(
+            "Kafka producer prepared",
+            metadata: ["kafka.topics": "\(topics.joined(separator: ","))", "kafka.producer_id": "\(producerID ?? -1)"])
+    }
+
+    /// Reads the idempotent producer's state from a statistics event, until its id is assigned.
+    private func noteStatistics(_ json: String) {
+        guard !preparation.withLock({ $0.producerIDAssigned }),
+            let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+            let eos = root["eos"] as? [String: Any], eos["idemp_state"] as? String == "Assigned"
+        else { return }
+        let producerID = (eos["producer_id"] as? NSNumber)?.int64Value
+        preparation.withLock {
+            $0.producerIDAssigned = true
+            $0.producerID = producerID
+        }
+    }
+
     // MARK: - Lifecycle
 
     /// Serves delivery reports until graceful shutdown or cancellation, then drains: waits for outstanding
@@ -309,6 +385,8 @@ public final class KafkaProducer: Service, Sendable {
                 client.log(event: event)
             case .error:
                 fatal = client.handleErrorEvent(event) ?? fatal
+            case .statistics:
+                if let json = client.statistics(of: event) { noteStatistics(json) }
             case .message, .rebalance, .offsetCommit, .other:
                 break
             }

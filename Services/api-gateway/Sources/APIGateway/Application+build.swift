@@ -72,8 +72,11 @@ func buildGateway(
     let producer = try KafkaProducer(
         configuration: producerConfiguration, deliveryTimeout: publishTimeout, logger: logger)
     let kafkaHealth = KafkaHealth(
-        probe: FanOutReaderProbe(configuration: configuration.kafka, topic: configuration.topics.status, logger: logger)
-    )
+        probe: FanOutReaderProbe(
+            configuration: configuration.kafka, topic: configuration.topics.status, logger: logger),
+        producerPrepared: { producer.isPrepared })
+    let preparation = KafkaProducerPreparation(
+        producer: producer, topics: [configuration.topics.originate, configuration.topics.control], logger: logger)
     let publisher = KafkaCommandPublisher(
         publisher: CallMessagePublisher(
             producer: producer, topics: configuration.topics, source: "/api-gateway/\(configuration.instanceID)"),
@@ -110,7 +113,7 @@ func buildGateway(
                 additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)], idleTimeout: readTimeout)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
         logger: logger)
-    application.addServices(postgres, producer, reader, feed)
+    application.addServices(postgres, producer, preparation, reader, feed)
     return BuiltGateway(application: application, router: router, statusReader: reader)
 }
 

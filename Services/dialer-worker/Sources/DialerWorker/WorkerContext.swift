@@ -189,6 +189,7 @@ final class WorkerReadiness: Sendable {
         var controlReaderReady = false
         var dialerConsumerRunning = false
         var historyConsumerRunning = false
+        var producerPrepared = false
     }
 
     private let state = Mutex(State())
@@ -202,10 +203,16 @@ final class WorkerReadiness: Sendable {
     /// The history writer's consumer is running.
     func setHistoryConsumerRunning(_ running: Bool) { state.withLock { $0.historyConsumerRunning = running } }
 
-    /// Whether Kafka looks usable: publications are acknowledged and every consumer is running.
+    /// The status producer has its topics' metadata and its idempotent producer id: a status event no longer pays
+    /// for the producer's start.
+    func setProducerPrepared(_ prepared: Bool) { state.withLock { $0.producerPrepared = prepared } }
+
+    /// Whether Kafka looks usable: the producer is prepared, publications are acknowledged and every consumer is
+    /// running.
     var kafkaReady: Bool {
         state.withLock {
-            $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning && $0.historyConsumerRunning
+            $0.producerPrepared && $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning
+                && $0.historyConsumerRunning
         }
     }
 }

@@ -169,6 +169,14 @@ public func buildServiceGroup(
                 .init(service: HTTPClientService(client: httpClient), serviceName: "ari-http-client"),
                 .init(service: postgres, serviceName: "postgres"),
                 .init(service: producer, serviceName: "kafka-producer"),
+                .init(
+                    service: KafkaProducerPreparation(
+                        producer: producer, topics: [configuration.topics.status],
+                        logger: logger,
+                        onPrepared: { [readiness = context.readiness] in
+                            readiness.setProducerPrepared(true)
+                        }),
+                    serviceName: "kafka-producer-preparation"),
                 .init(service: ops, serviceName: "ops-http"),
                 .init(service: events, serviceName: "ari-events"),
                 .init(service: history, serviceName: "history-writer"),

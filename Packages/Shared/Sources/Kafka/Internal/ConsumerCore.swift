@@ -259,7 +259,7 @@ final class ConsumerCore: Sendable {
                 if let fatal = client.handleErrorEvent(event) {
                     context.fatal = fatal
                 }
-            case .deliveryReport, .other:
+            case .deliveryReport, .statistics, .other:
                 break
             }
             client.destroy(event: event)

@@ -9,6 +9,8 @@ extension RdKafkaClient {
         case offsetCommit
         case log
         case error
+        /// Statistics (`statistics.interval.ms`), JSON; the producer reads its idempotence state from them.
+        case statistics
         case other
     }
 
@@ -20,8 +22,14 @@ extension RdKafkaClient {
         case Int32(RD_KAFKA_EVENT_OFFSET_COMMIT): return .offsetCommit
         case Int32(RD_KAFKA_EVENT_LOG): return .log
         case Int32(RD_KAFKA_EVENT_ERROR): return .error
+        case Int32(RD_KAFKA_EVENT_STATS): return .statistics
         default: return .other
         }
+    }
+
+    /// The JSON text of a statistics event.
+    func statistics(of event: OpaquePointer) -> String? {
+        rd_kafka_event_stats(event).map { String(cString: $0) }
     }
 
     /// A reusable array for reading the messages of delivery-report events in batches.

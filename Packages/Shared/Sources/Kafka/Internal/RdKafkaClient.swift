@@ -49,7 +49,8 @@ final class RdKafkaClient: @unchecked Sendable {
         let roleEvents: Int32
         switch role {
         case .producer:
-            roleEvents = Int32(RD_KAFKA_EVENT_DR)
+            // Statistics only arrive when `statistics.interval.ms` is set.
+            roleEvents = Int32(RD_KAFKA_EVENT_DR) | Int32(RD_KAFKA_EVENT_STATS)
         case .consumer:
             // Rebalances as events too: librdkafka then expects the poll thread to (un)assign, no C callback.
             roleEvents = Int32(RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_REBALANCE | RD_KAFKA_EVENT_OFFSET_COMMIT)

@@ -49,6 +49,7 @@ final class KafkaHealth: Sendable {
     }
 
     private let probe: any KafkaReachabilityProbe
+    private let producerPrepared: @Sendable () -> Bool
     private let state = Mutex(State())
     /// How long an acknowledged publish counts as proof of reachability.
     static let successValidity = Duration.seconds(10)
@@ -57,8 +58,11 @@ final class KafkaHealth: Sendable {
     /// How long a probe may take.
     static let probeTimeout = Duration.seconds(3)
 
-    init(probe: any KafkaReachabilityProbe) {
+    /// - Parameter producerPrepared: whether the command producer is prepared (``KafkaProducer/isPrepared``): until
+    ///   it is, a request would pay for the producer's start, so the gateway is not ready.
+    init(probe: any KafkaReachabilityProbe, producerPrepared: @escaping @Sendable () -> Bool = { true }) {
         self.probe = probe
+        self.producerPrepared = producerPrepared
     }
 
     /// An acknowledged publish.
@@ -74,8 +78,11 @@ final class KafkaHealth: Sendable {
         }
     }
 
-    /// `nil` when Kafka is reachable, else why not.
+    /// `nil` when Kafka is reachable and the producer prepared, else why not.
     func check() async -> String? {
+        guard producerPrepared() else {
+            return "the command producer is starting (topic metadata, idempotent producer id)"
+        }
         let now = ContinuousClock.now
         let task: Task<String?, Never> = state.withLock { state in
             if let success = state.lastSuccess, now - success < Self.successValidity,
