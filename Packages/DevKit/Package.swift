@@ -71,6 +71,8 @@ let package = Package(
                 .product(name: "Webhooks", package: "Shared"),
                 "EmbeddedKafka",
                 "ARISimulator",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -4,6 +4,8 @@ import DevStack
 import EmbeddedKafka
 import Foundation
 import Logging
+import NIOCore
+import NIOHTTP1
 import ServiceLifecycle
 import UnixSignals
 
@@ -308,18 +310,11 @@ final class LocalStack: Service, Sendable {
     private func waitForReady(_ url: String, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let status = try? await Self.httpStatus(url), status == 200 { return }
+            if let answer = try? await DevAPI.send(.GET, url, timeout: .seconds(2)), answer.status == 200 { return }
             try await Task.sleep(for: .milliseconds(250))
         }
         throw DevStackError(
             "the api-gateway did not become ready at \(url) within \(timeout); see \(options.stateDirectory.path)/logs")
-    }
-
-    /// The status code of a GET, through the system's curl (which `make run` installs).
-    private static func httpStatus(_ url: String) async throws -> Int {
-        let result = try Command.run(
-            "/usr/bin/env", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", url])
-        return Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     }
 
     private func printBanner(
