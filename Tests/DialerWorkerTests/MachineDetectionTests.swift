@@ -51,6 +51,12 @@ struct DetectionCase: Sendable, CustomTestStringConvertible {
                 answeredBy: .machine, contexts: ["dialer-amd", "dialer-machine"],
                 answeredNoSoonerThan: .seconds(4)),
             DetectionCase(
+                name:
+                    "machine whose call ends while detect_message_end waits for the beep: machine, from the variables",
+                number: TestNumber.machine(holdSeconds: 2),
+                detection: try MachineDetection(mode: .detectMessageEnd, onMachine: .continue, timings: quick),
+                answeredBy: .machine, contexts: ["dialer-amd"]),
+            DetectionCase(
                 name: "not sure (TOOLONG): answered_by unknown, then the call's own target",
                 number: TestNumber.undecided(holdSeconds: 3),
                 detection: try MachineDetection(mode: .detect, timings: [.totalAnalysisTime: 1000]),

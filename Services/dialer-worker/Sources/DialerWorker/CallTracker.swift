@@ -186,6 +186,13 @@ final class CallTracker: Sendable {
                         actions.append(firstContinue(call))
                     }
                     return actions
+                case .channelVarset(let varset) where varset.variable == "AMDSTATUS" || varset.variable == "AMDCAUSE":
+                    if varset.variable == "AMDSTATUS" {
+                        call.heardVerdict.status = varset.value
+                    } else {
+                        call.heardVerdict.cause = varset.value
+                    }
+                    return []
                 case .channelDestroyed(let destroyed):
                     let rang = destroyed.timestamp.timeIntervalSince(destroyed.channel.creationtime)
                     let outcome = CallOutcome.decide(
@@ -534,12 +541,18 @@ final class CallTracker: Sendable {
             if call.status == .dispatched, call.sawChannel {
                 actions += emit(&call, status: .initiated, at: date)
             }
-            // An answered call that ended before the detection decided: its held `answered` goes out first.
+            // An answered call that ended before the detection's verdict came back: its held `answered` goes out first,
+            // with the verdict the channel's variables showed, if any.
             if call.answered, call.awaitsDetection {
-                call.answeredBy = .unknown
-                actions += advance(
-                    &call, to: .answered, at: call.answeredAt ?? date,
-                    detail: "answering machine detection: the call ended before a verdict")
+                let (status, cause) = call.heardVerdict
+                call.answeredBy = status.map(AnsweredBy.init(amdStatus:)) ?? .unknown
+                var detail = "answering machine detection: "
+                if let status {
+                    detail += "\(status)\(cause.map { " (\($0))" } ?? ""), the call ended before it went on"
+                } else {
+                    detail += "the call ended before a verdict"
+                }
+                actions += advance(&call, to: .answered, at: call.answeredAt ?? date, detail: detail)
             }
             var outcome = outcome
             if !call.status.canTransition(to: outcome.status) {

@@ -50,6 +50,9 @@ struct TrackedCall: Sendable {
     var continued = false
     /// Who answered, once the detection decided (the `answered` status waits for it).
     var answeredBy: AnsweredBy?
+    /// `AMDSTATUS` and `AMDCAUSE` as `ChannelVarset` events showed them while the channel ran the detection's dial
+    /// plan: the verdict of a call that ends before it is back in Stasis (a machine's greeting outlasting the call).
+    var heardVerdict: (status: String?, cause: String?) = (nil, nil)
     /// At least one event (or a channel listing) showed the channel exists.
     var sawChannel = false
     /// When the originate was sent (monotonic), for ring-time and stuck-call decisions.
