@@ -107,8 +107,18 @@ import Testing
         var records: [CallRecord] = []
         for id in callIDs {
             let callID = try #require(CallID(id))
-            let record = try await eventually(timeout: .seconds(90)) {
-                try await store.call(id: callID).flatMap { $0.status.isTerminal ? $0 : nil }
+            let record: CallRecord
+            do {
+                record = try await eventually(timeout: .seconds(90)) {
+                    try await store.call(id: callID).flatMap { $0.status.isTerminal ? $0 : nil }
+                }
+            } catch {
+                // Where the call stopped, for the report.
+                let stuck = try await store.call(id: callID)
+                let timeline = stuck?.timeline.map { "\($0.seq) \($0.status.rawValue) \($0.workerID ?? "-")" } ?? []
+                throw TestEnvironmentError(
+                    "call \(id) not ended within 90 s: \(stuck?.status.rawValue ?? "not recorded"), worker "
+                        + "\(stuck?.workerID ?? "none"), epoch \(stuck?.ownerEpoch ?? -1), timeline \(timeline)")
             }
             #expect(record.status == .completed, "\(id): \(record.status) \(record.detail ?? "")")
             #expect(record.timeline.filter { $0.status == .dispatched }.count == 1)

@@ -114,10 +114,27 @@ public final class DevStackProcess: @unchecked Sendable {
         do {
             try await body(stack)
         } catch {
-            _ = try? await stack.stop()
+            // The evidence stays: the children's warnings and errors are printed, their logs kept.
+            _ = try? await stack.stop(keepingState: true)
+            print("devstack state and logs kept in \(stack.stateDirectory.path)\n\(stack.childProblems)")
             throw error
         }
         return try await stack.stop()
+    }
+
+    /// The last warnings and errors each child logged, for a failed test's report.
+    public var childProblems: String {
+        let logs = stateDirectory.appendingPathComponent("logs")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: logs.path))?.sorted() ?? []
+        return names.map { name in
+            let text = (try? String(contentsOf: logs.appendingPathComponent(name), encoding: .utf8)) ?? ""
+            let problems = text.split(separator: "\n").filter {
+                $0.contains("\"warning\"") || $0.contains("\"error\"") || $0.contains(" warning ")
+                    || $0.contains(" error ")
+            }
+            return "\(name): \(problems.count) warnings and errors, the last ones:\n"
+                + problems.suffix(15).map { "  " + $0.prefix(400) }.joined(separator: "\n")
+        }.joined(separator: "\n")
     }
 
     /// Whether `devstack` itself still runs.
@@ -140,8 +157,9 @@ public final class DevStackProcess: @unchecked Sendable {
     }
 
     /// Sends SIGTERM and waits for the stack to exit; returns its exit status.
+    /// - Parameter keepingState: leave the state directory (logs, devstack's output) for a post-mortem.
     @discardableResult
-    public func stop(timeout: TimeInterval = 60) async throws -> Int32 {
+    public func stop(timeout: TimeInterval = 60, keepingState: Bool = false) async throws -> Int32 {
         if process.isRunning { process.terminate() }
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -149,7 +167,7 @@ public final class DevStackProcess: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             throw TestEnvironmentError("devstack did not stop within \(timeout) s")
         }
-        try? FileManager.default.removeItem(at: stateDirectory)
+        if !keepingState { try? FileManager.default.removeItem(at: stateDirectory) }
         return process.terminationStatus
     }
 
