@@ -5,6 +5,13 @@ import Testing
 
 /// A consumer group member's processing loop: records every message, commits every `commitEvery` messages, and
 /// remembers which commits succeeded (the offsets that must never be delivered again).
+/// A flag tasks share.
+private final class Flag: Sendable {
+    private let value = Mutex(false)
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
+}
+
 private final class Member: Sendable {
     let name: String
     let consumer: KafkaConsumer
@@ -17,8 +24,11 @@ private final class Member: Sendable {
         self.consumer = consumer
     }
 
-    /// Consumes until cancelled, calling `onMessage` for each message (the test's global order check).
-    func process(commitEvery: Int, onMessage: @Sendable (KafkaMessage) -> Void) async throws {
+    /// Consumes until cancelled, calling `onMessage` for each message (the test's global order check); after each
+    /// message it waits while `holdWhile` says so.
+    func process(
+        commitEvery: Int, holdWhile: @Sendable () -> Bool = { false }, onMessage: @Sendable (KafkaMessage) -> Void
+    ) async throws {
         var sinceCommit = 0
         for try await message in consumer.messages {
             onMessage(message)
@@ -26,6 +36,7 @@ private final class Member: Sendable {
             pending.withLock { $0[message.topicPartition] = message.offset + 1 }
             // Simulated work, so that the second member joins while the first is mid-stream.
             try? await Task.sleep(for: .milliseconds(1))
+            while holdWhile(), !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
             sinceCommit += 1
             if sinceCommit >= commitEvery {
                 sinceCommit = 0
@@ -151,17 +162,30 @@ enum KeyedPayload {
                     consumer: try KafkaConsumer(
                         configuration: configuration, groupID: group, topics: [topic], logger: KafkaTest.logger)
                 )
+                // Past half, the first member waits for the second one's partitions: however slow the rebalance, the
+                // first cannot consume everything before the second takes part.
+                let secondAssigned = Flag()
                 let firstRun = Task { try await first.consumer.run() }
-                let firstWork = Task { try await first.process(commitEvery: 100) { checker.record($0) } }
+                let firstWork = Task {
+                    try await first.process(
+                        commitEvery: 100,
+                        holdWhile: { checker.distinctCount >= total / 2 && !secondAssigned.isSet }
+                    ) { checker.record($0) }
+                }
                 try await KafkaTest.eventually("the first member to consume half") {
                     checker.distinctCount >= total / 2
                 }
 
+                let assignment = Task {
+                    _ = try? await KafkaTest.firstAssignment(second.consumer.rebalanceEvents, timeout: .seconds(120))
+                    secondAssigned.set()
+                }
                 let secondRun = Task { try await second.consumer.run() }
                 let secondWork = Task { try await second.process(commitEvery: 100) { checker.record($0) } }
                 try await KafkaTest.eventually(timeout: .seconds(240), "every message to be consumed") {
                     checker.distinctCount == total
                 }
+                await assignment.value
                 firstWork.cancel()
                 secondWork.cancel()
                 try await firstWork.value
