@@ -84,7 +84,7 @@ extension SimulatorState {
         for id in [channelID, peerID].compactMap({ $0 }) where self.callID(owning: id) != nil {
             return .refused(status: 409, body: JSONText.message("Channel with given unique ID already exists"))
         }
-        let (outcome, _) = self.rules.outcome(for: DialedNumber.from(endpoint: endpointText))
+        let (outcome, _, verdict) = self.rules.outcome(for: DialedNumber.from(endpoint: endpointText))
         if case .refuse(let status) = outcome {
             return .refused(status: status, body: Self.refusalBody(status: status))
         }
@@ -173,7 +173,7 @@ extension SimulatorState {
             dialstring: endpoint.resource
         )
         call.variables = variables
-        call.verdict = SimulatedVerdict.forNumber(DialedNumber.from(endpoint: endpointText))
+        call.verdict = verdict
         self.calls[channelID] = call
         if let peer { self.peerIndex[peer.id] = channelID }
         self.counters.acceptedOriginates += 1
@@ -640,7 +640,7 @@ extension SimulatorState {
     /// Value of a channel variable, for `GET /channels/{id}/variable`.
     func variable(_ name: String, channelID: String) -> String?? {
         guard let callID = self.callID(owning: channelID), let call = self.calls[callID] else { return .none }
-        if let match = call.variables.last(where: { $0.name == name }) { return .some(match.value) }
+        if let value = call.variable(name) { return .some(value) }
         if name == "STASISSTATUS", call.wasInStasis || call.phase == .stasis { return .some("") }
         return .some(nil)
     }

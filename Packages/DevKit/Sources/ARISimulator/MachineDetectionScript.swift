@@ -1,5 +1,5 @@
-/// What the simulated `AMD()` decides for a call: by number, like the other outcomes (numbering-plan codes 15 and
-/// 16); every other answered call is a human.
+/// What the simulated `AMD()` decides for a call: by number, like the other outcomes (the rule table: numbering-plan
+/// codes 15 and 16); every other answered call is a human.
 public enum SimulatedVerdict: String, Sendable, Equatable {
     /// `AMDSTATUS=HUMAN`: a short greeting, then silence.
     case human = "HUMAN"
@@ -7,21 +7,6 @@ public enum SimulatedVerdict: String, Sendable, Equatable {
     case machine = "MACHINE"
     /// `AMDSTATUS=NOTSURE`: nothing decided within the total analysis time.
     case notSure = "NOTSURE"
-
-    /// The verdict for a dialed number (see ``DialedNumber``).
-    static func forNumber(_ number: String) -> SimulatedVerdict {
-        // NumberingPlan.pattern, `1?55501(OC)(AA)(HH)`, read by hand: this runs for every originate.
-        var digits = Substring(number)
-        if digits.count == 12, digits.first == "1" { digits = digits.dropFirst() }
-        guard digits.count == 11, digits.hasPrefix("55501"), digits.allSatisfy(\.isASCIIDigit),
-            let code = Int(digits.dropFirst(5).prefix(2))
-        else { return .human }
-        switch code {
-        case NumberingPlan.machineCode: return .machine
-        case NumberingPlan.notSureCode: return .notSure
-        default: return .human
-        }
-    }
 }
 
 /// `AMD()`'s parameters as the worker passes them in `DIALER_AMD_ARGS` (empty: `amd.conf`'s defaults, which are
@@ -51,21 +36,30 @@ struct AMDParameters: Sendable, Equatable {
 
     /// When `AMD()` decides `verdict`, from the start of the analysis, and the cause it gives (as app_amd.c words
     /// them): a verdict that would come after the total analysis time is `NOTSURE`/`TOOLONG`.
-    func decision(for verdict: SimulatedVerdict) -> (status: SimulatedVerdict, cause: String, after: Duration) {
+    func decision(for verdict: SimulatedVerdict) -> AMDDecision {
         let total = totalAnalysisTime
-        let tooLong = (SimulatedVerdict.notSure, "TOOLONG-\(total.milliseconds)", total)
+        let tooLong = AMDDecision(status: .notSure, cause: "TOOLONG-\(total.milliseconds)", after: total)
         switch verdict {
         case .human:
             let after = Self.humanGreeting + afterGreetingSilence
             guard after < total else { return tooLong }
-            return (.human, "HUMAN-\(afterGreetingSilence.milliseconds)-\(afterGreetingSilence.milliseconds)", after)
+            let silence = afterGreetingSilence.milliseconds
+            return AMDDecision(status: .human, cause: "HUMAN-\(silence)-\(silence)", after: after)
         case .machine:
             guard greeting < total else { return tooLong }
-            return (.machine, "LONGGREETING-\(greeting.milliseconds)-\(greeting.milliseconds)", greeting)
+            let greeting = greeting.milliseconds
+            return AMDDecision(status: .machine, cause: "LONGGREETING-\(greeting)-\(greeting)", after: self.greeting)
         case .notSure:
             return tooLong
         }
     }
+}
+
+/// What `AMD()` sets (`AMDSTATUS`, `AMDCAUSE`) and how long after the start of the analysis.
+struct AMDDecision: Sendable, Equatable {
+    var status: SimulatedVerdict
+    var cause: String
+    var after: Duration
 }
 
 // MARK: - The dialer-amd context
@@ -84,12 +78,13 @@ extension SimulatorState {
     /// (`AMDSTATUS=HANGUP` is never seen: the channel is gone).
     mutating func enterMachineDetection(_ callID: String, exten: String) {
         guard var call = self.calls[callID] else { return }
-        let arguments = call.variables.last { $0.name == "DIALER_AMD_ARGS" }?.value ?? ""
+        let arguments = call.variable("DIALER_AMD_ARGS") ?? ""
         call.primary.context = self.configuration.machineDetectionContext
         call.primary.exten = exten
         call.primary.locate(priority: 1, app: "AMD", data: arguments)
         self.send(call, EventText.dialplan(call.primary, asteriskID: self.asteriskID))
         let decision = AMDParameters(arguments: arguments).decision(for: call.verdict)
+        call.amdDecision = decision
         self.calls[callID] = call
         if let left = call.holdLeft, left <= decision.after { return }  // the callee hangs up first
         self.reschedule(callID, .machineDetectionVerdict, after: decision.after)
@@ -98,16 +93,13 @@ extension SimulatorState {
     /// `AMD()` decided: it sets `AMDSTATUS` and `AMDCAUSE`; a machine in `detect_message_end` mode waits for the end
     /// of its greeting, anything else goes back to Stasis.
     mutating func machineDetectionVerdict(_ callID: String) {
-        guard var call = self.calls[callID] else { return }
+        guard var call = self.calls[callID], let decision = call.amdDecision else { return }
         let id = self.asteriskID
-        let arguments = call.variables.last { $0.name == "DIALER_AMD_ARGS" }?.value ?? ""
-        let decision = AMDParameters(arguments: arguments).decision(for: call.verdict)
         for (name, value) in [("AMDSTATUS", decision.status.rawValue), ("AMDCAUSE", decision.cause)] {
             call.variables.append((name, value))
             self.send(call, EventText.varset(name, value, call.primary, asteriskID: id))
         }
-        let mode = call.variables.last { $0.name == "DIALER_AMD_MODE" }?.value
-        let waitsForMessageEnd = decision.status == .machine && mode == "detect_message_end"
+        let waitsForMessageEnd = decision.status == .machine && call.variable("DIALER_AMD_MODE") == "detect_message_end"
         call.primary.locate(
             priority: 2, app: "GotoIf",
             data: "\(waitsForMessageEnd ? 1 : 0)?message_end")
@@ -138,7 +130,7 @@ extension SimulatorState {
             call.primary.locate(priority: 6, app: "Goto", data: "back")
             self.send(call, EventText.dialplan(call.primary, asteriskID: id))
         }
-        let app = call.variables.last { $0.name == "DIALER_AMD_APP" }?.value ?? ""
+        let app = call.variable("DIALER_AMD_APP") ?? ""
         call.primary.locate(priority: 3, app: "Stasis", data: "\(app),amd")
         self.send(call, EventText.dialplan(call.primary, asteriskID: id))
         self.send(call, EventText.varset("STASISSTATUS", "", call.primary, asteriskID: id))
@@ -159,11 +151,12 @@ extension SimulatorState {
     }
 }
 
-extension Character {
-    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
-}
-
 extension SimulatedCall {
+    /// The channel variable's latest value.
+    func variable(_ name: String) -> String? {
+        variables.last { $0.name == name }?.value
+    }
+
     /// The rest of the callee's hold time, from its answer.
     var holdLeft: Duration? {
         answeredAt.map { max(hold - $0.duration(to: .now), .zero) }

@@ -125,6 +125,15 @@ public enum NumberingPlan {
     /// The code of numbers `AMD()` cannot decide on.
     public static let notSureCode = 16
 
+    /// What `AMD()` decides for a number of `code`.
+    static func verdict(code: Int) -> SimulatedVerdict {
+        switch code {
+        case machineCode: .machine
+        case notSureCode: .notSure
+        default: .human
+        }
+    }
+
     /// Decodes the outcome for the three two-digit groups; `nil` for an unassigned code.
     ///
     /// Code 14 draws its hold time uniformly from 0 to HH × 10 ms on every call, so a stream of calls to one
@@ -238,13 +247,14 @@ struct RuleTable: Sendable {
         self.fallback = fallback
     }
 
-    /// The outcome for `number` and the name of the rule that chose it (`fallback` when none matched).
-    func outcome(for number: String) -> (SimulatedOutcome, String) {
+    /// The outcome for `number`, the name of the rule that chose it (`fallback` when none matched), and what
+    /// `AMD()` decides if the call is sent through answering machine detection (a numbering-plan code, else human).
+    func outcome(for number: String) -> (SimulatedOutcome, String, SimulatedVerdict) {
         for entry in self.compiled {
             guard let match = try? entry.regex.wholeMatch(in: number) else { continue }
             switch entry.rule.decision {
             case .fixed(let outcome):
-                return (outcome, entry.rule.name)
+                return (outcome, entry.rule.name, .human)
             case .numberingPlan:
                 let groups = (1...3).compactMap { index -> Int? in
                     guard index < match.output.count, let text = match.output[index].substring else { return nil }
@@ -253,17 +263,17 @@ struct RuleTable: Sendable {
                 guard groups.count == 3,
                     let outcome = NumberingPlan.outcome(code: groups[0], first: groups[1], second: groups[2])
                 else { continue }
-                return (outcome, entry.rule.name)
+                return (outcome, entry.rule.name, NumberingPlan.verdict(code: groups[0]))
             case .fictionalRange:
                 let digits = (1...2).compactMap { index -> Int? in
                     guard index < match.output.count, let text = match.output[index].substring else { return nil }
                     return Int(text)
                 }
                 guard digits.count == 2 else { continue }
-                return (FictionalNumbers.outcome(digits[0], digits[1]), entry.rule.name)
+                return (FictionalNumbers.outcome(digits[0], digits[1]), entry.rule.name, .human)
             }
         }
-        return (self.fallback, "fallback")
+        return (self.fallback, "fallback", .human)
     }
 }
 

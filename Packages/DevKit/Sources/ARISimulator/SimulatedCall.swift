@@ -59,6 +59,8 @@ struct SimulatedCall: Sendable {
     var answeredAt: ContinuousClock.Instant?
     /// What `AMD()` decides if the call goes through the `dialer-amd` context.
     var verdict: SimulatedVerdict = .human
+    /// What the `dialer-amd` context's `AMD()` will set, and when: fixed as the channel enters it.
+    var amdDecision: AMDDecision?
     var timer: Scheduled<Void>?
     /// Incremented on every reschedule; a timer that fires with an older generation is stale.
     var generation: UInt64 = 0
