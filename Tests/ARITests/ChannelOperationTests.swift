@@ -52,6 +52,26 @@ import Testing
         }
     }
 
+    @Test func channelVariablesAreReadOrAbsent() async throws {
+        try await withSimulator { harness in
+            let application = uniqueName()
+            let events = try await EventRecorder.connected(harness.configuration(application: application))
+            defer { events.stop() }
+            let client = harness.client(application: application)
+            let id = uniqueName("call")
+            _ = try await client.originate(
+                .init(
+                    channelID: id, endpoint: "PJSIP/155501000000@carrier", app: application,
+                    variables: ["DIALER_AMD_MODE": "detect"]))
+            #expect(try await client.variable("DIALER_AMD_MODE", channelID: id) == "detect")
+            #expect(try await client.variable("AMDSTATUS", channelID: id) == nil, "a variable never set")
+            await #expect(throws: ARIError.notFound("Provided channel was not found")) {
+                try await client.variable("AMDSTATUS", channelID: uniqueName("gone"))
+            }
+            try await client.hangup(channelID: id)
+        }
+    }
+
     @Test func hangupReasonsBecomeTheDestroyCause() async throws {
         try await withSimulator { harness in
             let application = uniqueName()

@@ -1,3 +1,4 @@
+import ARI
 import CallDomain
 import Foundation
 import Kafka
@@ -144,5 +145,44 @@ struct LogicTests {
         #expect(!originate)
         #expect(CaptureReplayTests.drain(tracker, other.callID).map(\.status) == [.dispatched, .canceled])
         #expect(tracker.count == 0)
+    }
+
+    @Test(
+        "a call back in Stasis from the detection whose ChannelVarset events were not seen (a reconnect) reads the verdict from the channel; a machine is hung up"
+    )
+    func detectionVerdictReadWhenItsEventsWereMissed() throws {
+        let tracker = CallTracker(nodeID: "n", workerID: "w", application: "app")
+        var command = OriginateCommand(
+            callID: .generate(), requestedAt: .now, expiresAt: .now.addingTimeInterval(60),
+            to: try DialTarget("5551000"), requestedBy: "tests")
+        command.machineDetection = try MachineDetection(mode: .detect)
+        let target = try DialplanTarget(context: "agents", extension: "s", priority: 1)
+        #expect(tracker.register(command, traceParent: nil, dialplan: target))
+        _ = tracker.claimWon(
+            CallStatusEvent(
+                callID: command.callID, seq: 1, status: .dispatched, previousStatus: .queued, occurredAt: .now))
+        _ = tracker.originateAccepted(command.callID)
+        let channelID = command.callID.description
+        func channel(_ location: ARIDialplanLocation) -> ARIChannel {
+            ARIChannel(id: channelID, name: "PJSIP/carrier-1", state: "Up", dialplan: location, creationtime: .now)
+        }
+        // Answered, still running AMD(): the answered status waits, nothing is asked of the channel.
+        let detecting = tracker.synchronize(
+            with: channel(.init(context: "dialer-amd", exten: "s", priority: 1, appName: "AMD", appData: "")))
+        #expect(detecting.isEmpty)
+        #expect(CaptureReplayTests.drain(tracker, command.callID).map(\.status) == [.dispatched, .initiated])
+        // Back in Stasis with `amd`: the verdict is read from the channel.
+        let back = tracker.synchronize(
+            with: channel(.init(context: "dialer-amd", exten: "s", priority: 3, appName: "Stasis", appData: "app,amd")))
+        #expect(
+            back.contains {
+                if case .readMachineDetection(let id, _) = $0 { id == command.callID } else { false }
+            })
+        let decided = tracker.machineDetected(command.callID, status: "MACHINE", cause: "LONGGREETING-1500-1500")
+        #expect(decided.contains { if case .hangup(let id, _) = $0 { id == command.callID } else { false } })
+        let answered = try #require(CaptureReplayTests.drain(tracker, command.callID).first)
+        #expect(answered.status == .answered && answered.answeredBy == .machine)
+        #expect(answered.detail == "answering machine detection: MACHINE (LONGGREETING-1500-1500)")
+        #expect(tracker.machineDetected(command.callID, status: "HUMAN", cause: nil).isEmpty, "decided once")
     }
 }

@@ -178,9 +178,7 @@ final class CallTracker: Sendable {
                 case .stasisStart(let start):
                     var actions = state.advance(&call, to: .answered, at: at)
                     if start.args.first == Self.detectionDoneArgument {
-                        if call.awaitsDetection {
-                            actions.append(.readMachineDetection(call.callID, channelID: call.channelID))
-                        }
+                        actions += detectionReturned(&call, &state, at: at)
                     } else if !call.continued {
                         call.continued = true
                         actions.append(firstContinue(call))
@@ -219,30 +217,53 @@ final class CallTracker: Sendable {
             target: call.awaitsDetection ? machineDetectionDialplan : call.dialplan)
     }
 
-    /// The detection decided (`AMDSTATUS`, `AMDCAUSE` as read from the channel; `nil` when unreadable): publishes the
-    /// held `answered` status with who answered, then sends a human (or an undecided call) to its target, and a
-    /// machine to the machine context or away, as the request said.
+    /// The verdict read from the channel (`AMDSTATUS`, `AMDCAUSE`; `nil` when unreadable), for a call back in Stasis
+    /// whose `ChannelVarset` events did not show it: see ``decide(_:_:status:cause:at:)``.
     func machineDetected(_ callID: CallID, status: String?, cause: String?, at date: Date = Date()) -> [TrackerAction] {
         state.withLock { state in
             state.update(callID.description) { state, call in
-                guard call.awaitsDetection, let detection = call.machineDetection else { return [] }
-                let answeredBy = status.map(AnsweredBy.init(amdStatus:)) ?? .unknown
-                call.answeredBy = answeredBy
-                var detail = "answering machine detection: \(status ?? "no verdict")"
-                if let cause, !cause.isEmpty { detail += " (\(cause))" }
-                var actions = state.advance(&call, to: .answered, at: call.answeredAt ?? date, detail: detail)
-                switch (answeredBy, detection.onMachine) {
-                case (.machine, .hangup):
-                    actions.append(.hangup(call.callID, channelID: call.channelID))
-                case (.machine, .continue):
-                    actions.append(
-                        .continueInDialplan(call.callID, channelID: call.channelID, target: machineDialplan))
-                case (.human, _), (.unknown, _):
-                    actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
-                }
-                return actions
+                decide(&call, &state, status: status, cause: cause, at: date)
             }
         }
+    }
+
+    /// Back in Stasis from the detection's dial plan: the verdict the channel's `ChannelVarset` events showed decides
+    /// at once; without them (events lost, a call taken over) it is read from the channel.
+    private func detectionReturned(_ call: inout TrackedCall, _ state: inout State, at date: Date) -> [TrackerAction] {
+        guard call.awaitsDetection else { return [] }
+        guard let status = call.heardVerdict.status else {
+            return [.readMachineDetection(call.callID, channelID: call.channelID)]
+        }
+        return decide(&call, &state, status: status, cause: call.heardVerdict.cause, at: date)
+    }
+
+    /// The detection decided: publishes the held `answered` status with who answered, then sends a human (or an
+    /// undecided call) to its target, and a machine to the machine context or away, as the request said.
+    private func decide(
+        _ call: inout TrackedCall, _ state: inout State, status: String?, cause: String?, at date: Date
+    ) -> [TrackerAction] {
+        guard call.awaitsDetection, let detection = call.machineDetection else { return [] }
+        let answeredBy = status.map(AnsweredBy.init(amdStatus:)) ?? .unknown
+        call.answeredBy = answeredBy
+        var actions = state.advance(
+            &call, to: .answered, at: call.answeredAt ?? date,
+            detail: Self.detectionDetail(status: status, cause: cause))
+        switch (answeredBy, detection.onMachine) {
+        case (.machine, .hangup):
+            actions.append(.hangup(call.callID, channelID: call.channelID))
+        case (.machine, .continue):
+            actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: machineDialplan))
+        case (.human, _), (.unknown, _):
+            actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+        }
+        return actions
+    }
+
+    /// The `detail` of an `answered` event after detection: the status and cause `AMD()` set.
+    static func detectionDetail(status: String?, cause: String?) -> String {
+        guard let status else { return "answering machine detection: no verdict" }
+        guard let cause, !cause.isEmpty else { return "answering machine detection: \(status)" }
+        return "answering machine detection: \(status) (\(cause))"
     }
 
     // MARK: - Hangup and cancel
@@ -277,9 +298,7 @@ final class CallTracker: Sendable {
                     guard channel.dialplan.appName == "Stasis" else { break }
                     let arguments = channel.dialplan.appData.split(separator: ",").dropFirst()
                     if arguments.first.map(String.init) == Self.detectionDoneArgument {
-                        if call.awaitsDetection {
-                            actions.append(.readMachineDetection(call.callID, channelID: call.channelID))
-                        }
+                        actions += detectionReturned(&call, &state, at: date)
                     } else if !call.continued {
                         call.continued = true
                         actions.append(firstContinue(call))
@@ -546,12 +565,8 @@ final class CallTracker: Sendable {
             if call.answered, call.awaitsDetection {
                 let (status, cause) = call.heardVerdict
                 call.answeredBy = status.map(AnsweredBy.init(amdStatus:)) ?? .unknown
-                var detail = "answering machine detection: "
-                if let status {
-                    detail += "\(status)\(cause.map { " (\($0))" } ?? ""), the call ended before it went on"
-                } else {
-                    detail += "the call ended before a verdict"
-                }
+                let detail =
+                    CallTracker.detectionDetail(status: status, cause: cause) + ", the call ended before it went on"
                 actions += advance(&call, to: .answered, at: call.answeredAt ?? date, detail: detail)
             }
             var outcome = outcome
