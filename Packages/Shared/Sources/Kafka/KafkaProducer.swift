@@ -288,8 +288,7 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Reads the idempotent producer's state from a statistics event, until its id is assigned.
     private func noteStatistics(_ json: String) {
-        guard !preparation.withLock({ $0.producerIDAssigned }),
-            let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+        guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
             let eos = root["eos"] as? [String: Any], eos["idemp_state"] as? String == "Assigned"
         else { return }
         let producerID = (eos["producer_id"] as? NSNumber)?.int64Value
@@ -386,7 +385,10 @@ public final class KafkaProducer: Service, Sendable {
             case .error:
                 fatal = client.handleErrorEvent(event) ?? fatal
             case .statistics:
-                if let json = client.statistics(of: event) { noteStatistics(json) }
+                // Read only until the id is known: the statistics keep coming every interval.
+                if !preparation.withLock({ $0.producerIDAssigned }), let json = client.statistics(of: event) {
+                    noteStatistics(json)
+                }
             case .message, .rebalance, .offsetCommit, .other:
                 break
             }

@@ -8,16 +8,12 @@ public struct KafkaProducerPreparation: Service {
     let producer: KafkaProducer
     let topics: [String]
     let logger: Logger
-    let onPrepared: @Sendable () -> Void
 
-    /// Creates the service; `onPrepared` runs once, when the producer is prepared.
-    public init(
-        producer: KafkaProducer, topics: [String], logger: Logger, onPrepared: @escaping @Sendable () -> Void = {}
-    ) {
+    /// Creates the service.
+    public init(producer: KafkaProducer, topics: [String], logger: Logger) {
         self.producer = producer
         self.topics = topics
         self.logger = logger
-        self.onPrepared = onPrepared
     }
 
     public func run() async throws {
@@ -35,7 +31,6 @@ public struct KafkaProducerPreparation: Service {
                 delay = min(delay * 2, .seconds(5))
             }
         }
-        onPrepared()
         try? await gracefulShutdown()
     }
 }

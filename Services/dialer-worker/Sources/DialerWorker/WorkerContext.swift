@@ -189,10 +189,16 @@ final class WorkerReadiness: Sendable {
         var controlReaderReady = false
         var dialerConsumerRunning = false
         var historyConsumerRunning = false
-        var producerPrepared = false
     }
 
     private let state = Mutex(State())
+    private let producerPrepared: @Sendable () -> Bool
+
+    /// - Parameter producerPrepared: whether the status producer has its topic's metadata and its idempotent
+    ///   producer id (``KafkaProducer/isPrepared``): until then a status event would pay for the producer's start.
+    init(producerPrepared: @escaping @Sendable () -> Bool = { true }) {
+        self.producerPrepared = producerPrepared
+    }
 
     /// The last status publication succeeded (or none failed since).
     func setKafkaHealthy(_ healthy: Bool) { state.withLock { $0.kafkaHealthy = healthy } }
@@ -203,16 +209,12 @@ final class WorkerReadiness: Sendable {
     /// The history writer's consumer is running.
     func setHistoryConsumerRunning(_ running: Bool) { state.withLock { $0.historyConsumerRunning = running } }
 
-    /// The status producer has its topics' metadata and its idempotent producer id: a status event no longer pays
-    /// for the producer's start.
-    func setProducerPrepared(_ prepared: Bool) { state.withLock { $0.producerPrepared = prepared } }
-
     /// Whether Kafka looks usable: the producer is prepared, publications are acknowledged and every consumer is
     /// running.
     var kafkaReady: Bool {
-        state.withLock {
-            $0.producerPrepared && $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning
-                && $0.historyConsumerRunning
-        }
+        producerPrepared()
+            && state.withLock {
+                $0.kafkaHealthy && $0.controlReaderReady && $0.dialerConsumerRunning && $0.historyConsumerRunning
+            }
     }
 }

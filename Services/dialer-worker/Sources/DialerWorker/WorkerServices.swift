@@ -134,7 +134,7 @@ public func buildServiceGroup(
             maxOriginatesInFlight: configuration.maxOriginatesInFlight,
             maxCallsPerSecond: configuration.maxCallsPerSecond,
             maxDeferredCalls: configuration.maxDeferredCalls),
-        readiness: WorkerReadiness(),
+        readiness: WorkerReadiness(producerPrepared: { producer.isPrepared }),
         lease: OwnerLease(ownerTimeout: configuration.ownerTimeout),
         metrics: metrics,
         logger: logger
@@ -171,11 +171,7 @@ public func buildServiceGroup(
                 .init(service: producer, serviceName: "kafka-producer"),
                 .init(
                     service: KafkaProducerPreparation(
-                        producer: producer, topics: [configuration.topics.status],
-                        logger: logger,
-                        onPrepared: { [readiness = context.readiness] in
-                            readiness.setProducerPrepared(true)
-                        }),
+                        producer: producer, topics: [configuration.topics.status], logger: logger),
                     serviceName: "kafka-producer-preparation"),
                 .init(service: ops, serviceName: "ops-http"),
                 .init(service: events, serviceName: "ari-events"),
