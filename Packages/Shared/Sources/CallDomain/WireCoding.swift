@@ -33,6 +33,11 @@ public enum WireCoding {
         Array(try encoder.encode(value))
     }
 
+    /// Encodes a value to JSON text (a `jsonb` column's parameter, a signed payload).
+    public static func encodeText(_ value: some Encodable) throws -> String {
+        String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     /// Decodes a value from JSON bytes.
     public static func decode<Value: Decodable>(_ type: Value.Type, from bytes: some Collection<UInt8>) throws -> Value
     {

@@ -32,8 +32,8 @@ extension CallStore {
             exten.append(command.dialplan?.extension ?? "")
             priority.append(command.dialplan?.priority ?? -1)
             timeout.append(command.timeoutSeconds)
-            variables.append(String(decoding: try WireCoding.encode(command.variables), as: UTF8.self))
-            metadata.append(String(decoding: try WireCoding.encode(command.metadata), as: UTF8.self))
+            variables.append(try WireCoding.encodeText(command.variables))
+            metadata.append(try WireCoding.encodeText(command.metadata))
             requestedBy.append(command.requestedBy)
             requestID.append(command.requestID ?? "")
             createdAt.append(command.requestedAt.timeIntervalSince1970)
@@ -44,7 +44,7 @@ extension CallStore {
             callbackEvents.append(
                 (command.statusCallback?.events ?? []).map(\.rawValue).sorted().joined(separator: ","))
             machineDetection.append(
-                try command.machineDetection.map { String(decoding: try WireCoding.encode($0), as: UTF8.self) } ?? "")
+                try command.machineDetection.map { try WireCoding.encodeText($0) } ?? "")
         }
         try await client.query(
             """
@@ -174,7 +174,7 @@ extension CallStore {
     {
         let ids = events.map(\.callID.uuid)
         let to = events.map { $0.to ?? "" }
-        let metadata = try events.map { String(decoding: try WireCoding.encode($0.metadata), as: UTF8.self) }
+        let metadata = try events.map { try WireCoding.encodeText($0.metadata) }
         let createdAt = events.map { ($0.callID.timestamp ?? $0.occurredAt).timeIntervalSince1970 }
         // An event from a producer older than organizations leaves the row without one until its command arrives.
         let organizations = events.map { $0.organizationID?.description ?? "" }

@@ -11,12 +11,10 @@ extension CallStore {
     )
         async throws
     {
-        let variables = String(decoding: try WireCoding.encode(command.variables), as: UTF8.self)
-        let metadata = String(decoding: try WireCoding.encode(command.metadata), as: UTF8.self)
+        let variables = try WireCoding.encodeText(command.variables)
+        let metadata = try WireCoding.encodeText(command.metadata)
         let callbackEvents = (command.statusCallback?.events ?? []).map(\.rawValue).sorted()
-        let machineDetection = try command.machineDetection.map {
-            String(decoding: try WireCoding.encode($0), as: UTF8.self)
-        }
+        let machineDetection = try command.machineDetection.map { try WireCoding.encodeText($0) }
         let inserted = try await connection.query(
             """
             INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,

@@ -319,9 +319,9 @@ extension CallStore {
     {
         let id = UUID.systemRandom()
         let logger = self.logger
-        let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
-        let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
-        let detection = try Self.encodedMachineDetection(settings)
+        let windows = try WireCoding.encodeText(settings.callingWindows)
+        let rules = try WireCoding.encodeText(settings.retryRules)
+        let detection = try settings.machineDetection.map { try WireCoding.encodeText($0) }
         return try await transaction { connection in
             try await Self.requireReadyLists(settings.listIDs, in: organization, on: connection, logger: logger)
             try await connection.query(
@@ -385,8 +385,9 @@ extension CallStore {
         id: UUID, in organization: OrganizationID, settings: CampaignSettings, by actor: AuditActor
     ) async throws -> Campaign {
         let logger = self.logger
-        let windows = String(decoding: try WireCoding.encode(settings.callingWindows), as: UTF8.self)
-        let rules = String(decoding: try WireCoding.encode(settings.retryRules), as: UTF8.self)
+        let windows = try WireCoding.encodeText(settings.callingWindows)
+        let detection = try settings.machineDetection.map { try WireCoding.encodeText($0) }
+        let rules = try WireCoding.encodeText(settings.retryRules)
         return try await transaction { connection in
             guard let current = try await Self.lockCampaign(id, in: organization, on: connection, logger: logger) else {
                 throw CampaignStoreError.unknownCampaign
@@ -418,7 +419,7 @@ extension CallStore {
                     starts_at = \(settings.startsAt)::timestamptz, ends_at = \(settings.endsAt)::timestamptz,
                     max_calls_per_second = \(settings.maxCallsPerSecond), max_live_calls = \(settings.maxLiveCalls),
                     retry_rules = \(rules)::jsonb, max_attempts = \(settings.maxAttempts),
-                    machine_detection = \(try Self.encodedMachineDetection(settings))::jsonb, updated_at = now()
+                    machine_detection = \(detection)::jsonb, updated_at = now()
                 WHERE id = \(id)
                 """,
                 logger: logger)
@@ -1043,11 +1044,6 @@ extension CallStore {
         } catch {
             throw StoreError.corruptRow("contact fields: \(error)")
         }
-    }
-
-    /// The settings' answering machine detection as JSON text, `nil` for none.
-    static func encodedMachineDetection(_ settings: CampaignSettings) throws -> String? {
-        try settings.machineDetection.map { String(decoding: try WireCoding.encode($0), as: UTF8.self) }
     }
 
     static func decodeCampaign(_ row: PostgresRow) throws -> Campaign {

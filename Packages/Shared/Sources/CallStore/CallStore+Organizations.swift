@@ -412,7 +412,7 @@ extension CallStore {
     static func audit(
         _ record: AuditRecord, by actor: AuditActor, on connection: PostgresConnection, logger: Logger
     ) async throws {
-        let detail = String(decoding: try WireCoding.encode(record.detail), as: UTF8.self)
+        let detail = try WireCoding.encodeText(record.detail)
         try await connection.query(
             """
             INSERT INTO audit_events (organization_id, actor, action, target_type, target_id, detail, request_id)

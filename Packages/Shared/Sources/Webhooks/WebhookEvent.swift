@@ -88,7 +88,7 @@ public enum WebhookPayload {
     }
 
     private static func encode(type: WebhookEventType, timestamp: Date, data: some Encodable) throws -> String {
-        String(decoding: try WireCoding.encode(Envelope(type: type, timestamp: timestamp, data: data)), as: UTF8.self)
+        try WireCoding.encodeText(Envelope(type: type, timestamp: timestamp, data: data))
     }
 }
 
