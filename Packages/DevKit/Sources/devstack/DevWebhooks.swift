@@ -1,7 +1,5 @@
-import AsyncHTTPClient
 import DevStack
 import Foundation
-import NIOCore
 import NIOHTTP1
 import Webhooks
 
@@ -16,23 +14,23 @@ enum DevWebhooks {
         // Form encoding: everything but unreserved characters percent-encoded ('+' would read as a space).
         let unreserved = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
         let password = adminPassword.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
-        let login = try await DevAPI.json(
+        let login = try await object(
             .POST, "\(apiURL)/api/v1/auth/token", body: "username=admin&password=\(password)",
             contentType: "application/x-www-form-urlencoded")
         let token = try string(login, "access_token")
-        let listed = try await DevAPI.json(.GET, "\(apiURL)/api/v1/webhook-endpoints", token: token)
+        let listed = try await object(.GET, "\(apiURL)/api/v1/webhook-endpoints", token: token)
         for endpoint in listed["webhook_endpoints"] as? [[String: Any]] ?? []
         where endpoint["description"] as? String == description {
             if let id = endpoint["id"] as? String {
-                _ = try await DevAPI.send(.DELETE, "\(apiURL)/api/v1/webhook-endpoints/\(id)", token: token)
+                _ = try await ControlHTTP.request(.DELETE, "\(apiURL)/api/v1/webhook-endpoints/\(id)", token: token)
             }
         }
         let body = String(
             decoding: try JSONSerialization.data(withJSONObject: ["url": url, "description": description]),
             as: UTF8.self)
-        let created = try await DevAPI.json(
+        let created = try await object(
             .POST, "\(apiURL)/api/v1/webhook-endpoints", token: token, body: body, contentType: "application/json")
-        let callbacks = try await DevAPI.json(.POST, "\(apiURL)/api/v1/status-callback-secret", token: token)
+        let callbacks = try await object(.POST, "\(apiURL)/api/v1/status-callback-secret", token: token)
         let secrets = try [string(created, "secret"), string(callbacks, "secret")].map { text in
             guard let secret = WebhookSecret(text) else { throw DevStackError("the API returned a malformed secret") }
             return secret
@@ -40,41 +38,21 @@ enum DevWebhooks {
         receiver.setSecrets(secrets)
     }
 
+    /// A setup call whose answer must be a 2xx JSON object.
+    private static func object(
+        _ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, contentType: String? = nil
+    ) async throws -> [String: Any] {
+        let answer = try await ControlHTTP.json(url, method: method, token: token, body: body, contentType: contentType)
+        guard let object = answer as? [String: Any] else {
+            throw DevStackError("setting up the webhook receiver failed: \(method) \(url) answered \(answer)")
+        }
+        return object
+    }
+
     private static func string(_ object: [String: Any], _ key: String) throws -> String {
         guard let value = object[key] as? String else {
             throw DevStackError("setting up the webhook receiver failed: no \(key) in \(object)")
         }
         return value
-    }
-}
-
-/// The few API and readiness requests `devstack up` makes, with the shared AsyncHTTPClient.
-enum DevAPI {
-    /// Sends a request; returns the status and the body (at most 1 MiB).
-    static func send(
-        _ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, contentType: String? = nil,
-        timeout: TimeAmount = .seconds(10)
-    ) async throws -> (status: Int, body: String) {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
-        if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
-        let bytes = try await response.body.collect(upTo: 1 << 20)
-        return (Int(response.status.code), String(buffer: bytes))
-    }
-
-    /// Sends a request whose answer must be a 2xx JSON object.
-    static func json(
-        _ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, contentType: String? = nil
-    ) async throws -> [String: Any] {
-        let (status, text) = try await send(method, url, token: token, body: body, contentType: contentType)
-        guard (200..<300).contains(status),
-            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-        else {
-            throw DevStackError("setting up the webhook receiver failed: \(method) \(url) answered \(status): \(text)")
-        }
-        return object
     }
 }

@@ -310,7 +310,9 @@ final class LocalStack: Service, Sendable {
     private func waitForReady(_ url: String, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let answer = try? await DevAPI.send(.GET, url, timeout: .seconds(2)), answer.status == 200 { return }
+            if let answer = try? await ControlHTTP.request(.GET, url, timeout: .seconds(2)), answer.status == 200 {
+                return
+            }
             try await Task.sleep(for: .milliseconds(250))
         }
         throw DevStackError(

@@ -1,48 +1,12 @@
 import AsyncHTTPClient
 import CallStore
+import DevStack
 import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import PostgresNIO
-
-/// Control-plane HTTP (simulator admin, readiness) with the shared AsyncHTTPClient: a handful of requests per
-/// scenario, never on a measured path (the measured load has its own NIO clients).
-enum ControlHTTP {
-    /// Runs a request; returns the status code and the body.
-    static func request(
-        _ method: HTTPMethod, _ url: String, timeout: Int64 = 30
-    ) async throws -> (status: Int, body: Data) {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        let response: HTTPClientResponse
-        do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout))
-        } catch {
-            throw BenchError("\(method.rawValue) \(url) failed: \(error)")
-        }
-        let body = try await response.body.collect(upTo: 64 << 20)
-        return (Int(response.status.code), Data(buffer: body))
-    }
-
-    /// A GET whose answer must be 2xx JSON.
-    static func json(_ url: String) async throws -> Any {
-        let (status, body) = try await request(.GET, url)
-        guard (200..<300).contains(status) else {
-            throw BenchError("GET \(url): \(status) \(String(decoding: body, as: UTF8.self))")
-        }
-        return try JSONSerialization.jsonObject(with: body)
-    }
-
-    /// A POST that must succeed (2xx).
-    static func post(_ url: String) async throws {
-        let (status, body) = try await request(.POST, url)
-        guard (200..<300).contains(status) else {
-            throw BenchError("POST \(url): \(status) \(String(decoding: body, as: UTF8.self))")
-        }
-    }
-}
 
 /// The ARI simulator's admin endpoints (`/__sim/`).
 struct SimulatorAdmin {

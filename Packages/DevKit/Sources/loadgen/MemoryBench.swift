@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevStack
 import Foundation
 import NIOHTTP1
 
