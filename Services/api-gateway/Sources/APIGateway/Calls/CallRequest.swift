@@ -100,13 +100,13 @@ public struct CallRequest: Sendable, Hashable {
     /// `machine_detection` is a mode (`off`, `detect`, `detect_message_end`) or an object with `mode`, `on_machine`
     /// (`hangup`, the default, or `continue`) and any of `AMD()`'s timings.
     static func readMachineDetection(_ reader: inout JSONObjectReader) -> MachineDetection? {
-        let modes = "off, " + MachineDetection.Mode.allCases.map(\.rawValue).joined(separator: ", ")
+        let modes = MachineDetection.Mode.allCases.map(\.rawValue).joined(separator: ", ")
         switch reader.object["machine_detection"] {
         case nil, .null?, .string("off")?:
             return nil
         case .string(let name)?:
             guard let mode = MachineDetection.Mode(rawValue: name) else {
-                reader.fail("machine_detection", "must be one of \(modes), or an object with mode")
+                reader.fail("machine_detection", "must be one of off, \(modes), or an object with mode")
                 return nil
             }
             return try? MachineDetection(mode: mode)
@@ -115,10 +115,7 @@ public struct CallRequest: Sendable, Hashable {
             nested.refuseUnknown(Set(["mode", "on_machine"] + MachineDetection.Timing.allCases.map(\.rawValue)))
             let modeName = nested.string("mode", required: true)
             let mode = modeName.flatMap(MachineDetection.Mode.init(rawValue:))
-            if modeName != nil, mode == nil {
-                let named = MachineDetection.Mode.allCases.map(\.rawValue).joined(separator: ", ")
-                nested.fail("mode", "must be one of \(named)")
-            }
+            if modeName != nil, mode == nil { nested.fail("mode", "must be one of \(modes)") }
             let policyName = nested.string("on_machine")
             let policy = policyName.flatMap(MachineDetection.MachinePolicy.init(rawValue:))
             if policyName != nil, policy == nil {
@@ -133,7 +130,7 @@ public struct CallRequest: Sendable, Hashable {
             guard nested.errors.isEmpty, let mode else { return nil }
             return try? MachineDetection(mode: mode, onMachine: policy ?? .hangup, timings: timings)
         default:
-            reader.fail("machine_detection", "must be one of \(modes), or an object with mode")
+            reader.fail("machine_detection", "must be one of off, \(modes), or an object with mode")
             return nil
         }
     }
