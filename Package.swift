@@ -21,7 +21,6 @@ let package = Package(
         .package(path: "Packages/Shared"),
         .package(path: "Packages/DevKit"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -44,7 +43,6 @@ let package = Package(
             name: "APIGateway",
             dependencies: [
                 .product(name: "Campaigns", package: "Shared"),
-                .product(name: "MultipartKit", package: "multipart-kit"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "Webhooks", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),

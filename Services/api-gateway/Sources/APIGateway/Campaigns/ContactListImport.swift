@@ -3,7 +3,6 @@ import CallStore
 import Campaigns
 import Foundation
 import Hummingbird
-import MultipartKit
 import NIOCore
 
 /// A `multipart/form-data` contact list upload, read as it arrives: the `file` part goes to a temporary file (never
@@ -31,22 +30,30 @@ final class ContactListUpload {
         else {
             throw Problem(
                 .unsupportedMediaType,
-                detail: "a contact list is uploaded as multipart/form-data with a file part named \"file\"")
+                detail:
+                    "a contact list is uploaded as multipart/form-data (with a boundary) with a file part named \"file\""
+            )
         }
         let upload = ContactListUpload()
-        let parser = MultipartParser(boundary: boundary)
-        parser.onHeader = { name, value in upload.header(name, value, directory: directory) }
-        parser.onBody = { buffer in upload.body(&buffer) }
-        parser.onPartComplete = { upload.partComplete() }
         var total = 0
         do {
+            var parser = try MultipartFormParser(boundary: boundary)
             for try await chunk in request.body {
                 total += chunk.readableBytes
                 guard total <= limit else {
                     throw Problem(.payloadTooLarge, detail: "a contact list upload may be at most \(limit) bytes")
                 }
-                try parser.execute(chunk)
-                if let failure = upload.failure { throw failure }
+                try parser.parse(chunk) { event in
+                    switch event {
+                    case .partBegan(let fields): upload.begin(fields, directory: directory)
+                    case .body(var piece): upload.body(&piece)
+                    case .partEnded: upload.partComplete()
+                    }
+                    if let failure = upload.failure { throw failure }
+                }
+            }
+            guard parser.isComplete else {
+                throw MultipartFormError("the body ends before its closing boundary")
             }
         } catch let problem as Problem {
             upload.discard()
@@ -67,9 +74,9 @@ final class ContactListUpload {
         if let fileURL { try? FileManager.default.removeItem(at: fileURL) }
     }
 
-    private func header(_ name: String, _ value: String, directory: URL) {
-        guard name.lowercased() == "content-disposition" else { return }
-        partName = Self.parameter("name", of: value)
+    private func begin(_ fields: [(name: String, value: String)], directory: URL) {
+        let disposition = fields.first { $0.name.lowercased() == "content-disposition" }
+        partName = disposition.flatMap { Self.parameter("name", of: $0.value) }
         partIsFile = partName == "file"
         partText.clear()
         guard partIsFile else { return }
@@ -116,7 +123,7 @@ final class ContactListUpload {
 
     /// The `boundary` parameter of a `multipart/form-data` content type.
     static func boundary(of contentType: String) -> String? {
-        parameter("boundary", of: contentType)
+        parameter("boundary", of: contentType).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// A parameter of a header value (`form-data; name="file"; filename="x.csv"`), quotes removed.
