@@ -1,13 +1,15 @@
 import ArgumentParser
 import Foundation
 
-/// `loadgen gateway`: `POST /api/v1/calls` (JWT, validation, Kafka acknowledgement) against the baseline route of the
-/// same binary (`POST /bench/baseline/calls`, same 202 body, nothing else), closed loop with wrk at fixed
-/// concurrency levels, then open loop at half of each route's best rate.
+/// `loadgen gateway`: `POST /api/v1/calls` (JWT, validation, Kafka acknowledgement) against a bare Hummingbird 2
+/// route in its own process (`loadgen bare-route`: read the body, answer 202 JSON, no middleware), and against the
+/// baseline route inside the gateway (`POST /bench/baseline/calls`: the gateway's middleware and the same 202 body,
+/// nothing else), closed loop with wrk at fixed concurrency levels, then open loop at half of each route's best
+/// rate. The bare route is the yardstick; the in-gateway baseline shows what the middleware costs.
 struct GatewayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
-        abstract: "The gateway's POST /api/v1/calls versus its baseline route (wrk closed loop, then open loop)."
+        abstract: "The gateway's POST /api/v1/calls versus a bare route (wrk closed loop, then open loop)."
     )
 
     @Option(help: "The gateway's base URL (http://127.0.0.1:PORT); it must run with BENCH_BASELINE_ROUTE=true.")
@@ -21,6 +23,12 @@ struct GatewayBench: AsyncParsableCommand {
 
     @Option(help: "The Kafka broker's process id (CPU).")
     var brokerPid: Int32?
+
+    @Option(help: "The bare route's base URL (loadgen bare-route).")
+    var bareUrl: String
+
+    @Option(help: "The bare route's process id (CPU).")
+    var barePid: Int32
 
     @Option(help: "Concurrency levels for wrk.")
     var concurrency: String = "16,64,256"
@@ -45,13 +53,18 @@ struct GatewayBench: AsyncParsableCommand {
 
     struct Route: Codable, Sendable {
         var name: String
-        var path: String
+        /// The serving process's base URL and path.
+        var url: String
+        var pid: Int32
     }
 
-    static let routes = [
-        Route(name: "baseline", path: "/bench/baseline/calls"),
-        Route(name: "api", path: "/api/v1/calls"),
-    ]
+    var routes: [Route] {
+        [
+            Route(name: "bare", url: bareUrl + "/calls", pid: barePid),
+            Route(name: "baseline", url: url + "/bench/baseline/calls", pid: gatewayPid),
+            Route(name: "api", url: url + "/api/v1/calls", pid: gatewayPid),
+        ]
+    }
 
     /// One wrk run.
     struct ClosedLoopRun: Codable, Sendable {
@@ -62,7 +75,8 @@ struct GatewayBench: AsyncParsableCommand {
         var latencyMs: LatencySummary
         /// Socket errors plus answers with a status of 400 or more.
         var errors: Int
-        /// Cores used during the run, by process (`gateway`, `broker`, `wrk`, `machine`).
+        /// Cores used during the run, by process (`server`: the process serving the route, `broker`, `wrk`,
+        /// `machine`).
         var cores: [String: Double]
     }
 
@@ -85,13 +99,13 @@ struct GatewayBench: AsyncParsableCommand {
         let idle = ProcessProbe.residentBytes(gatewayPid) ?? 0
         let sampler = PeakRSSSampler(pid: gatewayPid)
         progress("gateway: warming up both routes")
-        for route in Self.routes {
+        for route in routes {
             _ = try runWrk(route: route, connections: 16, seconds: 2, body: body)
         }
         var runs: [ClosedLoopRun] = []
         for level in levels {
-            for route in Self.routes {
-                var meter = CPUMeter(processes: processes)
+            for route in routes {
+                var meter = CPUMeter(processes: processes(serving: route))
                 meter.start()
                 var run = try runWrk(route: route, connections: level, seconds: duration, body: body)
                 var cores = meter.stop()
@@ -107,15 +121,15 @@ struct GatewayBench: AsyncParsableCommand {
         }
         var halfLoad: [String: OpenLoopSummary] = [:]
         var halfLoadCores: [String: [String: Double]] = [:]
-        for route in Self.routes {
+        for route in routes {
             let best = runs.filter { $0.route == route.name }.map(\.requestsPerSecond).max() ?? 0
             guard best > 0 else { continue }
             let rate = (best / 2).rounded()
             let plan = try OpenLoopPlan(
-                url: url + route.path,
+                url: route.url,
                 headers: [("Authorization", "Bearer \(token)"), ("Content-Type", "application/json")],
                 body: Array(body.utf8), rate: rate, duration: .milliseconds(Int64(halfDuration * 1000)))
-            var meter = CPUMeter(processes: processes)
+            var meter = CPUMeter(processes: processes(serving: route))
             meter.start()
             let before = ProcessProbe.ownCPUSeconds()
             let result = try await OpenLoopGenerator.run(plan)
@@ -134,15 +148,15 @@ struct GatewayBench: AsyncParsableCommand {
             to: out)
     }
 
-    private var processes: [(name: String, pid: Int32)] {
-        [("gateway", gatewayPid)] + (brokerPid.map { [("broker", $0)] } ?? [])
+    private func processes(serving route: Route) -> [(name: String, pid: Int32)] {
+        [("server", route.pid)] + (brokerPid.map { [("broker", $0)] } ?? [])
     }
 
     /// Runs wrk under bash so that bash's `times` reports wrk's CPU time once it has exited.
     private func runWrk(route: Route, connections: Int, seconds: Int, body: String) throws -> ClosedLoopRun {
         let threads = min(wrkThreads, connections)
         let command =
-            "wrk -t\(threads) -c\(connections) -d\(seconds)s --timeout 10s -s '\(wrkScript)' '\(url)\(route.path)'; "
+            "wrk -t\(threads) -c\(connections) -d\(seconds)s --timeout 10s -s '\(wrkScript)' '\(route.url)'; "
             + "status=$?; times; exit $status"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -163,7 +177,7 @@ struct GatewayBench: AsyncParsableCommand {
         guard process.terminationStatus == 0,
             let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{\"requests\"") }),
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        else { throw BenchError("wrk failed on \(route.path):\n\(text)") }
+        else { throw BenchError("wrk failed on \(route.url):\n\(text)") }
         func number(_ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? 0 }
         let latency = object["latency_us"] as? [String: Any] ?? [:]
         func ms(_ key: String) -> Double? { (latency[key] as? NSNumber).map { $0.doubleValue / 1000 } }

@@ -11,7 +11,7 @@ struct LoadGen: AsyncParsableCommand {
         abstract: "Benchmark tools: open-loop HTTP load and the scenarios of make bench.",
         subcommands: [
             OpenLoopCommand.self, GatewayBench.self, EndToEndBench.self, MemoryBench.self, HistoryBench.self,
-            KafkaBench.self, WebhookBench.self, CampaignBench.self, ReportCommand.self,
+            KafkaBench.self, WebhookBench.self, CampaignBench.self, BareRouteCommand.self, ReportCommand.self,
         ]
     )
 }
