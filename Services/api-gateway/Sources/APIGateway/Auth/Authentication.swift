@@ -59,7 +59,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw Problem.unauthenticated("use the Authorization: Bearer <token> scheme", tokenPresented: false)
         }
-        let credential = parts[1].trimmingCharacters(in: .whitespaces)
+        let credential = String(parts[1].trimmingHTTPWhitespace)
         let caller =
             if APIKeySecret.looksLikeKey(credential) {
                 try await callerWithKey(credential, context: context)

@@ -89,7 +89,7 @@ struct EventsController: Sendable {
     /// `Last-Event-ID` as a seq (0 when absent); a malformed one is a 400.
     static func lastSeq(_ request: Request) throws -> Int {
         guard let text = request.headers[.lastEventID] else { return 0 }
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let trimmed = text.trimmingHTTPWhitespace
         if trimmed.isEmpty { return 0 }
         guard let seq = Int(trimmed), seq >= 0 else {
             throw Problem.validation(field: "Last-Event-ID", message: "must be the id (seq) of an event of this stream")
@@ -132,7 +132,7 @@ struct EventsController: Sendable {
     @Sendable func allEvents(_ request: Request, context: Context) async throws -> Response {
         try context.require(.callsRead)
         let organization = context.caller.organizationID
-        let lastEventID = request.headers[.lastEventID]?.trimmingCharacters(in: .whitespaces)
+        let lastEventID = request.headers[.lastEventID].map { String($0.trimmingHTTPWhitespace) }
         let channel = context.channel
         let subscription = hub.subscribe(callID: nil) { channel?.close(promise: nil) }
         let initial: [CallStatusEvent] =

@@ -9,9 +9,19 @@ enum JSONResponse {
     static func make(
         _ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]
     ) throws -> Response {
-        let bytes = try WireCoding.encode(value)
+        respond(try WireCoding.encode(value), status: status, headers: headers)
+    }
+
+    /// A call, written by ``CallResource/jsonBytes()`` (the answer of every call request).
+    static func make(
+        _ resource: CallResource, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]
+    ) throws -> Response {
+        respond(try resource.jsonBytes(), status: status, headers: headers)
+    }
+
+    private static func respond(_ json: [UInt8], status: HTTPResponse.Status, headers: HTTPFields) -> Response {
         var headers = headers
         headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: json)))
     }
 }

@@ -18,6 +18,18 @@ extension HTTPField.Name {
     static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
 }
 
+extension StringProtocol where SubSequence == Substring {
+    /// The text without the spaces and tabs around it (HTTP's optional whitespace). Not Foundation's
+    /// `trimmingCharacters(in:)`, which bridges to `NSString` and back: with a bearer token it was 8% of a call
+    /// request's CPU in a profile of the gateway.
+    var trimmingHTTPWhitespace: Substring {
+        let isWhitespace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isWhitespace($0) }), let last = lastIndex(where: { !isWhitespace($0) })
+        else { return self[endIndex...] }
+        return self[first...last]
+    }
+}
+
 /// What the request-id middleware accepts from clients: 1 to 128 printable ASCII characters, no spaces.
 enum RequestIDPolicy {
     static func accept(_ value: String?) -> String? {
@@ -48,7 +60,7 @@ struct ObservationMiddleware: RouterMiddleware {
         let requestID = RequestIDPolicy.accept(request.headers[.requestID]) ?? TraceContext.newRequestID()
         context.requestID = requestID
         if trustForwardedFor, let forwarded = request.headers[.forwardedFor] {
-            let first = forwarded.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) }
+            let first = forwarded.split(separator: ",").first.map { String($0.trimmingHTTPWhitespace) }
             if let first, !first.isEmpty, first.utf8.count <= 64 { context.clientAddress = first }
         }
         context.logger[metadataKey: "request.id"] = .string(requestID)
