@@ -61,6 +61,7 @@ run: deps
 	exec .build/release/devstack up
 
 ## Benchmarks: release build, every scenario, one table on stdout, raw JSON in bench/results/ (scripts/bench.sh).
+## The table marks each goal met or missed; the run exits 1 when a goal is missed or a scenario gave no figures.
 ## BENCH_BUILD is the build directory (e.g. `make bench BENCH_BUILD=.build-release` keeps release builds apart).
 BENCH_BUILD ?= .build
 BENCH_PRODUCTS := api-gateway dialer-worker webhook-dispatcher campaign-scheduler devstack loadgen kafka-bench
