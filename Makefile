@@ -4,7 +4,7 @@ SWIFT ?= swift
 SWIFT_SOURCES := Package.swift Packages Services Tests
 OPENAPI_CONTRACT := Services/api-gateway/Sources/APIGateway/Docs/openapi.yaml
 
-.PHONY: deps build release test test-faults lint format run bench bench-quick bench-kafka fuzz fuzz-quick clean
+.PHONY: deps build release test test-faults lint format run bench bench-quick bench-kafka bench-micro fuzz fuzz-quick clean
 
 deps:
 	@scripts/install-deps.sh
@@ -76,6 +76,11 @@ bench: deps
 bench-quick: deps
 	$(BENCH_RELEASE)
 	scripts/bench.sh --quick --bin $(BENCH_BUILD)/release
+
+## Micro-benchmarks of the hot pieces (wire JSON, validation, the state machine): ns per operation, release build.
+bench-micro: deps
+	cd Packages/MicroBenchmarks && $(SWIFT) build -c release --product call-domain-bench
+	Packages/MicroBenchmarks/.build/release/call-domain-bench --min-time 2
 
 ## The Kafka layer alone: acknowledged messages/s through the wrapper vs `kcat -P` on the same embedded broker.
 bench-kafka: deps
