@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// A streaming `multipart/form-data` parser (RFC 7578 over RFC 2046 §5.1): bytes go in as they arrive, parts come out
@@ -161,18 +162,23 @@ struct MultipartFormParser {
     /// The buffer index where `needle` first occurs in `buffer`'s readable bytes, searching from the `from`th byte.
     private static func firstIndex(of needle: [UInt8], in buffer: ByteBuffer, from: Int = 0) -> Int? {
         buffer.withUnsafeReadableBytes { haystack -> Int? in
-            guard haystack.count >= needle.count, let first = needle.first else { return nil }
-            var start = from
-            let last = haystack.count - needle.count
-            while start <= last {
-                // The first byte (CR) is rare in most bodies: find it, then compare the rest.
-                guard let candidate = haystack[start...last].firstIndex(of: first) else { return nil }
-                if needle.indices.dropFirst().allSatisfy({ haystack[candidate + $0] == needle[$0] }) {
-                    return buffer.readerIndex + candidate
-                }
-                start = candidate + 1
+            guard haystack.count >= needle.count, let first = needle.first, let base = haystack.baseAddress else {
+                return nil
             }
-            return nil
+            return needle.withUnsafeBytes { needleBytes -> Int? in
+                var start = from
+                let last = haystack.count - needle.count
+                while start <= last {
+                    // The first byte (CR) is rare in most bodies: memchr finds it, memcmp checks the rest.
+                    guard let found = memchr(base + start, Int32(first), last - start + 1) else { return nil }
+                    let candidate = base.distance(to: UnsafeRawPointer(found))
+                    if memcmp(found, needleBytes.baseAddress!, needle.count) == 0 {
+                        return buffer.readerIndex + candidate
+                    }
+                    start = candidate + 1
+                }
+                return nil
+            }
         }
     }
 
