@@ -9,6 +9,10 @@ public enum TestFixtures {
     /// What a real Asterisk 22.10.1 sent and answered, one file per scenario; `ARI_CAPTURES_DIR` points elsewhere.
     public static var ariCaptures: String { directory("ari-captures", override: "ARI_CAPTURES_DIR") }
 
+    /// Call resources as `JSONEncoder` wrote them with the wire conventions, which the gateway's own JSON writer must
+    /// reproduce.
+    public static var callResources: String { directory("call-resource", override: "CALL_RESOURCE_FIXTURES_DIR") }
+
     private static func directory(_ name: String, override variable: String) -> String {
         if let override = ProcessInfo.processInfo.environment[variable], !override.isEmpty {
             return override

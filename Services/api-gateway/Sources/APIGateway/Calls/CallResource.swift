@@ -2,14 +2,15 @@ import CallDomain
 import CallStore
 import Foundation
 
-/// A call as the API shows it (`GET /api/v1/calls/{id}`, the 202 of `POST /api/v1/calls`, list items).
-struct CallResource: Encodable, Sendable, Equatable {
-    struct CallerIDBody: Encodable, Sendable, Equatable {
+/// A call as the API shows it (`GET /api/v1/calls/{id}`, the 202 of `POST /api/v1/calls`, list items), written as
+/// JSON by ``write(to:)``.
+struct CallResource: Sendable, Equatable {
+    struct CallerIDBody: Sendable, Equatable {
         var name: String?
         var number: String
     }
 
-    struct TimelineEntry: Encodable, Sendable, Equatable {
+    struct TimelineEntry: Sendable, Equatable {
         var seq: Int
         var status: CallStatus
         var previousStatus: CallStatus?
@@ -19,41 +20,13 @@ struct CallResource: Encodable, Sendable, Equatable {
         var hangupCause: HangupCause?
         var failureReason: FailureReason?
         var detail: String?
-
-        enum CodingKeys: String, CodingKey {
-            case seq, status
-            case previousStatus = "previous_status"
-            case occurredAt = "occurred_at"
-            case nodeID = "node_id"
-            case workerID = "worker_id"
-            case hangupCause = "hangup_cause"
-            case failureReason = "failure_reason"
-            case detail
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(seq, forKey: .seq)
-            try container.encode(status, forKey: .status)
-            try container.encode(previousStatus, forKey: .previousStatus)
-            try container.encode(occurredAt, forKey: .occurredAt)
-            try container.encode(nodeID, forKey: .nodeID)
-            try container.encode(workerID, forKey: .workerID)
-            try container.encode(hangupCause, forKey: .hangupCause)
-            try container.encode(failureReason, forKey: .failureReason)
-            try container.encode(detail, forKey: .detail)
-        }
     }
 
-    struct Links: Encodable, Sendable, Equatable {
+    struct Links: Sendable, Equatable {
+        /// `self`.
         var this: String
         var events: String
         var hangup: String
-
-        enum CodingKeys: String, CodingKey {
-            case this = "self"
-            case events, hangup
-        }
     }
 
     var id: CallID
@@ -86,66 +59,6 @@ struct CallResource: Encodable, Sendable, Equatable {
     /// Present on single-call answers.
     var timeline: [TimelineEntry]?
     var links: Links
-
-    enum CodingKeys: String, CodingKey {
-        case id, status, seq, to
-        case callerID = "caller_id"
-        case context, `extension`, priority
-        case timeoutSeconds = "timeout_seconds"
-        case variables, metadata
-        case requestedBy = "requested_by"
-        case requestID = "request_id"
-        case nodeID = "node_id"
-        case workerID = "worker_id"
-        case channelID = "channel_id"
-        case hangupCause = "hangup_cause"
-        case failureReason = "failure_reason"
-        case retryable, detail
-        case createdAt = "created_at"
-        case expiresAt = "expires_at"
-        case dispatchedAt = "dispatched_at"
-        case answeredAt = "answered_at"
-        case endedAt = "ended_at"
-        case updatedAt = "updated_at"
-        case machineDetection = "machine_detection"
-        case answeredBy = "answered_by"
-        case timeline, links
-    }
-
-    /// Nulls are written out, so every field is always present (a stable shape for clients).
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(status, forKey: .status)
-        try container.encode(seq, forKey: .seq)
-        try container.encode(to, forKey: .to)
-        try container.encode(callerID, forKey: .callerID)
-        try container.encode(context, forKey: .context)
-        try container.encode(`extension`, forKey: .extension)
-        try container.encode(priority, forKey: .priority)
-        try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
-        try container.encode(variables, forKey: .variables)
-        try container.encode(metadata, forKey: .metadata)
-        try container.encode(requestedBy, forKey: .requestedBy)
-        try container.encode(requestID, forKey: .requestID)
-        try container.encode(nodeID, forKey: .nodeID)
-        try container.encode(workerID, forKey: .workerID)
-        try container.encode(channelID, forKey: .channelID)
-        try container.encode(hangupCause, forKey: .hangupCause)
-        try container.encode(failureReason, forKey: .failureReason)
-        try container.encode(status == .failed ? (failureReason?.isRetryable ?? false) : nil, forKey: .retryable)
-        try container.encode(detail, forKey: .detail)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(expiresAt, forKey: .expiresAt)
-        try container.encode(dispatchedAt, forKey: .dispatchedAt)
-        try container.encode(answeredAt, forKey: .answeredAt)
-        try container.encode(endedAt, forKey: .endedAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
-        try container.encode(machineDetection, forKey: .machineDetection)
-        try container.encode(answeredBy, forKey: .answeredBy)
-        try container.encodeIfPresent(timeline, forKey: .timeline)
-        try container.encode(links, forKey: .links)
-    }
 
     static func links(for id: CallID) -> Links {
         Links(
@@ -226,58 +139,25 @@ extension CallResource.TimelineEntry {
     }
 }
 
-extension CallResource {
-    /// The resource as JSON text, written directly (the same text as its `Encodable` form through `WireCoding`, which
-    /// the list answers use; the tests hold the two to each other). Keys in sorted order, nulls written out.
-    func jsonBytes() throws -> [UInt8] {
-        var json = JSONTextWriter(capacity: timeline.map { 640 + 256 * $0.count } ?? 640)
+extension CallResource: JSONTextWritable {
+    /// Keys in sorted order, nulls written out, so every field is always present (a stable shape for clients).
+    func write(to json: inout JSONTextWriter) throws {
         json.beginObject()
-        json.key("answered_at")
-        json.date(answeredAt)
-        json.key("answered_by")
-        json.string(answeredBy?.rawValue)
-        json.key("caller_id")
-        if let callerID {
-            json.beginObject()
-            json.key("name")
-            json.string(callerID.name)
-            json.key("number")
-            json.string(callerID.number)
-            json.endObject()
-        } else {
-            json.null()
-        }
-        json.key("channel_id")
-        json.string(channelID)
-        json.key("context")
-        json.string(context)
-        json.key("created_at")
-        json.date(createdAt)
-        json.key("detail")
-        json.string(detail)
-        json.key("dispatched_at")
-        json.date(dispatchedAt)
-        json.key("ended_at")
-        json.date(endedAt)
-        json.key("expires_at")
-        json.date(expiresAt)
-        json.key("extension")
-        json.string(`extension`)
-        json.key("failure_reason")
-        json.string(failureReason?.rawValue)
-        json.key("hangup_cause")
-        Self.write(hangupCause, to: &json)
-        json.key("id")
-        json.string(id.description)
-        json.key("links")
-        json.beginObject()
-        json.key("events")
-        json.string(links.events)
-        json.key("hangup")
-        json.string(links.hangup)
-        json.key("self")
-        json.string(links.this)
-        json.endObject()
+        json.field("answered_at", answeredAt)
+        json.field("answered_by", answeredBy?.rawValue)
+        try json.field("caller_id", callerID)
+        json.field("channel_id", channelID)
+        json.field("context", context)
+        json.field("created_at", createdAt)
+        json.field("detail", detail)
+        json.field("dispatched_at", dispatchedAt)
+        json.field("ended_at", endedAt)
+        json.field("expires_at", expiresAt)
+        json.field("extension", `extension`)
+        json.field("failure_reason", failureReason?.rawValue)
+        try json.field("hangup_cause", hangupCause)
+        json.field("id", id.description)
+        try json.field("links", links)
         json.key("machine_detection")
         if let machineDetection {
             // Rare and nested: JSONEncoder's text, as is.
@@ -287,68 +167,69 @@ extension CallResource {
         }
         json.key("metadata")
         json.object(metadata) { writer, value in writer.value(value) }
-        json.key("node_id")
-        json.string(nodeID)
-        json.key("priority")
-        json.int(priority)
-        json.key("request_id")
-        json.string(requestID)
-        json.key("requested_by")
-        json.string(requestedBy)
-        json.key("retryable")
-        json.bool(status == .failed ? (failureReason?.isRetryable ?? false) : nil)
-        json.key("seq")
-        json.int(seq)
-        json.key("status")
-        json.string(status.rawValue)
+        json.field("node_id", nodeID)
+        json.field("priority", priority)
+        json.field("request_id", requestID)
+        json.field("requested_by", requestedBy)
+        json.field("retryable", status == .failed ? (failureReason?.isRetryable ?? false) : nil)
+        json.field("seq", seq)
+        json.field("status", status.rawValue)
         if let timeline {
             json.key("timeline")
             json.beginArray()
-            for entry in timeline {
-                json.beginObject()
-                json.key("detail")
-                json.string(entry.detail)
-                json.key("failure_reason")
-                json.string(entry.failureReason?.rawValue)
-                json.key("hangup_cause")
-                Self.write(entry.hangupCause, to: &json)
-                json.key("node_id")
-                json.string(entry.nodeID)
-                json.key("occurred_at")
-                json.date(entry.occurredAt)
-                json.key("previous_status")
-                json.string(entry.previousStatus?.rawValue)
-                json.key("seq")
-                json.int(entry.seq)
-                json.key("status")
-                json.string(entry.status.rawValue)
-                json.key("worker_id")
-                json.string(entry.workerID)
-                json.endObject()
-            }
+            for entry in timeline { try entry.write(to: &json) }
             json.endArray()
         }
-        json.key("timeout_seconds")
-        json.int(timeoutSeconds)
-        json.key("to")
-        json.string(to)
-        json.key("updated_at")
-        json.date(updatedAt)
+        json.field("timeout_seconds", timeoutSeconds)
+        json.field("to", to)
+        json.field("updated_at", updatedAt)
         json.key("variables")
         json.object(variables) { writer, value in writer.string(value) }
-        json.key("worker_id")
-        json.string(workerID)
+        json.field("worker_id", workerID)
         json.endObject()
-        return json.bytes
     }
+}
 
-    private static func write(_ cause: HangupCause?, to json: inout JSONTextWriter) {
-        guard let cause else { return json.null() }
+extension CallResource.TimelineEntry: JSONTextWritable {
+    func write(to json: inout JSONTextWriter) throws {
         json.beginObject()
-        json.key("code")
-        json.int(cause.code)
-        json.key("text")
-        json.string(cause.text)
+        json.field("detail", detail)
+        json.field("failure_reason", failureReason?.rawValue)
+        try json.field("hangup_cause", hangupCause)
+        json.field("node_id", nodeID)
+        json.field("occurred_at", occurredAt)
+        json.field("previous_status", previousStatus?.rawValue)
+        json.field("seq", seq)
+        json.field("status", status.rawValue)
+        json.field("worker_id", workerID)
+        json.endObject()
+    }
+}
+
+extension CallResource.CallerIDBody: JSONTextWritable {
+    func write(to json: inout JSONTextWriter) {
+        json.beginObject()
+        json.field("name", name)
+        json.field("number", number)
+        json.endObject()
+    }
+}
+
+extension CallResource.Links: JSONTextWritable {
+    func write(to json: inout JSONTextWriter) {
+        json.beginObject()
+        json.field("events", events)
+        json.field("hangup", hangup)
+        json.field("self", this)
+        json.endObject()
+    }
+}
+
+extension HangupCause: JSONTextWritable {
+    func write(to json: inout JSONTextWriter) {
+        json.beginObject()
+        json.field("code", code)
+        json.field("text", text)
         json.endObject()
     }
 }

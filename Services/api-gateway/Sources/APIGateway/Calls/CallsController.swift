@@ -108,19 +108,18 @@ struct CallsController: Sendable {
 
     // MARK: - GET /calls
 
-    struct CallList: Encodable {
+    struct CallList: JSONTextWritable {
         var calls: [CallResource]
         var nextCursor: String?
 
-        enum CodingKeys: String, CodingKey {
-            case calls
-            case nextCursor = "next_cursor"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(calls, forKey: .calls)
-            try container.encode(nextCursor, forKey: .nextCursor)
+        func write(to json: inout JSONTextWriter) throws {
+            json.beginObject()
+            json.key("calls")
+            json.beginArray()
+            for call in calls { try call.write(to: &json) }
+            json.endArray()
+            json.field("next_cursor", nextCursor)
+            json.endObject()
         }
     }
 

@@ -12,11 +12,11 @@ enum JSONResponse {
         respond(try WireCoding.encode(value), status: status, headers: headers)
     }
 
-    /// A call, written by ``CallResource/jsonBytes()`` (the answer of every call request).
+    /// A value that writes its own JSON text (the call answers).
     static func make(
-        _ resource: CallResource, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]
+        _ value: some JSONTextWritable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]
     ) throws -> Response {
-        respond(try resource.jsonBytes(), status: status, headers: headers)
+        respond(try value.jsonBytes(), status: status, headers: headers)
     }
 
     private static func respond(_ json: [UInt8], status: HTTPResponse.Status, headers: HTTPFields) -> Response {
