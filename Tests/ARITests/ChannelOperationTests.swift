@@ -7,11 +7,7 @@ import Testing
 /// Duplicate ids, hangup reasons and `continue`, through the client.
 @Suite struct ChannelOperationTests {
     @Test func duplicateLiveIDIsAConflictAndTheIDIsReusableAfterDestroy() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let id = uniqueName("call")
             _ = try await client.originate(
                 .init(channelID: id, endpoint: "Local/answer-long@dialer-test", app: application)
@@ -53,11 +49,7 @@ import Testing
     }
 
     @Test func channelVariablesAreReadOrAbsent() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let id = uniqueName("call")
             _ = try await client.originate(
                 .init(
@@ -73,11 +65,7 @@ import Testing
     }
 
     @Test func hangupReasonsBecomeTheDestroyCause() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             for (reason, cause) in [("busy", 17), ("congestion", 34), ("no_answer", 19), ("normal", 16)] {
                 let id = uniqueName("call")
                 _ = try await client.originate(
@@ -138,11 +126,7 @@ import Testing
     }
 
     @Test func continueLeavesStasisAndKeepsTheChannelUp() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let id = uniqueName("call")
             _ = try await client.originate(
                 .init(channelID: id, endpoint: "PJSIP/155501001000@carrier", app: application)
@@ -197,11 +181,7 @@ import Testing
 
     /// Events of a Local originate's second half carry `<id>;2`: a filter by exact id keeps them apart.
     @Test func localSecondHalfIsDistinguishable() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let id = uniqueName("call")
             let created = try await client.originate(
                 .init(channelID: id, endpoint: "Local/155501020000@dialer-test", app: application)

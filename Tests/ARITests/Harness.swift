@@ -63,6 +63,20 @@ func withSimulator<Result: Sendable>(
     }
 }
 
+/// Runs `body` against a fresh simulator with an application of its own, its event stream connected (so that its
+/// calls' events are recorded from the first), and a client for it; the stream and the simulator stop afterwards.
+func withSimulatorApplication<Result: Sendable>(
+    _ configuration: ARISimulatorConfiguration = .init(),
+    _ body: @Sendable (Harness, _ application: String, EventRecorder, ARIClient) async throws -> Result
+) async throws -> Result {
+    try await withSimulator(configuration) { harness in
+        let application = uniqueName()
+        let events = try await EventRecorder.connected(harness.configuration(application: application))
+        defer { events.stop() }
+        return try await body(harness, application, events, harness.client(application: application))
+    }
+}
+
 /// A unique application name per test (tests run in parallel).
 func uniqueName(_ prefix: String = "app") -> String {
     "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"

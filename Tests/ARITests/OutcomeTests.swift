@@ -105,11 +105,7 @@ import Testing
 
     @Test(arguments: OutcomeTests.cases)
     func outcome(_ testCase: Case) async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let id = uniqueName("call")
             let created = try await client.originate(
                 OriginateRequest(
@@ -163,11 +159,7 @@ import Testing
 
     /// A number without a rule rings briefly, answers and stays up until hung up.
     @Test func unmatchedNumbersAnswerAndStayUp() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let id = uniqueName("call")
             _ = try await client.originate(.init(channelID: id, endpoint: "PJSIP/4930123456@carrier", app: application))
             try await events.waitForEvents("StasisStart") { events in
@@ -209,11 +201,7 @@ import Testing
 
     /// A dialplan-style originate sends the application nothing unless it subscribes.
     @Test func dialplanStyleOriginateNeedsASubscription() async throws {
-        try await withSimulator { harness in
-            let application = uniqueName()
-            let events = try await EventRecorder.connected(harness.configuration(application: application))
-            defer { events.stop() }
-            let client = harness.client(application: application)
+        try await withSimulatorApplication { harness, application, events, client in
             let silent = uniqueName("call")
             _ = try await client.originate(
                 .init(channelID: silent, endpoint: "PJSIP/155501000001@carrier", context: "agents", extension: "s")
