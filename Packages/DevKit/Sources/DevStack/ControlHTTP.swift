@@ -31,18 +31,26 @@ public enum ControlHTTP {
     public static func json(
         _ url: String, method: HTTPMethod = .GET, token: String? = nil, body: String? = nil, contentType: String? = nil
     ) async throws -> Any {
-        let (status, data) = try await request(method, url, token: token, body: body, contentType: contentType)
-        guard (200..<300).contains(status), let object = try? JSONSerialization.jsonObject(with: data) else {
-            throw DevStackError("\(method.rawValue) \(url): \(status) \(String(decoding: data, as: UTF8.self))")
+        let data = try await successful(method, url, token: token, body: body, contentType: contentType)
+        guard let object = try? JSONSerialization.jsonObject(with: data) else {
+            throw DevStackError("\(method.rawValue) \(url): not JSON: \(String(decoding: data, as: UTF8.self))")
         }
         return object
     }
 
     /// A POST that must succeed (2xx).
     public static func post(_ url: String) async throws {
-        let (status, body) = try await request(.POST, url)
+        _ = try await successful(.POST, url)
+    }
+
+    /// The body of a request whose answer must be 2xx.
+    private static func successful(
+        _ method: HTTPMethod, _ url: String, token: String? = nil, body: String? = nil, contentType: String? = nil
+    ) async throws -> Data {
+        let (status, data) = try await request(method, url, token: token, body: body, contentType: contentType)
         guard (200..<300).contains(status) else {
-            throw DevStackError("POST \(url): \(status) \(String(decoding: body, as: UTF8.self))")
+            throw DevStackError("\(method.rawValue) \(url): \(status) \(String(decoding: data, as: UTF8.self))")
         }
+        return data
     }
 }

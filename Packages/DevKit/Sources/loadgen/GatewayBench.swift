@@ -98,7 +98,7 @@ struct GatewayBench: AsyncParsableCommand {
         let body = #"{"to":"\#(to)"}"#
         let idle = ProcessProbe.residentBytes(gatewayPid) ?? 0
         let sampler = PeakRSSSampler(pid: gatewayPid)
-        progress("gateway: warming up both routes")
+        progress("gateway: warming up the \(routes.count) routes")
         for route in routes {
             _ = try runWrk(route: route, connections: 16, seconds: 2, body: body)
         }

@@ -288,9 +288,8 @@ struct ReportCommand: AsyncParsableCommand {
     /// CPU milliseconds per call, by component: workers summed, devstack = embedded broker + ARI simulator.
     static func cpuPerCall(_ cores: [String: Double], perSecond: Double) -> String {
         var groups: [(String, Double)] = []
-        let workers = cores.filter { $0.key.hasPrefix("worker") }.values.reduce(0, +)
         for (label, value) in [
-            ("gateway", cores["gateway"]), ("workers", workers), ("broker+simulator", cores["devstack"]),
+            ("gateway", cores["gateway"]), ("workers", workerCores(cores)), ("broker+simulator", cores["devstack"]),
             ("PostgreSQL", cores["postgres"]), ("load generator", cores["loadgen"]),
         ] {
             if let value, value > 0 { groups.append((label, value / perSecond * 1000)) }
@@ -298,10 +297,14 @@ struct ReportCommand: AsyncParsableCommand {
         return groups.map { "\($0.0) " + String(format: "%.2f", $0.1) }.joined(separator: ", ")
     }
 
+    /// The workers' cores, summed (`worker-1`, `worker-2`, …).
+    static func workerCores(_ cores: [String: Double]) -> Double {
+        cores.filter { $0.key.hasPrefix("worker") }.values.reduce(0, +)
+    }
+
     /// CPU milliseconds per call of the project's own processes: the gateway and the workers.
     static func projectCPUMilliseconds(_ cores: [String: Double], perSecond: Double) -> Double {
-        let project = (cores["gateway"] ?? 0) + cores.filter { $0.key.hasPrefix("worker") }.values.reduce(0, +)
-        return project / perSecond * 1000
+        ((cores["gateway"] ?? 0) + workerCores(cores)) / perSecond * 1000
     }
 
     /// CPU milliseconds per call of every metered process but the load generator.

@@ -123,19 +123,20 @@ final class ContactListUpload {
 
     /// The `boundary` parameter of a `multipart/form-data` content type.
     static func boundary(of contentType: String) -> String? {
-        parameter("boundary", of: contentType).flatMap { $0.isEmpty ? nil : $0 }
+        parameter("boundary", of: contentType)
     }
 
-    /// A parameter of a header value (`form-data; name="file"; filename="x.csv"`), quotes removed.
+    /// A parameter of a header value (`form-data; name="file"; filename="x.csv"`), quotes removed; nil when absent or
+    /// empty.
     static func parameter(_ name: String, of value: String) -> String? {
         for piece in value.split(separator: ";").dropFirst() {
             let pair = piece.split(separator: "=", maxSplits: 1)
-            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == name else { continue }
-            var text = pair[1].trimmingCharacters(in: .whitespaces)
+            guard pair.count == 2, pair[0].trimmingHTTPWhitespace.lowercased() == name else { continue }
+            var text = pair[1].trimmingHTTPWhitespace
             if text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 {
-                text = String(text.dropFirst().dropLast())
+                text = text.dropFirst().dropLast()
             }
-            return text
+            return text.isEmpty ? nil : String(text)
         }
         return nil
     }
