@@ -113,15 +113,13 @@ struct MultipartFormParser {
                 return true
             }
             let searchFrom = max(0, headerBytesSearched - 3)
-            guard let end = Self.firstIndex(of: [0x0D, 0x0A, 0x0D, 0x0A], in: pending, from: searchFrom) else {
-                headerBytesSearched = view.count
-                guard view.count <= Self.headerBlockLimit else {
-                    throw MultipartFormError("a part's headers exceed \(Self.headerBlockLimit) bytes")
-                }
-                return false
-            }
-            guard end - pending.readerIndex <= Self.headerBlockLimit else {
+            let end = Self.firstIndex(of: [0x0D, 0x0A, 0x0D, 0x0A], in: pending, from: searchFrom)
+            guard (end.map { $0 - pending.readerIndex } ?? view.count) <= Self.headerBlockLimit else {
                 throw MultipartFormError("a part's headers exceed \(Self.headerBlockLimit) bytes")
+            }
+            guard let end else {
+                headerBytesSearched = view.count
+                return false
             }
             let fields = try Self.headerFields(
                 pending.getSlice(at: pending.readerIndex, length: end - pending.readerIndex)!)
