@@ -100,6 +100,16 @@ if [[ $(id -u) -eq 0 ]]; then
     run_as=(runuser -u postgres --)
 fi
 
+# Waits up to 60 s for a process's HTTP answer to have the expected status; fails at once if the process exits.
+wait_for_http() { # pid, status, URL, curl options...
+    local pid=$1 status=$2 url=$3 waited=0
+    shift 3
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' "$@" "$url") == "$status" ]]; do
+        kill -0 "$pid" 2>/dev/null && ((waited++ < 300)) || return 1
+        sleep 0.2
+    done
+}
+
 cleanup() {
     for pid in "${started[@]}"; do stop_pid "$pid" 60; done
     "${run_as[@]}" "$pg_bindir/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
@@ -163,21 +173,14 @@ scenario_gateway() {
         HOST=127.0.0.1 PORT=$port "$bin/api-gateway" serve >/dev/null 2>>"$log" &
     local gateway_pid=$!
     started+=("$gateway_pid")
-    local waited=0
-    until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready") == 200 ]]; do
-        kill -0 "$gateway_pid" 2>/dev/null && ((waited++ < 300)) || { echo "gateway not ready" >>"$log"; return 1; }
-        sleep 0.2
-    done
+    wait_for_http "$gateway_pid" 200 "http://127.0.0.1:$port/ready" || { echo "gateway not ready" >>"$log"; return 1; }
     local bare_port
     bare_port=$(free_port)
     "$bin/loadgen" bare-route --port "$bare_port" >/dev/null 2>>"$log" &
     local bare_pid=$!
     started+=("$bare_pid")
-    waited=0
-    until [[ $(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{}' "http://127.0.0.1:$bare_port/calls") == 202 ]]; do
-        kill -0 "$bare_pid" 2>/dev/null && ((waited++ < 100)) || { echo "bare route not serving" >>"$log"; return 1; }
-        sleep 0.1
-    done
+    wait_for_http "$bare_pid" 202 "http://127.0.0.1:$bare_port/calls" -X POST -d '{}' ||
+        { echo "bare route not serving" >>"$log"; return 1; }
     local token
     token=$(token_for "http://127.0.0.1:$port" bench "$password")
     run_logged "$log" "$bin/loadgen" gateway --url "http://127.0.0.1:$port" --token "$token" \
@@ -285,11 +288,7 @@ scenario_campaigns() {
         UPLOAD_DIRECTORY=$run "$bin/api-gateway" serve >/dev/null 2>>"$log" &
     local gateway_pid=$!
     started+=("$gateway_pid")
-    local waited=0
-    until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready") == 200 ]]; do
-        kill -0 "$gateway_pid" 2>/dev/null && ((waited++ < 300)) || { echo "gateway not ready" >>"$log"; return 1; }
-        sleep 0.2
-    done
+    wait_for_http "$gateway_pid" 200 "http://127.0.0.1:$port/ready" || { echo "gateway not ready" >>"$log"; return 1; }
     run_logged "$log" "$bin/loadgen" campaigns --url "http://127.0.0.1:$port" \
         --token "$(token_for "http://127.0.0.1:$port" bench "$password")" --gateway-pid "$gateway_pid" \
         --database-url "$pg_url/bench_campaigns" --bootstrap-servers "$bootstrap" \
