@@ -108,6 +108,30 @@ import Testing
         }
     }
 
+    /// What CI's stateful fuzzing met: a stream opened right after the call was accepted, while the history writer
+    /// recorded the call between the stream's two reads (not in the organization, then in the history). That is the
+    /// caller's own call, not another organization's: it is followed, not refused with a 404.
+    @Test func aCallRecordedBetweenTheStreamsTwoReadsIsFollowed() async throws {
+        try await GatewayHarness.run { gateway in
+            let acme = try await gateway.organization("acme")
+            let history = HistorySimulator(gateway: gateway)
+            let callID = CallID.generate()
+            let repository = RecordedAfterTheFirstRead(store: gateway.store) {
+                try await history.record(callID: callID, statuses: [.dispatched])
+            }
+            let events = EventsController(
+                hub: StatusHub(bufferSize: 8, metrics: GatewayMetrics()), repository: repository, heartbeat: .seconds(1)
+            )
+            let replayed = try await events.replay(callID, after: 0, in: .default)
+            #expect(replayed?.map(\.status) == [.dispatched])
+            #expect(repository.reads.withLock { $0 } == 2)
+
+            // Another organization's call is still refused, and a call nobody recorded is waited for.
+            #expect(try await events.replay(callID, after: 0, in: acme.id) == nil)
+            #expect(try await events.replay(CallID.generate(), after: 0, in: .default) == [])
+        }
+    }
+
     @Test func aMalformedLastEventIDIsAClientError() async throws {
         try await GatewayHarness.run { gateway in
             let (_, token) = try await gateway.user(.viewer)
@@ -167,5 +191,58 @@ import Testing
         #expect(hub.subscribe(callID: call) {}.recent.map(\.seq) == [3], "only the last 4 events are kept")
         hub.close()
         #expect(hub.subscriberCount == 0)
+    }
+}
+
+/// The real store, except that the first read of a call in an organization misses and records the call right after
+/// (the history writer winning the race against a stream being opened).
+final class RecordedAfterTheFirstRead: CallRepository {
+    let store: CallStore
+    let recordCall: @Sendable () async throws -> Void
+    let reads = Mutex(0)
+
+    init(store: CallStore, recordCall: @escaping @Sendable () async throws -> Void) {
+        self.store = store
+        self.recordCall = recordCall
+    }
+
+    func call(id: CallID, in organization: OrganizationID) async throws -> CallRecord? {
+        let read = reads.withLock { reads in
+            reads += 1
+            return reads
+        }
+        guard read > 1 else {
+            try await recordCall()
+            return nil
+        }
+        return try await store.call(id: id, in: organization)
+    }
+
+    func organization(ofCall id: CallID) async throws -> OrganizationID? {
+        try await store.organization(ofCall: id)
+    }
+
+    func timeline(of id: CallID, afterSeq: Int) async throws -> [CallTimelineEntry] {
+        try await store.timeline(of: id, afterSeq: afterSeq)
+    }
+
+    func listCalls(
+        in organization: OrganizationID, filter: CallFilter, limit: Int, cursor: CallCursor?
+    ) async throws -> CallPage {
+        try await store.listCalls(in: organization, filter: filter, limit: limit, cursor: cursor)
+    }
+
+    func reserveIdempotencyKey(
+        userID: UUID, key: String, fingerprint: String, callID: CallID
+    ) async throws -> IdempotencyReservation {
+        try await store.reserveIdempotencyKey(userID: userID, key: key, fingerprint: fingerprint, callID: callID)
+    }
+
+    func releaseIdempotencyKey(userID: UUID, key: String) async throws {
+        try await store.releaseIdempotencyKey(userID: userID, key: key)
+    }
+
+    func ping() async throws {
+        try await store.ping()
     }
 }

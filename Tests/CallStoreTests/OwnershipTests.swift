@@ -190,7 +190,8 @@ import Testing
             try await store.recordQueued([command])
             #expect(try await store.call(id: command.callID, in: acme.id)?.organizationID == acme.id)
             #expect(try await store.call(id: command.callID, in: .default) == nil)
-            #expect(try await store.isRecorded(command.callID))
+            #expect(try await store.organization(ofCall: command.callID) == acme.id)
+            #expect(try await store.organization(ofCall: .generate()) == nil)
             let page = try await store.listCalls(in: .default, filter: CallFilter(), limit: 10, cursor: nil)
             #expect(!page.calls.contains { $0.id == command.callID })
 

@@ -30,11 +30,11 @@ extension CallStore {
         return try await withTimeline(rows, id: id)
     }
 
-    /// Whether a row for the call exists, in any organization.
-    public func isRecorded(_ id: CallID) async throws -> Bool {
-        let rows = try await client.query("SELECT 1 FROM calls WHERE id = \(id.uuid)", logger: logger)
-        for try await _ in rows { return true }
-        return false
+    /// The organization whose history holds the call, or `nil` when no row for it exists (yet).
+    public func organization(ofCall id: CallID) async throws -> OrganizationID? {
+        let rows = try await client.query("SELECT organization_id FROM calls WHERE id = \(id.uuid)", logger: logger)
+        for try await organization in rows.decode(UUID.self) { return OrganizationID(uuid: organization) }
+        return nil
     }
 
     private func withTimeline(_ rows: PostgresRowSequence, id: CallID) async throws -> CallRecord? {

@@ -66,9 +66,9 @@ public protocol CallRepository: Sendable {
     /// The call with its timeline if it is in `organization`'s history, or `nil` (also for a call accepted but not
     /// yet recorded by the history writer).
     func call(id: CallID, in organization: OrganizationID) async throws -> CallRecord?
-    /// Whether the history holds this call, in any organization: a stream of a call of another organization
-    /// answers 404, while one of a call not recorded yet waits for its events.
-    func isRecorded(_ id: CallID) async throws -> Bool
+    /// The organization whose history holds this call, or `nil` when it is not recorded (yet): a stream of a call of
+    /// another organization answers 404, while one of a call not recorded yet waits for its events.
+    func organization(ofCall id: CallID) async throws -> OrganizationID?
     /// The call's timeline after `afterSeq`, oldest first (only for a call already found in the organization).
     func timeline(of id: CallID, afterSeq: Int) async throws -> [CallTimelineEntry]
     /// One page of the organization's calls, newest first.

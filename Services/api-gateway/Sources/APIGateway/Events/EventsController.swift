@@ -100,10 +100,23 @@ struct EventsController: Sendable {
     /// The call's history after `seq`, as the events that made it (status events start at seq 1): empty for a call
     /// not recorded yet, `nil` for a call of another organization.
     func replay(_ id: CallID, after seq: Int, in organization: OrganizationID) async throws -> [CallStatusEvent]? {
-        guard let record = try await repository.call(id: id, in: organization) else {
-            return try await repository.isRecorded(id) ? nil : []
+        if let record = try await repository.call(id: id, in: organization) {
+            return Self.events(of: record, after: seq)
         }
-        return record.timeline.filter { $0.seq > max(seq, 0) }.map { Self.event(from: $0, of: record) }
+        switch try await repository.organization(ofCall: id) {
+        case nil:
+            return []
+        case organization:
+            // The history writer recorded the call between the two reads (a stream opened right after the call was
+            // accepted): this organization's call after all, so its history is replayed, not refused.
+            return try await repository.call(id: id, in: organization).map { Self.events(of: $0, after: seq) } ?? []
+        default:
+            return nil
+        }
+    }
+
+    static func events(of record: CallRecord, after seq: Int) -> [CallStatusEvent] {
+        record.timeline.filter { $0.seq > max(seq, 0) }.map { event(from: $0, of: record) }
     }
 
     /// Whether a status event may go to a caller of `organization` (an event without one is the default's).
