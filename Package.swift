@@ -46,6 +46,7 @@ let package = Package(
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "Webhooks", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
+                .product(name: "Recordings", package: "Shared"),
                 .product(name: "CallMessaging", package: "Shared"),
                 .product(name: "Kafka", package: "Shared"),
                 .product(name: "ServiceSupport", package: "Shared"),
@@ -96,6 +97,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Recordings", package: "Shared"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Services/dialer-worker/Sources/DialerWorker",
             swiftSettings: swiftSettings
@@ -277,6 +282,8 @@ let package = Package(
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "ARISimulator", package: "DevKit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Recordings", package: "Shared"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

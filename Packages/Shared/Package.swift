@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Webhooks", targets: ["Webhooks"]),
         .library(name: "Campaigns", targets: ["Campaigns"]),
         .library(name: "OperationsHTTP", targets: ["OperationsHTTP"]),
+        .library(name: "Recordings", targets: ["Recordings"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -69,6 +70,16 @@ let package = Package(
             dependencies: [
                 "CallDomain",
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Where call recordings live once off the Asterisk node: the store protocol and its implementations.
+        .target(
+            name: "Recordings",
+            dependencies: [
+                "ServiceSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

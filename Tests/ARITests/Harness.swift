@@ -200,6 +200,7 @@ func signature(_ event: ARIEvent) -> String {
     case .stasisStart: "StasisStart"
     case .stasisEnd: "StasisEnd"
     case .applicationReplaced: "ApplicationReplaced"
+    case .recording(let e): "\(e.kind.rawValue)(\(e.recording.state))"
     case .other(let type, _): type
     }
 }

@@ -225,6 +225,26 @@ public final class ARISimulator: Service, Sendable {
     }
 
     /// Clears every fault (refusals, latency, unresponsiveness). Calls, counters and sockets are kept.
+    /// The next `count` recordings fail as they start (`RecordingFailed`, nothing stored).
+    public func failRecordings(count: Int) {
+        self.state.withLock { $0.faults.failRecordings = max(0, count) }
+    }
+
+    /// The names of the recordings the node keeps (`/recordings/stored`), sorted.
+    public func storedRecordingNames() -> [String] {
+        self.state.withLock { $0.storedRecordings.keys.sorted() }
+    }
+
+    /// The file of a stored recording, as `GET /recordings/stored/{name}/file` serves it.
+    public func storedRecordingFile(name: String) -> [UInt8]? {
+        self.state.withLock { $0.storedRecordings[name]?.bytes }
+    }
+
+    /// How many recordings the node has finished and stored.
+    public func recordingsStored() -> Int {
+        self.state.withLock { $0.counters.recordingsStored }
+    }
+
     public func resetFaults() {
         self.state.withLock { $0.faults = Faults() }
     }

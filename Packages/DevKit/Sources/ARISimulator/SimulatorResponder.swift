@@ -73,6 +73,14 @@ struct SimulatorResponder: HTTPResponder {
             if method == .get { return self.getVariable(segments[1], query: query) }
         case 3 where segments[0] == "applications" && segments[2] == "subscription":
             if method == .post { return self.subscribe(segments[1], query: query) }
+        case 3 where segments[0] == "channels" && segments[2] == "snoop":
+            if method == .post { return self.snoop(segments[1], snoopID: nil, query: query) }
+        case 4 where segments[0] == "channels" && segments[2] == "snoop":
+            if method == .post { return self.snoop(segments[1], snoopID: segments[3], query: query) }
+        case 3 where segments[0] == "channels" && segments[2] == "record":
+            if method == .post { return self.record(segments[1], query: query) }
+        case 2...4 where segments[0] == "recordings":
+            if let response = self.recordings(segments, method: method) { return response }
         default:
             return Self.json(.notFound, JSONText.message("Resource not found"))
         }
@@ -85,7 +93,8 @@ struct SimulatorResponder: HTTPResponder {
     private static func knownPath(_ segments: [String]) -> Bool {
         switch (segments.count, segments.first) {
         case (1, "channels"), (1, "applications"), (1, "events"), (2, "channels"), (2, "applications"),
-            (2, "asterisk"), (3, "channels"), (3, "applications"):
+            (2, "asterisk"), (3, "channels"), (3, "applications"), (4, "channels"), (2, "recordings"),
+            (3, "recordings"), (4, "recordings"):
             true
         default:
             false
@@ -245,6 +254,15 @@ struct SimulatorResponder: HTTPResponder {
         let reason = query["reason"].flatMap { $0.isEmpty ? nil : $0 }
         let reasonCode = query["reason_code"].flatMap { $0.isEmpty ? nil : $0 }
         let cause: Int
+        if self.simulator.state.withLock({ $0.snoops[id] != nil }) {
+            let simulator = self.simulator
+            return Response(
+                status: .noContent,
+                body: ResponseBody(contentLength: 0) { writer in
+                    defer { simulator.state.withLock { $0.endSnoop(id, cause: 16) } }
+                    try await writer.finish(nil)
+                })
+        }
         let exists = self.simulator.state.withLock { $0.callID(owning: id) != nil }
         guard exists else { return Self.json(.notFound, JSONText.message("Channel not found")) }
         if reason != nil, reasonCode != nil {

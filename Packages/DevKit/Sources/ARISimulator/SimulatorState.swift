@@ -27,6 +27,8 @@ struct Faults: Sendable {
     var refuseUntilStatus = 503
     var latency: Duration = .zero
     var unresponsive = false
+    /// How many of the next recordings fail (`RecordingFailed`) instead of starting.
+    var failRecordings = 0
 
     /// Consumes one refusal if one is due; returns its status.
     mutating func takeRefusal(now: ContinuousClock.Instant) -> Int? {
@@ -61,6 +63,8 @@ struct Counters: Sendable {
     var endpointsByChannelID: [String: [String]] = [:]
     /// The contexts each channel was continued to (`POST /channels/{id}/continue` answered 204), in order.
     var continuesByChannelID: [String: [String]] = [:]
+    /// Recordings the node finished and stored.
+    var recordingsStored = 0
 
     /// Remembers when the first originate naming `channelID` arrived (later ones keep the first time).
     mutating func noteFirstOriginate(of channelID: String) {
@@ -82,6 +86,12 @@ struct SimulatorState: Sendable {
     var calls: [String: SimulatedCall] = [:]
     /// `;2` id → primary id, for lookups of the second halves.
     var peerIndex: [String: String] = [:]
+    /// Snoop channels by id.
+    var snoops: [String: SnoopChannel] = [:]
+    /// Recordings in progress by name.
+    var liveRecordings: [String: LiveRecording] = [:]
+    /// Recordings the node keeps (they survive a restart, as files on its disk do).
+    var storedRecordings: [String: StoredRecording] = [:]
     var connections: [Int: EventConnection] = [:]
     var activeConnectionByApp: [String: Int] = [:]
     var nextConnectionID = 0
@@ -117,6 +127,7 @@ struct SimulatorState: Sendable {
     func snapshot(of id: String) -> String? {
         if let call = self.calls[id] { return call.primary.json() }
         if let owner = self.peerIndex[id], let peer = self.calls[owner]?.peer { return peer.json() }
+        if let snoop = self.snoops[id] { return snoop.leg.json() }
         return nil
     }
 
@@ -128,6 +139,7 @@ struct SimulatorState: Sendable {
             result.append(call.primary.json())
             if let peer = call.peer { result.append(peer.json()) }
         }
+        for snoop in self.snoops.values { result.append(snoop.leg.json()) }
         return result
     }
 
@@ -226,6 +238,8 @@ struct SimulatorState: Sendable {
         for callID in Array(self.calls.keys) { self.cancelTimer(callID) }
         self.calls.removeAll()
         self.peerIndex.removeAll()
+        self.snoops.removeAll()
+        self.liveRecordings.removeAll()
         self.bootedAt = now + bootWindow
         self.counters.restarts += 1
         return self.dropConnections(application: nil)
@@ -264,6 +278,7 @@ struct SimulatorState: Sendable {
         guard let call = self.calls.removeValue(forKey: callID) else { return }
         call.timer?.cancel()
         if let peer = call.peer { self.peerIndex[peer.id] = nil }
+        self.endSnoops(of: callID)
     }
 
     // MARK: - Names and ids

@@ -153,12 +153,30 @@ public final class ARIClient: Sendable {
 
     // MARK: - Transport
 
-    private func send(
+    func send(
         _ method: HTTPMethod,
         path: String,
         query: [(String, String)] = [],
         body: ByteBuffer? = nil
     ) async throws -> (HTTPResponseStatus, ByteBuffer) {
+        try await self.exchange(
+            method, path: path, query: query, body: body, timeout: self.configuration.requestTimeout
+        ) { status, responseBody in
+            (status, try await responseBody.collect(upTo: 64 * 1024 * 1024))
+        }
+    }
+
+    /// One request. A 2xx answer's body goes to `read` (which may stream it); any other answer becomes an
+    /// ``ARIError``. Transport failures, including while `read` reads, are ``ARIError/transport(_:)``; an error
+    /// `read` throws itself is passed on as it is.
+    func exchange<Result>(
+        _ method: HTTPMethod,
+        path: String,
+        query: [(String, String)] = [],
+        body: ByteBuffer? = nil,
+        timeout: Duration,
+        read: (HTTPResponseStatus, HTTPClientResponse.Body) async throws -> Result
+    ) async throws -> Result {
         var url = self.baseURL + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(URLEncoding.queryValue($0.1))" }.joined(separator: "&")
@@ -171,41 +189,48 @@ public final class ARIClient: Sendable {
             request.body = .bytes(body)
         }
         let started = ContinuousClock.now
-        let status: HTTPResponseStatus
-        let bytes: ByteBuffer
+        let response: HTTPClientResponse
         do {
-            let response = try await self.httpClient.execute(
-                request,
-                deadline: .now() + TimeAmount(self.configuration.requestTimeout),
-                logger: self.logger
-            )
-            status = response.status
-            bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        } catch let error as HTTPClientError {
-            self.failureCounter.increment()
-            throw ARIError.transport(String(describing: error))
-        } catch let error as ARIError {
-            throw error
-        } catch is CancellationError {
-            throw CancellationError()
+            response = try await self.httpClient.execute(
+                request, deadline: .now() + TimeAmount(timeout), logger: self.logger)
         } catch {
-            self.failureCounter.increment()
-            throw ARIError.transport(String(describing: error))
+            throw self.transportError(error)
         }
         self.requestTimer.recordNanoseconds(ARIConfiguration.ReconnectBackoff.nanoseconds(of: .now - started))
-        if (200..<300).contains(status.code) {
-            return (status, bytes)
+        guard (200..<300).contains(response.status.code) else {
+            let bytes: ByteBuffer
+            do {
+                bytes = try await response.body.collect(upTo: 64 * 1024)
+            } catch {
+                throw self.transportError(error)
+            }
+            self.failureCounter.increment()
+            let error = Self.error(status: response.status, body: bytes)
+            self.logger.debug(
+                "ARI request failed",
+                metadata: ["ari.method": "\(method.rawValue)", "ari.path": "\(path)", "ari.error": "\(error)"]
+            )
+            throw error
         }
-        self.failureCounter.increment()
-        let error = Self.error(status: status, body: bytes)
-        self.logger.debug(
-            "ARI request failed",
-            metadata: ["ari.method": "\(method.rawValue)", "ari.path": "\(path)", "ari.error": "\(error)"]
-        )
-        throw error
+        let result: Result
+        do {
+            result = try await read(response.status, response.body)
+        } catch let error as HTTPClientError {
+            throw self.transportError(error)
+        } catch let error as NIOTooManyBytesError {
+            throw self.transportError(error)
+        }
+        return result
     }
 
-    private func decode<Value: Decodable>(_ type: Value.Type, from bytes: ByteBuffer) throws -> Value {
+    private func transportError(_ error: any Error) -> any Error {
+        if error is CancellationError { return error }
+        if error is ARIError { return error }
+        self.failureCounter.increment()
+        return ARIError.transport(String(describing: error))
+    }
+
+    func decode<Value: Decodable>(_ type: Value.Type, from bytes: ByteBuffer) throws -> Value {
         do {
             return try JSONDecoder().decode(type, from: Data(bytes.readableBytesView))
         } catch {

@@ -23,6 +23,8 @@ public enum ARIEvent: Sendable {
     case dial(Dial)
     /// Another WebSocket took over this application; this socket receives nothing more.
     case applicationReplaced(ApplicationReplaced)
+    /// `RecordingStarted`, `RecordingFinished` or `RecordingFailed`.
+    case recording(RecordingEvent)
     /// Any other event, kept as its JSON text.
     case other(type: String, json: String)
 
@@ -38,6 +40,7 @@ public enum ARIEvent: Sendable {
         case .channelVarset: "ChannelVarset"
         case .dial: "Dial"
         case .applicationReplaced: "ApplicationReplaced"
+        case .recording(let event): event.kind.rawValue
         case .other(let type, _): type
         }
     }
@@ -54,7 +57,7 @@ public enum ARIEvent: Sendable {
         case .channelDestroyed(let event): event.channel.id
         case .channelVarset(let event): event.channel?.id
         case .dial(let event): event.peer.id
-        case .applicationReplaced, .other: nil
+        case .applicationReplaced, .recording, .other: nil
         }
     }
 
@@ -70,6 +73,7 @@ public enum ARIEvent: Sendable {
         case .channelVarset(let event): event.timestamp
         case .dial(let event): event.timestamp
         case .applicationReplaced(let event): event.timestamp
+        case .recording(let event): event.timestamp
         case .other(_, let json): Self.peekTimestamp(json)
         }
     }
@@ -86,6 +90,7 @@ public enum ARIEvent: Sendable {
         case .channelVarset(let event): event.application
         case .dial(let event): event.application
         case .applicationReplaced(let event): event.application
+        case .recording(let event): event.application
         case .other(_, let json): Self.peekApplication(json)
         }
     }
@@ -211,6 +216,25 @@ public enum ARIEvent: Sendable {
         public var application: String
     }
 
+    /// A recording's progress: the `recording` is the LiveRecording as the event carries it.
+    public struct RecordingEvent: Sendable, Hashable {
+        /// Which of the three recording events.
+        public enum Kind: String, Sendable, Hashable {
+            case started = "RecordingStarted"
+            case finished = "RecordingFinished"
+            case failed = "RecordingFailed"
+        }
+
+        /// Which event.
+        public var kind: Kind
+        /// Event time.
+        public var timestamp: Date
+        /// Receiving application.
+        public var application: String
+        /// The recording.
+        public var recording: ARILiveRecording
+    }
+
     // MARK: - Decoding
 
     /// Decodes one WebSocket text message. Unknown types become ``other(type:json:)``; a typed event whose
@@ -313,6 +337,15 @@ public enum ARIEvent: Sendable {
                     application: try require(raw.application, "application")
                 )
             )
+        case "RecordingStarted", "RecordingFinished", "RecordingFailed":
+            return .recording(
+                RecordingEvent(
+                    kind: try require(RecordingEvent.Kind(rawValue: raw.type), "type"),
+                    timestamp: try require(raw.timestamp, "timestamp").date,
+                    application: try require(raw.application, "application"),
+                    recording: try require(raw.recording, "recording")
+                )
+            )
         default:
             return .other(type: raw.type, json: json)
         }
@@ -364,9 +397,10 @@ private struct RawEvent: Decodable {
     var dialstatus: String?
     var dialstring: String?
     var forward: String?
+    var recording: ARILiveRecording?
 
     enum CodingKeys: String, CodingKey {
-        case type, timestamp, application, channel, peer, caller, args, cause, soft, variable, value
+        case type, timestamp, application, channel, peer, caller, args, cause, soft, variable, value, recording
         case dialstatus, dialstring, forward
         case replaceChannel = "replace_channel"
         case dialplanApp = "dialplan_app"
@@ -381,7 +415,8 @@ private struct RawEvent: Decodable {
         // (e.g. `caller` being something else in a future event) cannot break them.
         switch self.type {
         case "StasisStart", "StasisEnd", "ChannelStateChange", "ChannelDialplan", "ChannelHangupRequest",
-            "ChannelDestroyed", "ChannelVarset", "Dial", "ApplicationReplaced":
+            "ChannelDestroyed", "ChannelVarset", "Dial", "ApplicationReplaced", "RecordingStarted", "RecordingFinished",
+            "RecordingFailed":
             break
         default:
             return
@@ -403,5 +438,6 @@ private struct RawEvent: Decodable {
         self.dialstatus = try container.decodeIfPresent(String.self, forKey: .dialstatus)
         self.dialstring = try container.decodeIfPresent(String.self, forKey: .dialstring)
         self.forward = try container.decodeIfPresent(String.self, forKey: .forward)
+        self.recording = try container.decodeIfPresent(ARILiveRecording.self, forKey: .recording)
     }
 }

@@ -270,3 +270,63 @@ public struct ARIAsteriskInfo: Sendable, Codable, Hashable {
         try container.encodeIfPresent(self.status, forKey: .status)
     }
 }
+
+/// A recording in progress or just ended (`LiveRecording`), as `POST /channels/{id}/record` answers it and the
+/// `Recording*` events carry it.
+///
+/// Asterisk 22's `recordings.json` describes it; that file is not among the API description files this repository
+/// was given (`resources.json` lists it), so the fields follow Asterisk 22's source tree.
+public struct ARILiveRecording: Sendable, Codable, Hashable {
+    /// The recording's name: the stored file's base name under the node's recording directory.
+    public var name: String
+    /// `wav`, `gsm`, ...
+    public var format: String
+    /// What is recorded: `channel:<id>` or `bridge:<id>`.
+    public var targetURI: String?
+    /// `queued`, `recording`, `paused`, `done`, `failed` or `canceled` (kept as text: ARI may add values).
+    public var state: String
+    /// Length in seconds, once done.
+    public var duration: Int?
+    /// Seconds of talking, once done (with silence detection).
+    public var talkingDuration: Int?
+    /// Seconds of silence, once done (with silence detection).
+    public var silenceDuration: Int?
+    /// Why it failed.
+    public var cause: String?
+
+    /// Creates a recording value (for the simulator and tests).
+    public init(
+        name: String, format: String, targetURI: String?, state: String, duration: Int? = nil,
+        talkingDuration: Int? = nil, silenceDuration: Int? = nil, cause: String? = nil
+    ) {
+        self.name = name
+        self.format = format
+        self.targetURI = targetURI
+        self.state = state
+        self.duration = duration
+        self.talkingDuration = talkingDuration
+        self.silenceDuration = silenceDuration
+        self.cause = cause
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, format, state, duration, cause
+        case targetURI = "target_uri"
+        case talkingDuration = "talking_duration"
+        case silenceDuration = "silence_duration"
+    }
+}
+
+/// A recording the node has stored (`StoredRecording`): what `GET /recordings/stored/{name}` answers.
+public struct ARIStoredRecording: Sendable, Codable, Hashable {
+    /// The recording's name.
+    public var name: String
+    /// Its format.
+    public var format: String
+
+    /// Creates a value.
+    public init(name: String, format: String) {
+        self.name = name
+        self.format = format
+    }
+}

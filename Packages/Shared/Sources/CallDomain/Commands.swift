@@ -36,6 +36,9 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
     public var statusCallback: StatusCallback?
     /// Answering machine detection for the answered call; none when `nil`.
     public var machineDetection: MachineDetection?
+    /// Whether the answered call is recorded (from its answer, or from the detection's verdict when there is one,
+    /// until it ends).
+    public var record: Bool
 
     /// Creates a command.
     public init(
@@ -52,7 +55,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         requestID: String? = nil,
         organizationID: OrganizationID = .default,
         statusCallback: StatusCallback? = nil,
-        machineDetection: MachineDetection? = nil
+        machineDetection: MachineDetection? = nil,
+        record: Bool = false
     ) {
         self.callID = callID
         self.requestedAt = requestedAt
@@ -68,6 +72,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         self.organizationID = organizationID
         self.statusCallback = statusCallback
         self.machineDetection = machineDetection
+        self.record = record
     }
 
     /// Ring timeouts accepted, in seconds.
@@ -92,6 +97,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
         case statusCallback = "status_callback"
         case statusCallbackEvents = "status_callback_events"
         case machineDetection = "machine_detection"
+        case record
     }
 
     public init(from decoder: any Decoder) throws {
@@ -124,6 +130,7 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
             statusCallback = nil
         }
         machineDetection = try container.decodeIfPresent(MachineDetection.self, forKey: .machineDetection)
+        record = try container.decodeIfPresent(Bool.self, forKey: .record) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -145,6 +152,8 @@ public struct OriginateCommand: Hashable, Sendable, Codable {
             try container.encode(statusCallback.events.map(\.rawValue).sorted(), forKey: .statusCallbackEvents)
         }
         try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
+        // Absent when false, so that a worker of the previous release still reads every command it can carry out.
+        if record { try container.encode(true, forKey: .record) }
     }
 }
 

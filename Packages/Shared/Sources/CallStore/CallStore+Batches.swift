@@ -23,6 +23,7 @@ extension CallStore {
         var createdAt: [Double] = [], expiresAt: [Double] = [], timelineIDs: [UUID] = [], organizations: [UUID] = []
         // A call's callback statuses travel comma-joined: unnest cannot take an array per row.
         var callbacks: [String] = [], callbackEvents: [String] = [], machineDetection: [String] = []
+        var record: [Bool] = []
         for command in unique {
             ids.append(command.callID.uuid)
             to.append(command.to.value)
@@ -45,6 +46,7 @@ extension CallStore {
                 (command.statusCallback?.events ?? []).map(\.rawValue).sorted().joined(separator: ","))
             machineDetection.append(
                 try command.machineDetection.map { try WireCoding.encodeText($0) } ?? "")
+            record.append(command.record)
         }
         try await client.query(
             """
@@ -53,21 +55,21 @@ extension CallStore {
                     \(context)::text[], \(exten)::text[], \(priority)::bigint[], \(timeout)::bigint[],
                     \(variables)::text[], \(metadata)::text[], \(requestedBy)::text[], \(requestID)::text[],
                     \(createdAt)::float8[], \(expiresAt)::float8[], \(timelineIDs)::uuid[], \(organizations)::uuid[],
-                    \(callbacks)::text[], \(callbackEvents)::text[], \(machineDetection)::text[])
+                    \(callbacks)::text[], \(callbackEvents)::text[], \(machineDetection)::text[], \(record)::bool[])
                     AS t(id, to_number, caller_name, caller_number, context, extension, priority, timeout_seconds,
                         variables, metadata, requested_by, request_id, created_at, expires_at, timeline_id,
-                        organization_id, status_callback, status_callback_events, machine_detection)
+                        organization_id, status_callback, status_callback_events, machine_detection, record)
             ),
             upserted AS (
                 INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
                     priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at,
-                    organization_id, status_callback, status_callback_events, machine_detection)
+                    organization_id, status_callback, status_callback_events, machine_detection, record)
                 SELECT id, 'queued', 0, to_number, NULLIF(caller_name, ''), NULLIF(caller_number, ''),
                     NULLIF(context, ''), NULLIF(extension, ''), NULLIF(priority, -1), timeout_seconds,
                     variables::jsonb, metadata::jsonb, requested_by, NULLIF(request_id, ''),
                     to_timestamp(created_at), to_timestamp(expires_at), organization_id, NULLIF(status_callback, ''),
                     COALESCE(string_to_array(NULLIF(status_callback_events, ''), ','), '{}'),
-                    NULLIF(machine_detection, '')::jsonb
+                    NULLIF(machine_detection, '')::jsonb, record
                 FROM input
                 ON CONFLICT (id) DO UPDATE SET
                     to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
@@ -78,7 +80,7 @@ extension CallStore {
                     request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at,
                     expires_at = EXCLUDED.expires_at, organization_id = EXCLUDED.organization_id,
                     status_callback = EXCLUDED.status_callback, status_callback_events = EXCLUDED.status_callback_events,
-                    machine_detection = EXCLUDED.machine_detection
+                    machine_detection = EXCLUDED.machine_detection, record = EXCLUDED.record
                 WHERE calls.to_number IS NULL
                 RETURNING id, (xmax = 0) AS inserted
             )

@@ -19,13 +19,13 @@ extension CallStore {
             """
             INSERT INTO calls (id, status, seq, to_number, caller_id_name, caller_id_number, context, extension,
                 priority, timeout_seconds, variables, metadata, requested_by, request_id, created_at, expires_at,
-                organization_id, status_callback, status_callback_events, machine_detection)
+                organization_id, status_callback, status_callback_events, machine_detection, record)
             VALUES (\(command.callID.uuid), 'queued', 0, \(command.to.value), \(command.callerID?.name),
                 \(command.callerID?.number), \(command.dialplan?.context), \(command.dialplan?.extension),
                 \(command.dialplan?.priority), \(command.timeoutSeconds), \(variables)::jsonb, \(metadata)::jsonb,
                 \(command.requestedBy), \(command.requestID), \(command.requestedAt), \(command.expiresAt),
                 \(command.organizationID.uuid), \(command.statusCallback?.url), \(callbackEvents)::text[],
-                \(machineDetection)::jsonb)
+                \(machineDetection)::jsonb, \(command.record))
             ON CONFLICT (id) DO UPDATE SET
                 to_number = EXCLUDED.to_number, caller_id_name = EXCLUDED.caller_id_name,
                 caller_id_number = EXCLUDED.caller_id_number, context = EXCLUDED.context,
@@ -34,7 +34,8 @@ extension CallStore {
                 metadata = EXCLUDED.metadata, requested_by = EXCLUDED.requested_by,
                 request_id = EXCLUDED.request_id, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
                 organization_id = EXCLUDED.organization_id, status_callback = EXCLUDED.status_callback,
-                status_callback_events = EXCLUDED.status_callback_events, machine_detection = EXCLUDED.machine_detection
+                status_callback_events = EXCLUDED.status_callback_events, machine_detection = EXCLUDED.machine_detection,
+                record = EXCLUDED.record
             WHERE calls.to_number IS NULL
             RETURNING (xmax = 0) AS inserted
             """,

@@ -308,7 +308,7 @@ extension CallStore {
         timeout_seconds, calling_windows::text, starts_at, ends_at, max_calls_per_second, max_live_calls,
         retry_rules::text, max_attempts, created_by, created_at, started_at, finished_at,
         ARRAY(SELECT list_id FROM campaign_lists WHERE campaign_id = campaigns.id ORDER BY list_id),
-        machine_detection::text
+        machine_detection::text, record
         """
 
     /// Creates a draft campaign over ready lists of the organization.
@@ -328,13 +328,13 @@ extension CallStore {
                 """
                 INSERT INTO campaigns (id, organization_id, name, state, caller_id_name, caller_id_number, context,
                     extension, priority, timeout_seconds, calling_windows, starts_at, ends_at, max_calls_per_second,
-                    max_live_calls, retry_rules, max_attempts, created_by, machine_detection)
+                    max_live_calls, retry_rules, max_attempts, created_by, machine_detection, record)
                 VALUES (\(id), \(organization.uuid), \(settings.name), 'draft', \(settings.callerID?.name),
                     \(settings.callerID?.number), \(settings.dialplan?.context), \(settings.dialplan?.extension),
                     \(settings.dialplan?.priority), \(settings.timeoutSeconds), \(windows)::jsonb,
                     \(settings.startsAt)::timestamptz, \(settings.endsAt)::timestamptz,
                     \(settings.maxCallsPerSecond), \(settings.maxLiveCalls), \(rules)::jsonb,
-                    \(settings.maxAttempts), \(actor.name), \(detection)::jsonb)
+                    \(settings.maxAttempts), \(actor.name), \(detection)::jsonb, \(settings.record))
                 """,
                 logger: logger)
             try await connection.query(
@@ -419,7 +419,7 @@ extension CallStore {
                     starts_at = \(settings.startsAt)::timestamptz, ends_at = \(settings.endsAt)::timestamptz,
                     max_calls_per_second = \(settings.maxCallsPerSecond), max_live_calls = \(settings.maxLiveCalls),
                     retry_rules = \(rules)::jsonb, max_attempts = \(settings.maxAttempts),
-                    machine_detection = \(detection)::jsonb, updated_at = now()
+                    machine_detection = \(detection)::jsonb, record = \(settings.record), updated_at = now()
                 WHERE id = \(id)
                 """,
                 logger: logger)
@@ -1077,7 +1077,8 @@ extension CallStore {
                 maxAttempts: try columns[16].decode(Int.self),
                 machineDetection: try columns[22].decode(String?.self).map {
                     try WireCoding.decode(MachineDetection.self, from: Array($0.utf8))
-                })
+                },
+                record: try columns[23].decode(Bool.self))
             return Campaign(
                 id: id, organizationID: OrganizationID(uuid: try columns[1].decode(UUID.self)), state: state,
                 settings: settings, createdBy: try columns[17].decode(String.self),

@@ -146,6 +146,6 @@ extension CallRecord {
             callID: id, requestedAt: createdAt, expiresAt: expiresAt, to: dialTarget, callerID: callerID,
             dialplan: dialplan, timeoutSeconds: timeoutSeconds ?? 30, variables: variables, metadata: metadata,
             requestedBy: requestedBy ?? "unknown", requestID: requestID, organizationID: organizationID ?? .default,
-            machineDetection: machineDetection)
+            machineDetection: machineDetection, record: record)
     }
 }

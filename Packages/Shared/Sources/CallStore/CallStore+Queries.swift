@@ -9,7 +9,7 @@ extension CallStore {
         variables::text, metadata::text, requested_by, request_id, node_id, worker_id, channel_id, hangup_cause,
         hangup_cause_text, failure_reason, detail, created_at, expires_at, dispatched_at, answered_at, ended_at,
         updated_at, (extract(epoch from created_at) * 1000000)::bigint, owner_epoch, originate_sent_at, organization_id,
-        machine_detection::text, answered_by
+        machine_detection::text, answered_by, record
         """
 
     /// The call with its timeline, or `nil`, whatever its organization (for the workers, which serve them all).
@@ -179,7 +179,8 @@ extension CallStore {
             machineDetection: try value(31, String?.self).map {
                 try WireCoding.decode(MachineDetection.self, from: Array($0.utf8))
             },
-            answeredBy: try value(32, String?.self).flatMap(AnsweredBy.init(rawValue:)))
+            answeredBy: try value(32, String?.self).flatMap(AnsweredBy.init(rawValue:)),
+            record: try value(33, Bool.self))
         return (record, try value(27, Int64.self))
     }
 }

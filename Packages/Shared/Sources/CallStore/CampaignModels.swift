@@ -136,12 +136,14 @@ public struct CampaignSettings: Sendable, Hashable {
     public var maxAttempts: Int
     /// Answering machine detection on every call of the campaign (`nil`: none).
     public var machineDetection: MachineDetection?
+    /// Whether every answered call of the campaign is recorded.
+    public var record: Bool
 
     /// Creates settings.
     public init(
         name: String, listIDs: [UUID], callerID: CallerID?, dialplan: DialplanTarget?, timeoutSeconds: Int,
         callingWindows: CallingWindows, startsAt: Date?, endsAt: Date?, maxCallsPerSecond: Double, maxLiveCalls: Int,
-        retryRules: RetryRules, maxAttempts: Int, machineDetection: MachineDetection? = nil
+        retryRules: RetryRules, maxAttempts: Int, machineDetection: MachineDetection? = nil, record: Bool = false
     ) {
         self.name = name
         self.listIDs = listIDs
@@ -156,6 +158,7 @@ public struct CampaignSettings: Sendable, Hashable {
         self.retryRules = retryRules
         self.maxAttempts = maxAttempts
         self.machineDetection = machineDetection
+        self.record = record
     }
 }
 

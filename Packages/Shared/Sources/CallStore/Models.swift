@@ -123,6 +123,8 @@ public struct CallRecord: Sendable, Hashable {
     public var machineDetection: MachineDetection?
     /// Who answered, once the detection decided.
     public var answeredBy: AnsweredBy?
+    /// Whether the request asked for the answered call to be recorded.
+    public var record: Bool = false
 }
 
 /// Filters for listing calls.

@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import Prometheus
+import Recordings
 import ServiceLifecycle
 
 /// The gateway's collaborators, as `buildRouter` takes them.
@@ -17,6 +18,8 @@ struct GatewayDependencies: Sendable {
     var calls: any CallRepository
     var webhooks: any WebhookRepository
     var campaigns: any CampaignRepository
+    var recordings: any CallRecordingRepository
+    var recordingStore: any RecordingStore
     var publisher: any CommandPublishing
     var hub: StatusHub
     var kafkaHealth: KafkaHealth
@@ -90,7 +93,8 @@ func buildGateway(
     let feed = StatusFeed(reader: reader, hub: hub, metrics: metrics, logger: logger)
 
     let dependencies = GatewayDependencies(
-        users: store, organizations: store, calls: store, webhooks: store, campaigns: store, publisher: publisher,
+        users: store, organizations: store, calls: store, webhooks: store, campaigns: store, recordings: store,
+        recordingStore: configuration.recordingStore.makeStore(), publisher: publisher,
         hub: hub,
         kafkaHealth: kafkaHealth,
         metrics: metrics,
@@ -170,8 +174,10 @@ func buildRouter(
         allowedContexts: configuration.allowedContexts, defaultTimeoutSeconds: configuration.defaultTimeoutSeconds,
         defaultTTLSeconds: configuration.callTTLSeconds, maxBodyBytes: configuration.maxBodyBytes,
         publishRetryAfterSeconds: retryAfter, webhookPolicy: configuration.webhookPolicy,
-        webhooks: dependencies.webhooks
+        webhooks: dependencies.webhooks, recordings: dependencies.recordings
     ).addRoutes(to: authenticated)
+    RecordingsController(repository: dependencies.recordings, store: dependencies.recordingStore)
+        .addRoutes(to: authenticated)
     EventsController(
         hub: dependencies.hub, repository: dependencies.calls,
         heartbeat: .milliseconds(Int64(configuration.sseHeartbeatSeconds * 1000))

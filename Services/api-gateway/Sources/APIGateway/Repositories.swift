@@ -86,6 +86,18 @@ public protocol CallRepository: Sendable {
     func ping() async throws
 }
 
+/// Call recordings, for the organization's users: read, and erased on request.
+public protocol CallRecordingRepository: Sendable {
+    /// The call's recording if the call is in `organization`'s history (`nil` also for a call without one).
+    func recording(of callID: CallID, in organization: OrganizationID) async throws -> CallRecording?
+    /// Marks a stored recording erased and audits it; `nil` when there is no stored recording to erase.
+    func eraseRecording(
+        of callID: CallID, in organization: OrganizationID, by actor: AuditActor, at now: Date
+    ) async throws -> CallRecording?
+}
+
+extension CallStore: CallRecordingRepository {}
+
 /// Webhook endpoints, the signing secrets and the delivery log, for the organization's admins (the dispatcher
 /// uses the store directly).
 public protocol WebhookRepository: Sendable {

@@ -285,6 +285,6 @@ final class CampaignRunner: Service, Sendable {
             to: target, callerID: campaign.settings.callerID, dialplan: campaign.settings.dialplan,
             timeoutSeconds: campaign.settings.timeoutSeconds, metadata: metadata,
             requestedBy: "campaign:\(campaign.id.uuidString.lowercased())", organizationID: campaign.organizationID,
-            machineDetection: campaign.settings.machineDetection)
+            machineDetection: campaign.settings.machineDetection, record: campaign.settings.record)
     }
 }

@@ -16,6 +16,8 @@ enum TrackerAction: Sendable {
     /// Read `AMDSTATUS` and `AMDCAUSE` from the channel, back in Stasis from the detection's dial plan, and hand them
     /// to ``CallTracker/machineDetected(_:status:cause:at:)``.
     case readMachineDetection(CallID, channelID: String)
+    /// Record the answered call (``Recorder/start(_:channelID:organizationID:)``): it is on its way to its target.
+    case startRecording(CallID, channelID: String, organizationID: OrganizationID)
     /// A call left the tracker: its capacity slot is free again.
     case releaseSlot
     /// A call reached its terminal status (for logs and metrics).
@@ -182,6 +184,7 @@ final class CallTracker: Sendable {
                     } else if !call.continued {
                         call.continued = true
                         actions.append(firstContinue(call))
+                        if !call.awaitsDetection { actions += recording(&call) }
                     }
                     return actions
                 case .channelVarset(let varset) where varset.variable == "AMDSTATUS" || varset.variable == "AMDCAUSE":
@@ -253,10 +256,22 @@ final class CallTracker: Sendable {
             actions.append(.hangup(call.callID, channelID: call.channelID))
         case (.machine, .continue):
             actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: machineDialplan))
+            actions += recording(&call)
         case (.human, _), (.unknown, _):
             actions.append(.continueInDialplan(call.callID, channelID: call.channelID, target: call.dialplan))
+            actions += recording(&call)
         }
         return actions
+    }
+
+    /// The recording of a call on its way to its target (after the detection, when there is one), if the request
+    /// asked for it: asked once.
+    private func recording(_ call: inout TrackedCall) -> [TrackerAction] {
+        guard call.record, !call.recordingRequested else { return [] }
+        call.recordingRequested = true
+        return [
+            .startRecording(call.callID, channelID: call.channelID, organizationID: call.organizationID ?? .default)
+        ]
     }
 
     /// The `detail` of an `answered` event after detection: the status and cause `AMD()` set.

@@ -20,6 +20,10 @@ extension Dialer {
                 context.gate.setARIConnected(false)
                 continue
             }
+            if Recorder.handles(event) {
+                context.recorder?.take(event)
+                continue
+            }
             // Checked and handled under the hold's lock, so that a held call's events reach the tracker in order
             // whether they arrive before or after its adoption.
             let tracker = context.tracker

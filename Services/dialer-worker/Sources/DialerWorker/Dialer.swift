@@ -189,6 +189,8 @@ final class Dialer: Service {
                 spawn { await ControlHandler.hangUp(channelID: channelID, ari: ari, logger: logger) }
             case .readMachineDetection(let callID, let channelID):
                 spawn { await self.readMachineDetection(callID, channelID: channelID) }
+            case .startRecording(let callID, let channelID, let organizationID):
+                context.recorder?.start(callID, channelID: channelID, organizationID: organizationID)
             case .releaseSlot:
                 context.gate.releaseSlot()
                 context.metrics.liveCalls.record(context.tracker.count)

@@ -33,6 +33,8 @@ struct TrackedCall: Sendable {
     let adopted: Bool
     /// Answering machine detection asked for by the request.
     let machineDetection: MachineDetection?
+    /// Whether the request asked for the answered call to be recorded.
+    let record: Bool
 
     var phase: Phase
     /// The owner epoch of this worker's claim or takeover, carried by every status event it publishes for the call.
@@ -59,6 +61,8 @@ struct TrackedCall: Sendable {
     var originatedAt: ContinuousClock.Instant?
     /// A check for a vanished channel is scheduled.
     var vanishCheckPending = false
+    /// The recording was asked of the ``Recorder`` (once per call and process).
+    var recordingRequested = false
 
     init(
         command: OriginateCommand,
@@ -76,6 +80,7 @@ struct TrackedCall: Sendable {
         self.requestID = command.requestID ?? traceParent.flatMap(TraceContext.traceID(fromTraceParent:))
         self.adopted = false
         self.machineDetection = command.machineDetection
+        self.record = command.record
         self.phase = .claiming
         self.ownerEpoch = 0
         self.status = .queued
@@ -99,6 +104,7 @@ struct TrackedCall: Sendable {
         self.requestID = record.requestID
         self.adopted = true
         self.machineDetection = record.machineDetection
+        self.record = record.record
         self.answeredBy = record.answeredBy
         self.phase = .originated
         self.ownerEpoch = record.ownerEpoch

@@ -3,6 +3,8 @@ import CallDomain
 import CallStore
 import Foundation
 import Kafka
+import NIOFileSystem
+import Recordings
 import ServiceSupport
 
 /// Everything a dialer worker process needs to know, read once at start-up from the environment.
@@ -80,6 +82,8 @@ public struct WorkerConfiguration: Sendable {
     /// (`OWNER_TIMEOUT_SECONDS`). The worker itself stops acting for its calls (originates, status events) once half
     /// of it has passed since its last heartbeat was sent, so it has stopped before anyone takes over.
     public var ownerTimeout: Duration
+    /// Call recording (`RECORDING_*`).
+    public var recording: RecordingConfiguration
 
     /// Creates a configuration from explicit values (tests); ``fromEnvironment(_:)`` is the usual way.
     public init(
@@ -111,7 +115,8 @@ public struct WorkerConfiguration: Sendable {
         stuckMargin: Duration = .seconds(60),
         historyBatchSize: Int = 500,
         originateMaxAttempts: Int = 6,
-        ownerTimeout: Duration = .seconds(20)
+        ownerTimeout: Duration = .seconds(20),
+        recording: RecordingConfiguration? = nil
     ) {
         self.nodeID = nodeID
         self.workerID = workerID
@@ -142,6 +147,11 @@ public struct WorkerConfiguration: Sendable {
         self.historyBatchSize = historyBatchSize
         self.originateMaxAttempts = originateMaxAttempts
         self.ownerTimeout = ownerTimeout
+        self.recording =
+            recording
+            ?? RecordingConfiguration(
+                store: RecordingStoreConfiguration(
+                    directory: RecordingConfiguration.defaultSpoolDirectory().appending("store")))
     }
 
     /// Reads and validates the configuration.
@@ -237,7 +247,8 @@ public struct WorkerConfiguration: Sendable {
             stuckMargin: try seconds("STUCK_MARGIN_SECONDS", 60, 0...86_400),
             historyBatchSize: try environment.int("HISTORY_BATCH_SIZE", default: 500, range: 1...10_000),
             originateMaxAttempts: try environment.int("ORIGINATE_MAX_ATTEMPTS", default: 6, range: 1...100),
-            ownerTimeout: try seconds("OWNER_TIMEOUT_SECONDS", 20, 2...3600)
+            ownerTimeout: try seconds("OWNER_TIMEOUT_SECONDS", 20, 2...3600),
+            recording: try RecordingConfiguration.fromEnvironment(environment)
         )
     }
 

@@ -24,6 +24,8 @@ struct WorkerContext: Sendable {
     let pacer = OrganizationPacer()
     /// The process logger, with `node.id` and `worker.id`.
     let logger: Logger
+    /// Records the answered calls that ask for it; `nil` only where a test builds a context that records nothing.
+    var recorder: Recorder?
 
     /// A logger for one call: `call.id` and the request id carried by the command's `traceparent`.
     func logger(for callID: CallID, traceParent: String? = nil, requestID: String? = nil) -> Logger {

@@ -6,7 +6,9 @@ import CallStore
 import Hummingbird
 import Kafka
 import Logging
+import NIOFileSystem
 import PostgresNIO
+import Recordings
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -119,6 +121,14 @@ public func buildServiceGroup(
     let publisher = CallMessagePublisher(
         producer: producer, topics: configuration.topics, source: "/dialer-worker/\(configuration.workerID)")
     let metrics = WorkerMetrics()
+    let recorder = Recorder(
+        settings: Recorder.Settings(
+            application: configuration.ari.application, nodeID: configuration.nodeID,
+            format: configuration.recording.format, maxDurationSeconds: configuration.recording.maxDurationSeconds,
+            spoolDirectory: configuration.recording.spoolDirectory.appending(configuration.workerID),
+            sweepInterval: configuration.recording.sweepInterval, settleTime: configuration.recording.settleTime,
+            retention: configuration.recording.retention, downloadTimeout: configuration.recording.downloadTimeout),
+        repository: store, node: ari, store: configuration.recording.store.makeStore(), logger: logger)
     let context = WorkerContext(
         configuration: configuration,
         store: store,
@@ -137,7 +147,8 @@ public func buildServiceGroup(
         readiness: WorkerReadiness(producerPrepared: { producer.isPrepared }),
         lease: OwnerLease(ownerTimeout: configuration.ownerTimeout),
         metrics: metrics,
-        logger: logger
+        logger: logger,
+        recorder: recorder
     )
 
     let status = WorkerStatus(context: context)
@@ -177,6 +188,8 @@ public func buildServiceGroup(
                 .init(service: events, serviceName: "ari-events"),
                 .init(service: history, serviceName: "history-writer"),
                 .init(service: control, serviceName: "control"),
+                // Before the dialer: stopped after it, so the recordings of the calls it drains are still handled.
+                .init(service: recorder, serviceName: "recorder"),
                 .init(service: dialer, serviceName: "dialer"),
             ],
             gracefulShutdownSignals: gracefulShutdownSignals,

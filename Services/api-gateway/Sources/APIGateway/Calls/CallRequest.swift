@@ -27,11 +27,14 @@ public struct CallRequest: Sendable, Hashable {
     public var statusCallback: StatusCallback?
     /// Answering machine detection; none when `nil`.
     public var machineDetection: MachineDetection?
+    /// Whether the answered call is recorded.
+    public var record: Bool
 
     /// The body fields this endpoint knows.
     static let fields: Set<String> = [
         "to", "caller_id", "context", "extension", "priority", "timeout_seconds", "variables", "metadata",
         "ttl_seconds", "status_callback", "status_callback_events", "machine_detection",
+        "record",
     ]
     /// Accepted `ttl_seconds` (and `CALL_TTL_SECONDS`).
     public static let ttlRange = 10...86_400
@@ -84,6 +87,7 @@ public struct CallRequest: Sendable, Hashable {
         let ttl = reader.int("ttl_seconds", range: Self.ttlRange) ?? defaultTTLSeconds
         let statusCallback = Self.readStatusCallback(&reader, policy: webhookPolicy)
         let machineDetection = Self.readMachineDetection(&reader)
+        let record = reader.bool("record") ?? false
 
         guard reader.errors.isEmpty, let to else { throw Problem.validation(reader.errors) }
         self.to = to
@@ -95,6 +99,7 @@ public struct CallRequest: Sendable, Hashable {
         self.ttlSeconds = ttl
         self.statusCallback = statusCallback
         self.machineDetection = machineDetection
+        self.record = record
     }
 
     /// `machine_detection` is a mode (`off`, `detect`, `detect_message_end`) or an object with `mode`, `on_machine`
@@ -230,7 +235,7 @@ public struct CallRequest: Sendable, Hashable {
             callID: callID, requestedAt: requestedAt, expiresAt: requestedAt.addingTimeInterval(Double(ttlSeconds)),
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
             metadata: metadata, requestedBy: caller.name, requestID: requestID, organizationID: caller.organizationID,
-            statusCallback: statusCallback, machineDetection: machineDetection)
+            statusCallback: statusCallback, machineDetection: machineDetection, record: record)
     }
 
     /// SHA-256 (hex) of the canonical form of the validated request (defaults applied, sorted keys), so that
@@ -247,6 +252,7 @@ public struct CallRequest: Sendable, Hashable {
             var statusCallback: String?
             var statusCallbackEvents: [String]?
             var machineDetection: MachineDetection?
+            var record: Bool
 
             enum CodingKeys: String, CodingKey {
                 case to
@@ -258,6 +264,7 @@ public struct CallRequest: Sendable, Hashable {
                 case statusCallback = "status_callback"
                 case statusCallbackEvents = "status_callback_events"
                 case machineDetection = "machine_detection"
+                case record
             }
 
             func encode(to encoder: any Encoder) throws {
@@ -273,13 +280,14 @@ public struct CallRequest: Sendable, Hashable {
                 try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
                 try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
                 try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
+                if record { try container.encode(true, forKey: .record) }
             }
         }
         let canonical = Canonical(
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
             metadata: metadata, ttlSeconds: ttlSeconds, statusCallback: statusCallback?.url,
             statusCallbackEvents: statusCallback.map { $0.events.map(\.rawValue).sorted() },
-            machineDetection: machineDetection)
+            machineDetection: machineDetection, record: record)
         let bytes = (try? WireCoding.encode(canonical)) ?? []
         return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }

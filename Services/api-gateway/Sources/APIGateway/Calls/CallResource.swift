@@ -22,6 +22,36 @@ struct CallResource: Sendable, Equatable {
         var detail: String?
     }
 
+    /// Where a recorded call's recording is (single-call answers).
+    struct RecordingView: Sendable, Equatable {
+        var status: RecordingStatus
+        var detail: String?
+        var format: String
+        var durationSeconds: Int?
+        var sizeBytes: Int64?
+        var sha256: String?
+        var startedAt: Date?
+        var finishedAt: Date?
+        var storedAt: Date?
+        var deletedAt: Date?
+        /// The file, once stored.
+        var href: String?
+
+        init(_ recording: CallRecording) {
+            status = recording.status
+            detail = recording.detail
+            format = recording.format
+            durationSeconds = recording.durationSeconds
+            sizeBytes = recording.sizeBytes
+            sha256 = recording.sha256
+            startedAt = recording.startedAt
+            finishedAt = recording.finishedAt
+            storedAt = recording.storedAt
+            deletedAt = recording.deletedAt
+            href = recording.status == .stored ? "/api/v1/calls/\(recording.callID)/recording" : nil
+        }
+    }
+
     struct Links: Sendable, Equatable {
         /// `self`.
         var this: String
@@ -56,6 +86,10 @@ struct CallResource: Sendable, Equatable {
     var updatedAt: Date
     var machineDetection: MachineDetection?
     var answeredBy: AnsweredBy?
+    /// Whether the request asked for the call to be recorded.
+    var record = false
+    /// The recording, on single-call answers (written there as `null` when there is none).
+    var recording: RecordingView?
     /// Present on single-call answers.
     var timeline: [TimelineEntry]?
     var links: Links
@@ -84,6 +118,7 @@ struct CallResource: Sendable, Equatable {
         expiresAt = command.expiresAt
         updatedAt = command.requestedAt
         machineDetection = command.machineDetection
+        record = command.record
         timeline = [
             TimelineEntry(seq: 0, status: .queued, previousStatus: nil, occurredAt: command.requestedAt)
         ]
@@ -119,6 +154,7 @@ struct CallResource: Sendable, Equatable {
         updatedAt = record.updatedAt
         machineDetection = record.machineDetection
         answeredBy = record.answeredBy
+        self.record = record.record
         timeline =
             includeTimeline
             ? record.timeline.map {
@@ -169,6 +205,11 @@ extension CallResource: JSONTextWritable {
         json.object(metadata) { writer, value in writer.value(value) }
         json.field("node_id", nodeID)
         json.field("priority", priority)
+        json.field("record", record)
+        if timeline != nil {
+            json.key("recording")
+            if let recording { recording.write(to: &json) } else { json.null() }
+        }
         json.field("request_id", requestID)
         json.field("requested_by", requestedBy)
         json.field("retryable", status == .failed ? (failureReason?.isRetryable ?? false) : nil)
@@ -202,6 +243,24 @@ extension CallResource.TimelineEntry: JSONTextWritable {
         json.field("seq", seq)
         json.field("status", status.rawValue)
         json.field("worker_id", workerID)
+        json.endObject()
+    }
+}
+
+extension CallResource.RecordingView: JSONTextWritable {
+    func write(to json: inout JSONTextWriter) {
+        json.beginObject()
+        json.field("deleted_at", deletedAt)
+        json.field("detail", detail)
+        json.field("duration_seconds", durationSeconds)
+        json.field("finished_at", finishedAt)
+        json.field("format", format)
+        json.field("href", href)
+        json.field("sha256", sha256)
+        json.field("size_bytes", sizeBytes.map(Int.init))
+        json.field("started_at", startedAt)
+        json.field("status", status.rawValue)
+        json.field("stored_at", storedAt)
         json.endObject()
     }
 }

@@ -20,6 +20,7 @@ struct CallsController: Sendable {
     let publishRetryAfterSeconds: Int
     let webhookPolicy: WebhookTargetPolicy
     let webhooks: any WebhookRepository
+    let recordings: any CallRecordingRepository
 
     /// The largest `limit` of a listing.
     static let maximumPageSize = 200
@@ -89,7 +90,13 @@ struct CallsController: Sendable {
         else {
             throw Self.notFound(id)
         }
-        return try JSONResponse.make(CallResource(record: record, includeTimeline: true))
+        var resource = CallResource(record: record, includeTimeline: true)
+        if record.record {
+            resource.recording = try await context.store(unavailable: "the call history is unavailable") {
+                try await recordings.recording(of: id, in: context.caller.organizationID)
+            }.map(CallResource.RecordingView.init)
+        }
+        return try JSONResponse.make(resource)
     }
 
     static func callID(_ context: some RequestContext) throws -> CallID {

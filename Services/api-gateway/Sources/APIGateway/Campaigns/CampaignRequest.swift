@@ -11,7 +11,7 @@ import Foundation
 ///  "calling_windows": {"monday": [{"start": "08:00", "end": "21:00"}], …},
 ///  "starts_at": "…", "ends_at": "…", "max_calls_per_second": 5, "max_live_calls": 20,
 ///  "retry_rules": {"busy": {"delay_seconds": 600, "max_retries": 3}, …}, "max_attempts": 4,
-///  "machine_detection": "detect"}
+///  "machine_detection": "detect", "record": true}
 /// ```
 ///
 /// Absent `calling_windows` are 08:00–21:00 every day; absent `retry_rules` are ``RetryRules/standard``.
@@ -19,7 +19,7 @@ enum CampaignRequest {
     static let fields: Set<String> = [
         "name", "list_ids", "caller_id", "context", "extension", "priority", "timeout_seconds", "calling_windows",
         "starts_at", "ends_at", "max_calls_per_second", "max_live_calls", "retry_rules", "max_attempts",
-        "machine_detection",
+        "machine_detection", "record",
     ]
 
     /// The most lists a campaign dials.
@@ -60,11 +60,12 @@ enum CampaignRequest {
         let rules = decoded(RetryRules.self, "retry_rules", &reader) ?? .standard
         let attempts = reader.int("max_attempts", range: 1...20) ?? 3
         let machineDetection = CallRequest.readMachineDetection(&reader)
+        let record = reader.bool("record") ?? false
         guard reader.errors.isEmpty, let name, let rate, let live else { throw Problem.validation(reader.errors) }
         return CampaignSettings(
             name: name, listIDs: listIDs, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeout,
             callingWindows: windows, startsAt: startsAt, endsAt: endsAt, maxCallsPerSecond: rate, maxLiveCalls: live,
-            retryRules: rules, maxAttempts: attempts, machineDetection: machineDetection)
+            retryRules: rules, maxAttempts: attempts, machineDetection: machineDetection, record: record)
     }
 
     /// A nested object decoded by its domain type, whose own validation message is the field's error.

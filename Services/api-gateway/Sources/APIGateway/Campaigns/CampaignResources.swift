@@ -116,6 +116,7 @@ struct CampaignResource: Encodable {
         case retryRules = "retry_rules"
         case maxAttempts = "max_attempts"
         case machineDetection = "machine_detection"
+        case record
         case createdBy = "created_by"
         case createdAt = "created_at"
         case startedAt = "started_at"
@@ -152,6 +153,7 @@ struct CampaignResource: Encodable {
         try container.encode(settings.retryRules, forKey: .retryRules)
         try container.encode(settings.maxAttempts, forKey: .maxAttempts)
         try container.encode(settings.machineDetection, forKey: .machineDetection)
+        try container.encode(settings.record, forKey: .record)
         try container.encode(campaign.createdBy, forKey: .createdBy)
         try container.encode(campaign.createdAt, forKey: .createdAt)
         try container.encode(campaign.startedAt, forKey: .startedAt)

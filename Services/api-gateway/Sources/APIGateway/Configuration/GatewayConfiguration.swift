@@ -2,6 +2,7 @@ import CallDomain
 import CallStore
 import Foundation
 import Kafka
+import Recordings
 import ServiceSupport
 import Webhooks
 
@@ -24,6 +25,9 @@ public struct GatewayConfiguration: Sendable {
     /// `UPLOAD_DIRECTORY`: where uploads are written while they are read (default the system's temporary
     /// directory); each file is deleted once its import ends.
     public var uploadDirectory: String
+    /// `RECORDING_DIR`: the recording store the workers fill and `GET /calls/{id}/recording` serves from (the same
+    /// directory as the workers').
+    public var recordingStore: RecordingStoreConfiguration
     /// `HTTP_READ_TIMEOUT_SECONDS`: how long a client may take to send a request (its head, then its body) and how
     /// long an idle keep-alive connection is kept; slower clients are disconnected. The default (75 s) outlasts the
     /// idle timeouts of load balancers (60 s) and HTTP client pools, so that they close idle connections first.
@@ -139,6 +143,7 @@ public struct GatewayConfiguration: Sendable {
         contactListMaxBytes = try env.int(
             "CONTACT_LIST_MAX_BYTES", default: 268_435_456, range: 1_024...10_737_418_240)
         uploadDirectory = env.string("UPLOAD_DIRECTORY", default: FileManager.default.temporaryDirectory.path)
+        recordingStore = try RecordingStoreConfiguration.fromEnvironment(env)
         httpReadTimeoutSeconds = try env.double("HTTP_READ_TIMEOUT_SECONDS", default: 75, range: 1...3_600)
         allowedOrigins = env.list("ALLOWED_ORIGINS", default: [])
         webhookPolicy =
