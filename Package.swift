@@ -312,6 +312,7 @@ let package = Package(
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
