@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # prometheus: for promtool, which `make lint` runs on deploy/prometheus/ (about 19 MB to download, 14 s to install).
-packages=(librdkafka-dev kcat postgresql postgresql-contrib python3 curl jq wrk hyperfine prometheus)
+packages=(librdkafka-dev kcat postgresql postgresql-contrib python3 python3-venv curl jq wrk hyperfine prometheus)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -29,4 +29,15 @@ python3 -c 'import standardwebhooks' 2>/dev/null || python_missing+=(standardweb
 if ((${#python_missing[@]})); then
     echo "installing Python packages: ${python_missing[*]}" >&2
     python3 -m pip install --quiet "${python_missing[@]}"
+fi
+
+# moto's S3-compatible server, the real S3-protocol peer of the recording store's tests (TestSupport/MotoServer), in a
+# virtual environment of its own (it brings Flask, boto3 and their dependencies).
+moto_version="5.2.6"
+moto_venv="${MOTO_VENV:-$HOME/.cache/outbound-dialer/moto-$moto_version}"
+if [[ ! -x "$moto_venv/bin/moto_server" ]]; then
+    echo "installing moto[server] $moto_version into $moto_venv" >&2
+    rm -rf "$moto_venv"
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi

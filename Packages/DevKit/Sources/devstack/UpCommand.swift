@@ -190,6 +190,9 @@ final class LocalStack: Service, Sendable {
             common["DEFAULT_PRIORITY"] = environment["DEFAULT_PRIORITY"] ?? "1"
             // The local receiver is on loopback over http: allowed here only (the default refuses both).
             common["WEBHOOK_ALLOW_PRIVATE_TARGETS"] = environment["WEBHOOK_ALLOW_PRIVATE_TARGETS"] ?? "true"
+            // One recording store for the workers, which fill it, and the gateway, which serves it.
+            common["RECORDING_DIR"] =
+                environment["RECORDING_DIR"] ?? options.stateDirectory.appendingPathComponent("recordings").path
 
             let gateway = options.binDirectory.appendingPathComponent("api-gateway")
             let worker = options.binDirectory.appendingPathComponent("dialer-worker")
@@ -267,7 +270,8 @@ final class LocalStack: Service, Sendable {
                 receiver: receiver, url: receiverURL, apiURL: apiURL, adminPassword: adminPassword)
             printBanner(
                 apiURL: apiURL, adminPassword: adminPassword, workerPorts: workerPorts, ariURL: ariURL,
-                receiverURL: receiverURL, dispatcherPorts: dispatcherPorts, schedulerPorts: schedulerPorts)
+                receiverURL: receiverURL, dispatcherPorts: dispatcherPorts, schedulerPorts: schedulerPorts,
+                recordingDirectory: common["RECORDING_DIR"] ?? "")
             try await gracefulShutdown()
         } catch is CancellationError {
         } catch {
@@ -321,7 +325,7 @@ final class LocalStack: Service, Sendable {
 
     private func printBanner(
         apiURL: String, adminPassword: String, workerPorts: [Int], ariURL: String, receiverURL: String,
-        dispatcherPorts: [Int], schedulerPorts: [Int]
+        dispatcherPorts: [Int], schedulerPorts: [Int], recordingDirectory: String
     ) {
         let bootstrap = cluster.bootstrapServers
         let otherGateways = (1..<options.gateways).map { "   http://127.0.0.1:\(options.gatewayPort + $0)/api/v1" }
@@ -341,6 +345,7 @@ final class LocalStack: Service, Sendable {
               Kafka          \(bootstrap)   (control: http://127.0.0.1:\(kafkaControlPort))
               ARI            \(ariURL)
               logs           \(options.stateDirectory.path)/logs
+              recordings     \(recordingDirectory)
               admin user     admin / \(adminPassword)
 
             Try it (copy and paste):
