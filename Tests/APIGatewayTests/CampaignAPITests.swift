@@ -211,12 +211,13 @@ struct CampaignAPITests {
                 {"name":"Renewals","list_ids":["\(listID)"],"caller_id":{"name":"ACME","number":"+15550100"},
                  "context":"outbound","extension":"s","max_calls_per_second":2,"max_live_calls":5,
                  "retry_rules":{"busy":{"delay_seconds":600,"max_retries":3}},"max_attempts":4,
-                 "machine_detection":{"mode":"detect","on_machine":"continue"}}
+                 "machine_detection":{"mode":"detect","on_machine":"continue"},"record":true}
                 """
             let created = try await gateway.request(.post, "/api/v1/campaigns", token: token, json: body)
             #expect(created.status == .created, "\(created.text)")
             let detection = created.json["machine_detection"] as? [String: Any]
             #expect(detection?["mode"] as? String == "detect" && detection?["on_machine"] as? String == "continue")
+            #expect(created.json["record"] as? Bool == true)
             let id = try #require(created.json["id"] as? String)
             #expect(created.json["state"] as? String == "draft")
             #expect((created.json["calling_windows"] as? [String: Any])?.count == 7, "08:00-21:00 every day")

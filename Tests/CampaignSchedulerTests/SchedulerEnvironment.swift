@@ -64,6 +64,7 @@ final class WorkerStandIn: Sendable {
         var contactID: String
         var attempt: Int
         var machineDetection: MachineDetection?
+        var record: Bool
         var receivedAt: ContinuousClock.Instant
         var endedAt: ContinuousClock.Instant?
     }
@@ -98,7 +99,7 @@ final class WorkerStandIn: Sendable {
                     guard state.dials[command.callID] == nil else { return false }
                     state.dials[command.callID] = Dial(
                         callID: command.callID, phone: command.to.value, contactID: contact, attempt: attempt,
-                        machineDetection: command.machineDetection, receivedAt: .now)
+                        machineDetection: command.machineDetection, record: command.record, receivedAt: .now)
                     return true
                 }
                 guard first else { continue }
@@ -205,7 +206,7 @@ struct SchedulerEnvironment: Sendable {
     /// A ready list of `count` numbers (+1 212 555 01xx, New York) and a started campaign over it.
     func startCampaign(
         count: Int, rate: Double, live: Int, windows: CallingWindows, at now: Date,
-        machineDetection: MachineDetection? = nil
+        machineDetection: MachineDetection? = nil, record: Bool = false
     ) async throws -> Campaign {
         let list = try await store.createContactList(name: "list", in: organization, by: Self.actor)
         let rows = try (0..<count).map { index in
@@ -220,7 +221,7 @@ struct SchedulerEnvironment: Sendable {
             name: "test", listIDs: [list.id], callerID: nil, dialplan: nil, timeoutSeconds: 30,
             callingWindows: windows, startsAt: nil, endsAt: nil, maxCallsPerSecond: rate, maxLiveCalls: live,
             retryRules: try RetryRules([.busy: try RetryRule(delaySeconds: 1, maxRetries: 1)]), maxAttempts: 3,
-            machineDetection: machineDetection)
+            machineDetection: machineDetection, record: record)
         let draft = try await store.createCampaign(settings, in: organization, by: Self.actor)
         return try await store.changeCampaignState(
             id: draft.id, in: organization, to: .running, at: now, by: Self.actor)

@@ -27,7 +27,8 @@ struct SchedulerTests {
             let clock = ManualClock(WireCoding.parseTimestamp("2026-03-08T11:30:00Z")!)
             let detection = try MachineDetection(mode: .detectMessageEnd, onMachine: .continue)
             let campaign = try await environment.startCampaign(
-                count: 10, rate: 100, live: 5, windows: .standard, at: clock.now(), machineDetection: detection)
+                count: 10, rate: 100, live: 5, windows: .standard, at: clock.now(), machineDetection: detection,
+                record: true)
             try await environment.withScheduler(environment.configuration(), clock: clock) {
                 try await Task.sleep(for: .seconds(2))
                 #expect(environment.workers.dials.isEmpty, "nothing is dialed before the window opens")
@@ -47,6 +48,7 @@ struct SchedulerTests {
                 #expect(
                     environment.workers.dials.allSatisfy { $0.machineDetection == detection },
                     "every call carries the campaign's answering machine detection")
+                #expect(environment.workers.dials.allSatisfy { $0.record }, "and its recording setting")
                 clock.advance(by: 2)
                 try await eventually("the campaign completed") {
                     try await environment.store.campaign(id: campaign.id, in: environment.organization)?.state
