@@ -78,6 +78,63 @@ struct ProcessTests {
         }
     }
 
+    @Test(
+        "a worker SIGKILLed while its call is recorded: the recording ends on the node unheard, and the restarted worker stores it"
+    )
+    func sigkillDuringRecording() async throws {
+        try await WorkerTestEnvironment.run { environment in
+            let store = FileManager.default.temporaryDirectory.appendingPathComponent(unique("recordings")).path
+            defer { try? FileManager.default.removeItem(atPath: store) }
+            let extra = [
+                "STUCK_MARGIN_SECONDS": "8", "RECORDING_DIR": store, "RECORDING_SWEEP_SECONDS": "1",
+                "RECORDING_SETTLE_SECONDS": "0",
+            ]
+            let workerID = unique("recorder")
+            let firstPort = try FreePort.pick()
+            let first = try WorkerProcessHandle(
+                workerID: workerID, port: firstPort,
+                environment: environment.workerEnvironment(workerID: workerID, port: firstPort, extra: extra))
+            defer { if first.isRunning { first.kill() } }
+            try await first.waitUntilReady()
+
+            var command = try environment.command(TestNumber.answer(holdSeconds: 5))
+            command.record = true
+            try await environment.publish(command)
+            try await eventually("the recording started") {
+                try await environment.store.recording(of: command.callID, in: .default)?.status == .recording
+            }
+            first.kill()
+            // The call ends while no worker listens: the node finishes and keeps the recording.
+            try await eventually("the node stored the recording") {
+                environment.simulator.storedRecordingNames().contains(command.callID.description)
+            }
+            #expect(try await environment.store.recording(of: command.callID, in: .default)?.status == .recording)
+
+            // The same worker, restarted: it adopts and ends the call, then its sweep finds the recording on the node.
+            let secondPort = try FreePort.pick()
+            let second = try WorkerProcessHandle(
+                workerID: workerID, port: secondPort,
+                environment: environment.workerEnvironment(workerID: workerID, port: secondPort, extra: extra))
+            defer { if second.isRunning { second.kill() } }
+            try await second.waitUntilReady()
+            let call = try await environment.waitForEnd(command.callID, timeout: .seconds(90))
+            #expect(call.status == .completed)
+            var recording: CallRecording?
+            try await eventually("the recording stored by the restarted worker") {
+                recording = try await environment.store.recording(of: command.callID, in: .default)
+                return recording?.status == .stored
+            }
+            let stored = try #require(recording)
+            let key = try #require(stored.storageKey)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: store).appendingPathComponent(key))
+            #expect(Int64(bytes.count) == stored.sizeBytes)
+            #expect(bytes.starts(with: Array("RIFF".utf8)))
+            #expect(!environment.simulator.storedRecordingNames().contains(command.callID.description))
+            #expect(environment.simulator.originateCount(channelID: command.callID.description) == 1)
+            #expect(await second.terminate() == 0)
+        }
+    }
+
     @Test("operations endpoints and JSON logs with call.id, node.id and the request id")
     func operationsEndpoints() async throws {
         try await WorkerTestEnvironment.run { environment in
