@@ -56,6 +56,10 @@ import Testing
         return try await body(FilePath(url.path), bytes)
     }
 
+    static func sha256(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
     static func read(_ store: any RecordingStore, _ key: RecordingKey) async throws -> [UInt8] {
         var bytes: [UInt8] = []
         try await store.read(key: key) { chunk in bytes += chunk.readableBytesView }
@@ -66,11 +70,11 @@ import Testing
     static func exercise(_ store: any RecordingStore) async throws {
         let key = try RecordingKey("org/2026/12/07/\(UUID().uuidString.lowercased()).wav")
         try await withFile(bytes: 700_000) { file, bytes in
-            try await store.put(key: key, file: file)
+            try await store.put(key: key, file: file, sha256: Self.sha256(bytes))
             #expect(try await read(store, key) == bytes)
         }
         try await withFile(bytes: 1_000) { file, bytes in
-            try await store.put(key: key, file: file)
+            try await store.put(key: key, file: file, sha256: Self.sha256(bytes))
             #expect(try await read(store, key) == bytes, "a second put replaces the first")
         }
         try await store.delete(key: key)
@@ -104,7 +108,7 @@ import Testing
             // store; moto refuses anonymous reads of a private object).
             let key = try RecordingKey("org/one.wav")
             try await Self.withFile(bytes: 4_096) { file, bytes in
-                try await store.put(key: key, file: file)
+                try await store.put(key: key, file: file, sha256: Self.sha256(bytes))
                 let path = "/\(bucket)/calls/org/one.wav"
                 let host = String(endpoint.dropFirst("http://".count))
                 let now = Date()

@@ -258,9 +258,3 @@ public final class ARIClient: Sendable {
         }
     }
 }
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        self = .nanoseconds(ARIConfiguration.ReconnectBackoff.nanoseconds(of: duration))
-    }
-}

@@ -18,7 +18,7 @@ public struct LocalDirectoryRecordingStore: RecordingStore {
         root.appending(key.value)
     }
 
-    public func put(key: RecordingKey, file: FilePath) async throws {
+    public func put(key: RecordingKey, file: FilePath, sha256: String) async throws {
         let destination = path(for: key)
         try await FileSystem.shared.createDirectory(
             at: destination.removingLastComponent(), withIntermediateDirectories: true)

@@ -7,7 +7,8 @@ import NIOFileSystem
 /// Keys are relative paths made of `[A-Za-z0-9._-]` segments (``RecordingKey``); a store never sees another shape.
 public protocol RecordingStore: Sendable {
     /// Stores the file at `file` under `key`, replacing what is there. A reader sees the whole file or nothing.
-    func put(key: RecordingKey, file: FilePath) async throws
+    /// `sha256` is the file's SHA-256 (lowercase hex), which its writer computed as it wrote it.
+    func put(key: RecordingKey, file: FilePath, sha256: String) async throws
     /// Reads the file under `key`, chunk by chunk, into `receive`. Throws ``RecordingStoreError/notFound(_:)``
     /// when there is none.
     func read(key: RecordingKey, into receive: (ByteBuffer) async throws -> Void) async throws

@@ -271,7 +271,7 @@ final class Recorder: Service {
             let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
             let key = try Self.key(
                 for: callID, organization: organization, createdAt: call.createdAt, format: settings.format)
-            try await store.put(key: key, file: spool)
+            try await store.put(key: key, file: spool, sha256: digest)
             try await repository.recordingStored(
                 callID: callID, key: key.value, sizeBytes: size, sha256: digest, at: Date())
             stored.increment()

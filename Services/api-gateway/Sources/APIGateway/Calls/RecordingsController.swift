@@ -80,9 +80,7 @@ struct RecordingsController: Sendable {
         switch recording.status {
         case .deleted:
             return Response(status: .noContent)
-        case .starting, .recording, .finished:
-            throw Self.unavailable(recording)
-        case .failed:
+        case .starting, .recording, .finished, .failed:
             throw Self.unavailable(recording)
         case .stored:
             break
