@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
+import Tracing
 
 /// REST side of ARI: originate, hang up, inspect channels, continue in the dialplan.
 ///
@@ -177,6 +178,47 @@ public final class ARIClient: Sendable {
         timeout: Duration,
         read: (HTTPResponseStatus, HTTPClientResponse.Body) async throws -> Result
     ) async throws -> Result {
+        // A client span only inside a trace (a call's work): the worker's periodic requests (reconciliation,
+        // sweeps) would otherwise each start a trace of their own. With tracing off nothing sets a context.
+        guard let context = ServiceContext.current else {
+            return try await self.perform(
+                method, path: path, query: query, body: body, timeout: timeout, span: nil, read: read)
+        }
+        return try await withSpan("ARI \(method.rawValue) \(Self.route(of: path))", context: context, ofKind: .client) {
+            span in
+            span.attributes["http.request.method"] = method.rawValue
+            span.attributes["url.path"] = path
+            span.attributes["server.address"] = self.configuration.baseURL
+            return try await self.perform(
+                method, path: path, query: query, body: body, timeout: timeout, span: span, read: read)
+        }
+    }
+
+    /// ARI's route of a request path, its ids replaced by the names the ARI description gives them
+    /// (`/channels/{channelId}/continue`): a span name stays the same for every call.
+    static func route(of path: String) -> String {
+        let names: [Substring: String] = [
+            "channels": "{channelId}", "snoop": "{snoopId}", "live": "{recordingName}", "stored": "{recordingName}",
+            "applications": "{applicationName}",
+        ]
+        var route = ""
+        var previous: Substring = ""
+        for segment in path.split(separator: "/") {
+            route += "/" + (names[previous] ?? String(segment))
+            previous = names[previous] == nil ? segment : ""
+        }
+        return route
+    }
+
+    private func perform<Result>(
+        _ method: HTTPMethod,
+        path: String,
+        query: [(String, String)],
+        body: ByteBuffer?,
+        timeout: Duration,
+        span: (any Span)?,
+        read: (HTTPResponseStatus, HTTPClientResponse.Body) async throws -> Result
+    ) async throws -> Result {
         var url = self.baseURL + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(URLEncoding.queryValue($0.1))" }.joined(separator: "&")
@@ -197,6 +239,7 @@ public final class ARIClient: Sendable {
             throw self.transportError(error)
         }
         self.requestTimer.recordNanoseconds(ARIConfiguration.ReconnectBackoff.nanoseconds(of: .now - started))
+        span?.attributes["http.response.status_code"] = Int(response.status.code)
         guard (200..<300).contains(response.status.code) else {
             let bytes: ByteBuffer
             do {

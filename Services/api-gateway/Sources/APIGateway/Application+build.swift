@@ -10,6 +10,7 @@ import PostgresNIO
 import Prometheus
 import Recordings
 import ServiceLifecycle
+import ServiceSupport
 
 /// The gateway's collaborators, as `buildRouter` takes them.
 struct GatewayDependencies: Sendable {
@@ -38,12 +39,17 @@ struct GatewayDependencies: Sendable {
 ///   - registry: where the gateway's metrics go and what `/metrics` renders; pass the process-wide registry of
 ///     `MetricsSetup.bootstrap()` in production so that the Kafka and PostgreSQL client metrics show too.
 ///   - logger: the application's logger.
+///   - leadingServices: services started before the gateway's own and stopped after them (the trace exporter, so
+///     that the spans of the last requests are still sent).
 public func buildApplication(
     configuration: GatewayConfiguration,
     registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-    logger: Logger = Logger(label: "api-gateway")
+    logger: Logger = Logger(label: "api-gateway"),
+    leadingServices: [any Service] = []
 ) async throws -> some ApplicationProtocol {
-    try await buildGateway(configuration: configuration, registry: registry, logger: logger).application
+    try await buildGateway(
+        configuration: configuration, registry: registry, logger: logger, leadingServices: leadingServices
+    ).application
 }
 
 /// The application with the parts tests look at: the router (its routes are compared with the OpenAPI document)
@@ -58,7 +64,8 @@ struct BuiltGateway {
 func buildGateway(
     configuration: GatewayConfiguration,
     registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-    logger: Logger
+    logger: Logger,
+    leadingServices: [any Service] = []
 ) async throws -> BuiltGateway {
     let metrics = GatewayMetrics(registry: registry)
     let postgres = PostgresClient(
@@ -116,6 +123,7 @@ func buildGateway(
             configuration: .init(
                 additionalChannelHandlers: [RequestReadTimeoutHandler(timeout: readTimeout)], idleTimeout: readTimeout)),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+        services: leadingServices,
         logger: logger)
     application.addServices(postgres, producer, preparation, reader, feed)
     return BuiltGateway(application: application, router: router, statusReader: reader)
@@ -127,6 +135,11 @@ func buildRouter(
     configuration: GatewayConfiguration, dependencies: GatewayDependencies
 ) -> Router<GatewayRequestContext> {
     let router = Router(context: GatewayRequestContext.self)
+    if TracingSetup.isEnabled {
+        // Outermost, so that the span covers every other middleware and sees the status the client got. Query
+        // parameters that may hold a phone number are not recorded.
+        router.add(middleware: TracingMiddleware(redactingQueryParameters: ["phone", "to"]))
+    }
     router.addMiddleware {
         ObservationMiddleware(
             metrics: dependencies.metrics, trustForwardedFor: configuration.trustForwardedFor,

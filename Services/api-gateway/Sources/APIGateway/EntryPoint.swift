@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Prometheus
+import ServiceLifecycle
 import ServiceSupport
 
 /// What the `api-gateway` executable does for each subcommand; the executable only parses arguments.
@@ -19,10 +20,12 @@ public enum GatewayEntryPoint {
     public static func serve() async throws {
         let configuration: GatewayConfiguration
         let registry: PrometheusCollectorRegistry
+        let tracing: (any Service)?
         do {
             try LoggingSetup.bootstrap(service: "api-gateway")
             configuration = try GatewayConfiguration()
             registry = MetricsSetup.bootstrap()
+            tracing = try TracingSetup.bootstrap(service: "api-gateway")
         } catch let error as ConfigurationError {
             throw Failure(description: "\(error)", exitCode: 78)
         }
@@ -32,7 +35,8 @@ public enum GatewayEntryPoint {
             "starting",
             metadata: ["http.host": .string(configuration.host), "http.port": .stringConvertible(configuration.port)])
         let application = try await buildApplication(
-            configuration: configuration, registry: registry, logger: logger)
+            configuration: configuration, registry: registry, logger: logger,
+            leadingServices: tracing.map { [$0] } ?? [])
         try await application.runService()
         logger.info("stopped")
     }

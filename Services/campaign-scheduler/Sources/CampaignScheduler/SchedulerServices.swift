@@ -45,13 +45,17 @@ public final class SchedulerStatus: Sendable {
 /// call-end reader, campaign runner. A group shuts down in reverse order: the runner first (no new dispatch; its
 /// leases go back), then the reader (it stores and commits what it read), then the rest.
 ///
-/// - Parameter clock: the scheduler's notion of now (tests move it by hand across calling windows and retry waits).
+/// - Parameters:
+///   - clock: the scheduler's notion of now (tests move it by hand across calling windows and retry waits).
+///   - leadingServices: services started before the others and stopped after them (the trace exporter, so that
+///     the spans of the last work are still sent).
 public func buildScheduler(
     configuration: SchedulerConfiguration,
     logger: Logger,
     clock: any CampaignClock = SystemCampaignClock(),
     renderMetrics: @escaping @Sendable () -> String = { "" },
-    gracefulShutdownSignals: [UnixSignal] = []
+    gracefulShutdownSignals: [UnixSignal] = [],
+    leadingServices: [any Service] = []
 ) throws -> CampaignSchedulerServices {
     var logger = logger
     logger[metadataKey: "scheduler.id"] = "\(configuration.schedulerID)"
@@ -109,7 +113,7 @@ public func buildScheduler(
     )
     let group = ServiceGroup(
         configuration: ServiceGroupConfiguration(
-            services: [
+            services: leadingServices.map { .init(service: $0) } + [
                 .init(service: postgres, serviceName: "postgres"),
                 .init(service: producer, serviceName: "kafka-producer"),
                 .init(service: ops, serviceName: "ops-http"),
@@ -139,9 +143,11 @@ public enum SchedulerProcess {
             throw error
         }
         let registry = MetricsSetup.bootstrap()
+        let tracing = try TracingSetup.bootstrap(service: "campaign-scheduler", environment: environment)
         let services = try buildScheduler(
             configuration: configuration, logger: logger, renderMetrics: { MetricsSetup.render(registry) },
-            gracefulShutdownSignals: [.sigterm, .sigint])
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            leadingServices: tracing.map { [$0] } ?? [])
         logger.info(
             "campaign scheduler starting",
             metadata: ["scheduler.port": "\(configuration.port)", "kafka.group": "\(configuration.groupID)"])

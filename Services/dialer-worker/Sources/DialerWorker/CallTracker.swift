@@ -374,6 +374,11 @@ final class CallTracker: Sendable {
     }
 
     /// The owner epoch this worker holds for a tracked call.
+    /// The `traceparent` the call's work continues (its placement's span), `nil` for an unknown call.
+    func traceParent(of callID: CallID) -> String? {
+        state.withLock { $0.calls[callID.description]?.traceParent }
+    }
+
     func ownerEpoch(of callID: CallID) -> Int? {
         state.withLock { $0.calls[callID.description]?.ownerEpoch }
     }

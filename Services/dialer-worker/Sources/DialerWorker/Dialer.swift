@@ -7,6 +7,7 @@ import Kafka
 import Logging
 import Metrics
 import ServiceLifecycle
+import ServiceSupport
 import Synchronization
 
 /// Places and tracks calls: consumes originate commands (group `dialer-workers`), claims each in PostgreSQL,
@@ -174,6 +175,13 @@ final class Dialer: Service {
         jobsContinuation.yield(job)
     }
 
+    /// Spawns a job of one call's, inside the call's trace: the ARI requests it makes are recorded there.
+    func spawn(for callID: CallID, _ job: @escaping Job) {
+        guard TracingSetup.isEnabled else { return spawn(job) }
+        let traceParent = context.tracker.traceParent(of: callID)
+        spawn { await TraceSpans.withParent(traceParent) { await job() } }
+    }
+
     // MARK: - Actions
 
     func perform(_ actions: [TrackerAction]) {
@@ -182,15 +190,17 @@ final class Dialer: Service {
             case .startPublishing(let callID):
                 spawn { await self.publishOutbox(of: callID) }
             case .continueInDialplan(let callID, let channelID, let target):
-                spawn { await self.continueCall(callID, channelID: channelID, target: target) }
+                spawn(for: callID) { await self.continueCall(callID, channelID: channelID, target: target) }
             case .hangup(let callID, let channelID):
                 let logger = context.logger(for: callID)
                 let ari = context.ari
-                spawn { await ControlHandler.hangUp(channelID: channelID, ari: ari, logger: logger) }
+                spawn(for: callID) { await ControlHandler.hangUp(channelID: channelID, ari: ari, logger: logger) }
             case .readMachineDetection(let callID, let channelID):
-                spawn { await self.readMachineDetection(callID, channelID: channelID) }
+                spawn(for: callID) { await self.readMachineDetection(callID, channelID: channelID) }
             case .startRecording(let callID, let channelID, let organizationID):
-                context.recorder?.start(callID, channelID: channelID, organizationID: organizationID)
+                context.recorder?.start(
+                    callID, channelID: channelID, organizationID: organizationID,
+                    traceParent: TracingSetup.isEnabled ? context.tracker.traceParent(of: callID) : nil)
             case .releaseSlot:
                 context.gate.releaseSlot()
                 context.metrics.liveCalls.record(context.tracker.count)

@@ -9,6 +9,7 @@ import NIOCore
 import NIOFileSystem
 import Recordings
 import ServiceLifecycle
+import ServiceSupport
 
 /// The recordings of this node's calls, as the recorder uses them (``CallStore`` in production).
 protocol RecordingRepository: Sendable {
@@ -81,7 +82,8 @@ final class Recorder: Service {
     }
 
     enum Work: Sendable {
-        case start(callID: CallID, channelID: String, organizationID: OrganizationID)
+        /// `traceParent`: the call's trace, where the snoop and record requests are recorded.
+        case start(callID: CallID, channelID: String, organizationID: OrganizationID, traceParent: String?)
         case event(ARIEvent)
     }
 
@@ -113,8 +115,9 @@ final class Recorder: Service {
     // MARK: - Entry points
 
     /// Asks for the answered call to be recorded (once; a second request for the call is ignored).
-    func start(_ callID: CallID, channelID: String, organizationID: OrganizationID) {
-        workContinuation.yield(.start(callID: callID, channelID: channelID, organizationID: organizationID))
+    func start(_ callID: CallID, channelID: String, organizationID: OrganizationID, traceParent: String? = nil) {
+        workContinuation.yield(
+            .start(callID: callID, channelID: channelID, organizationID: organizationID, traceParent: traceParent))
     }
 
     /// Whether an ARI event is the recorder's: a snoop channel entering the application, or a recording event.
@@ -137,15 +140,19 @@ final class Recorder: Service {
         try? await FileSystem.shared.createDirectory(at: settings.spoolDirectory, withIntermediateDirectories: true)
         let continuation = workContinuation
         await withDiscardingTaskGroup { group in
-            group.addTask { try? await cancelWhenGracefulShutdown { await self.sweepRegularly() } }
+            group.addTask { await cancelWhenGracefulShutdown { await self.sweepRegularly() } }
             // The recorder is stopped after the dialer (it comes first in the service group), so it sees the ends of
             // the calls the dialer drains; transfers under way then complete. One cut short by cancellation is
             // finished by the next start of a worker of this node.
             await withGracefulShutdownHandler {
                 for await item in self.work {
                     switch item {
-                    case .start(let callID, let channelID, let organizationID):
-                        group.addTask { await self.begin(callID, channelID: channelID, organizationID: organizationID) }
+                    case .start(let callID, let channelID, let organizationID, let traceParent):
+                        group.addTask {
+                            await TraceSpans.withParent(traceParent) {
+                                await self.begin(callID, channelID: channelID, organizationID: organizationID)
+                            }
+                        }
                     case .event(let event):
                         // Handled in arrival order (a recording's `Started` before its `Finished`); only the
                         // transfer after `Finished` runs apart.

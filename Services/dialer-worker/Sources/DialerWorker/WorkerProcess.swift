@@ -21,11 +21,13 @@ public enum WorkerProcess {
             throw error
         }
         let registry = MetricsSetup.bootstrap()
+        let tracing = try TracingSetup.bootstrap(service: "dialer-worker", environment: environment)
         let services = try buildServiceGroup(
             configuration: configuration,
             logger: logger,
             renderMetrics: { MetricsSetup.render(registry) },
-            gracefulShutdownSignals: [.sigterm, .sigint]
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            leadingServices: tracing.map { [$0] } ?? []
         )
         logger.info(
             "dialer worker starting",

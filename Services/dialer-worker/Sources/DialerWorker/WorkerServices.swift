@@ -71,11 +71,14 @@ public final class WorkerStatus: Sendable {
 /// - Parameters:
 ///   - renderMetrics: the Prometheus text for `/metrics` (the process bootstraps the registry; tests pass none).
 ///   - gracefulShutdownSignals: signals that start a graceful shutdown (`[.sigterm, .sigint]` in the executable).
+///   - leadingServices: services started before the others and stopped after them (the trace exporter, so that
+///     the spans of the last work are still sent).
 public func buildServiceGroup(
     configuration: WorkerConfiguration,
     logger: Logger,
     renderMetrics: @escaping @Sendable () -> String = { "" },
-    gracefulShutdownSignals: [UnixSignal] = []
+    gracefulShutdownSignals: [UnixSignal] = [],
+    leadingServices: [any Service] = []
 ) throws -> DialerWorkerServices {
     var logger = logger
     logger[metadataKey: "node.id"] = "\(configuration.nodeID)"
@@ -113,8 +116,11 @@ public func buildServiceGroup(
 
     // The worker's own HTTP client for ARI (not the process-wide shared one, whose idle connections live ten
     // minutes): its connections close when the worker stops.
+    // The ARI client records its own spans, named by ARI route; AsyncHTTPClient's would name them by method only.
+    var httpConfiguration = HTTPClient.Configuration()
+    httpConfiguration.tracing.tracer = nil
     let httpClient = HTTPClient(
-        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration(),
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: httpConfiguration,
         backgroundActivityLogger: logger)
     let ari = ARIClient(configuration: configuration.ari, httpClient: httpClient, logger: logger)
     let events = ARIEventStream(configuration: configuration.ari, logger: logger)
@@ -176,7 +182,7 @@ public func buildServiceGroup(
 
     let group = ServiceGroup(
         configuration: ServiceGroupConfiguration(
-            services: [
+            services: leadingServices.map { .init(service: $0) } + [
                 .init(service: HTTPClientService(client: httpClient), serviceName: "ari-http-client"),
                 .init(service: postgres, serviceName: "postgres"),
                 .init(service: producer, serviceName: "kafka-producer"),

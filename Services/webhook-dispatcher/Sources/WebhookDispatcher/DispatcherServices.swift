@@ -45,13 +45,16 @@ public final class DispatcherStatus: Sendable {
 /// - Parameters:
 ///   - clock: the dispatcher's notion of now (tests move it by hand to run through the retry schedule).
 ///   - resolver: host name resolution for attempts (tests inject one; the system resolver by default).
+///   - leadingServices: services started before the others and stopped after them (the trace exporter, so that
+///     the spans of the last work are still sent).
 public func buildDispatcher(
     configuration: DispatcherConfiguration,
     logger: Logger,
     clock: any WebhookClock = SystemWebhookClock(),
     resolver: WebhookSender.Resolver? = nil,
     renderMetrics: @escaping @Sendable () -> String = { "" },
-    gracefulShutdownSignals: [UnixSignal] = []
+    gracefulShutdownSignals: [UnixSignal] = [],
+    leadingServices: [any Service] = []
 ) throws -> WebhookDispatcherServices {
     var logger = logger
     logger[metadataKey: "dispatcher.id"] = "\(configuration.dispatcherID)"
@@ -103,7 +106,7 @@ public func buildDispatcher(
     )
     let group = ServiceGroup(
         configuration: ServiceGroupConfiguration(
-            services: [
+            services: leadingServices.map { .init(service: $0) } + [
                 .init(service: postgres, serviceName: "postgres"),
                 .init(service: ops, serviceName: "ops-http"),
                 .init(service: scheduler, serviceName: "webhook-scheduler"),
@@ -132,9 +135,11 @@ public enum DispatcherProcess {
             throw error
         }
         let registry = MetricsSetup.bootstrap()
+        let tracing = try TracingSetup.bootstrap(service: "webhook-dispatcher", environment: environment)
         let services = try buildDispatcher(
             configuration: configuration, logger: logger, renderMetrics: { MetricsSetup.render(registry) },
-            gracefulShutdownSignals: [.sigterm, .sigint])
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            leadingServices: tracing.map { [$0] } ?? [])
         if configuration.targetPolicy.allowsPrivateTargets {
             logger.warning(
                 "WEBHOOK_ALLOW_PRIVATE_TARGETS is on: webhooks may reach private addresses and plain http (development only)"
