@@ -96,6 +96,38 @@ import Tracing
         }
     }
 
+    @Test func aCollectorThatIsDownCostsSpansNotCalls() async throws {
+        try await TestDatabase.withStore { _, databaseURL in
+            // Nothing listens there: every export fails.
+            let environment = [
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(try DevStackProcess.freePort())",
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                // Each process's last flush, at shutdown, gives up after this (10 s by default).
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",
+            ]
+            let status = try await DevStackProcess.run(
+                databaseURL: databaseURL, workers: 1, extraEnvironment: environment
+            ) { stack in
+                let api = APIClient(baseURL: stack.apiURL)
+                let token = try await api.token(username: "admin", password: stack.adminPassword)
+                let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                    for _ in 0..<3 {
+                        group.addTask { try await api.placeCall(token: token, body: ["to": .string("+155501000001")]) }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                for id in ids {
+                    let events = try await api.followUntilTerminal(token: token, callID: id, timeout: .seconds(60))
+                    let last = try WireCoding.decode(
+                        CallStatusEvent.self, from: Array(try #require(events.last).data.utf8))
+                    #expect(last.status == .completed)
+                }
+            }
+            #expect(status == 0, "every process stopped cleanly, its exporter's last flush failing")
+        }
+    }
+
     @Test func withTracingOffASpanRunsItsWorkAndPassesTheHeaderOnUnchanged() async throws {
         // This test process never bootstraps tracing, as a service does not when OTEL_TRACES_EXPORTER is unset.
         #expect(!TracingSetup.isEnabled)
