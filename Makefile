@@ -16,15 +16,16 @@ release: deps
 	$(SWIFT) build -c release
 
 ## Every test, against a throwaway PostgreSQL, the embedded Kafka broker and the ARI simulator: unit and component
-## suites, the whole-stack security tests, and the fault suite (last: it runs its own stack and PostgreSQL server).
-## Each run has a hard bound besides the suites' time limits: a hang fails the run, the test it hung in last in the log.
+## suites, the whole-stack security tests, bounded API fuzzing, and the fault suite (scripts/test-all.sh: the suites
+## that mostly wait run several at once beside the fuzzing; those with paces or deadlines, then the fault suite, run
+## alone). Each phase has a hard bound besides the suites' time limits: a hang fails the run, the test it hung in last
+## in the log. Built once; every phase uses that build.
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product devstack
 	$(SWIFT) build --product webhook-dispatcher
 	$(SWIFT) build --product campaign-scheduler
-	scripts/with-postgres.sh scripts/run-tests.sh 45m --no-parallel --skip '^FaultTests\.'
-	scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.'
+	scripts/test-all.sh
 
 ## Faults under load (a few minutes): the real processes, one fault at a time; prints the README's fault table.
 test-faults: deps

@@ -40,10 +40,10 @@ struct RecordingTests {
     }
 
     /// Checks a stored recording: its file in the store is the node's WAV file, whole, with the stored length and
-    /// checksum; the node no longer has it.
+    /// checksum; the node no longer has it (it is deleted there right after the row says stored).
     static func expectStored(
         _ recording: CallRecording, store: String, nodeFile: [UInt8]?, environment: WorkerTestEnvironment
-    ) throws {
+    ) async throws {
         #expect(recording.status == .stored)
         let key = try #require(recording.storageKey)
         #expect(key.hasSuffix("/\(recording.callID).wav"))
@@ -53,7 +53,9 @@ struct RecordingTests {
         #expect(Int64(bytes.count) == recording.sizeBytes)
         #expect(SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined() == recording.sha256)
         if let nodeFile { #expect(bytes == nodeFile) }
-        #expect(!environment.simulator.storedRecordingNames().contains(recording.callID.description))
+        try await eventually("the node's copy deleted") {
+            !environment.simulator.storedRecordingNames().contains(recording.callID.description)
+        }
     }
 
     @Test(
@@ -70,7 +72,7 @@ struct RecordingTests {
                     #expect(call.status == .completed)
                     #expect(call.record)
                     let recording = try await Self.settled(command.callID, in: environment)
-                    try Self.expectStored(recording, store: store, nodeFile: nil, environment: environment)
+                    try await Self.expectStored(recording, store: store, nodeFile: nil, environment: environment)
                     // The call lasted 2 s from its answer; the recording from the snoop channel's start.
                     #expect((1...3).contains(recording.durationSeconds ?? -1))
                     #expect(recording.startedAt != nil && recording.finishedAt != nil && recording.storedAt != nil)
@@ -101,7 +103,7 @@ struct RecordingTests {
                     for command in [plain, machine, human] { _ = try await environment.waitForEnd(command.callID) }
 
                     let recorded = try await Self.settled(human.callID, in: environment)
-                    try Self.expectStored(recorded, store: store, nodeFile: nil, environment: environment)
+                    try await Self.expectStored(recorded, store: store, nodeFile: nil, environment: environment)
                     #expect(try await environment.store.recording(of: plain.callID, in: .default) == nil)
                     #expect(try await environment.store.recording(of: machine.callID, in: .default) == nil)
                     #expect(environment.simulator.recordingsStored() == 1)
@@ -160,7 +162,7 @@ struct RecordingTests {
                 // The next worker of the node finds it at its first sweep.
                 try await withWorker(try Self.configure(environment, store: store)) { _ in
                     let recording = try await Self.settled(command.callID, in: environment)
-                    try Self.expectStored(recording, store: store, nodeFile: nodeFile, environment: environment)
+                    try await Self.expectStored(recording, store: store, nodeFile: nodeFile, environment: environment)
                 }
             }
         }
