@@ -188,6 +188,7 @@ let package = Package(
                 .product(name: "Kafka", package: "Shared"),
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "DevStack", package: "DevKit"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -271,6 +272,7 @@ let package = Package(
                 "TestSupport",
                 .product(name: "Kafka", package: "Shared"),
                 .product(name: "EmbeddedKafka", package: "DevKit"),
+                .product(name: "DevStack", package: "DevKit"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -297,6 +299,7 @@ let package = Package(
                 .product(name: "ARI", package: "Shared"),
                 .product(name: "EmbeddedKafka", package: "DevKit"),
                 .product(name: "ARISimulator", package: "DevKit"),
+                .product(name: "DevStack", package: "DevKit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Recordings", package: "Shared"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -362,6 +365,7 @@ let package = Package(
             name: "FaultTests",
             dependencies: [
                 "TestSupport",
+                .product(name: "DevStack", package: "DevKit"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -378,6 +382,7 @@ let package = Package(
             name: "SecurityTests",
             dependencies: [
                 "TestSupport",
+                .product(name: "DevStack", package: "DevKit"),
                 .product(name: "CallDomain", package: "Shared"),
                 .product(name: "CallStore", package: "Shared"),
                 .product(name: "Kafka", package: "Shared"),

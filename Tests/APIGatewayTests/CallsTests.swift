@@ -55,7 +55,7 @@ import Testing
             #expect(attributes.source == "/api-gateway/\(gateway.configuration.instanceID)")
             #expect(attributes.traceParent.flatMap(TraceContext.traceID(fromTraceParent:)) == requestID)
             #expect(message.header("content-type").map { String(decoding: $0, as: UTF8.self) } == "application/json")
-            #expect(try SchemaValidator.validate([message.value], against: "originate-command.v1.json") == [nil])
+            #expect(try await SchemaValidator.validate([message.value], against: "originate-command.v1.json") == [nil])
             _ = user
         }
     }
@@ -192,8 +192,8 @@ import Testing
             }
             #expect(hangupCommand.callID == live && hangupCommand.requestID == "hangup-req-1")
             #expect(messages.map(\.keyString) == [queued.description, live.description])
-            #expect(try SchemaValidator.validate([messages[0].value], against: "cancel-command.v1.json") == [nil])
-            #expect(try SchemaValidator.validate([messages[1].value], against: "hangup-command.v1.json") == [nil])
+            #expect(try await SchemaValidator.validate([messages[0].value], against: "cancel-command.v1.json") == [nil])
+            #expect(try await SchemaValidator.validate([messages[1].value], against: "hangup-command.v1.json") == [nil])
         }
     }
 

@@ -45,7 +45,7 @@ import Testing
                 #expect(events.map(\.status) == [.dispatched, .initiated, .ringing])
                 #expect(events.allSatisfy { $0.callID == callID })
                 #expect(
-                    try SchemaValidator.validate(
+                    try await SchemaValidator.validate(
                         frames.map { Array($0.data.utf8) }, against: "call-status-event.v1.json")
                         == [nil, nil, nil])
                 try await first.nextHeartbeat()

@@ -44,7 +44,7 @@ import Testing
             let file = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID()).json")
             try Data(response.body.readableBytesView).write(to: file)
             defer { try? FileManager.default.removeItem(at: file) }
-            let (status, output) = try Python.run([Repository.path("scripts/check_openapi.py"), file.path])
+            let (status, output) = try await Python.run([Repository.path("scripts/check_openapi.py"), file.path])
             #expect(status == 0, "openapi-spec-validator: \(output)")
             #expect(output.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
         }

@@ -40,13 +40,13 @@ import Testing
         #expect(decoded == command)
     }
 
-    @Test func minimalOriginateCommandRoundTrips() throws {
+    @Test func minimalOriginateCommandRoundTrips() async throws {
         let command = OriginateCommand(
             callID: .generate(), requestedAt: Self.now, expiresAt: Self.now, to: try DialTarget("911"),
             requestedBy: "u")
         let bytes = try WireCoding.encode(command)
         #expect(try WireCoding.decode(OriginateCommand.self, from: bytes) == command)
-        #expect(try SchemaValidator.validate([bytes], against: "originate-command.v1.json") == [nil])
+        #expect(try await SchemaValidator.validate([bytes], against: "originate-command.v1.json") == [nil])
     }
 
     @Test func decodingRevalidatesInjectedValues() throws {
@@ -55,28 +55,28 @@ import Testing
         #expect(throws: DecodingError.self) { try WireCoding.decode(OriginateCommand.self, from: Array(json.utf8)) }
     }
 
-    @Test func statusEventsRoundTripAndMatchTheSchema() throws {
+    @Test func statusEventsRoundTripAndMatchTheSchema() async throws {
         let events = Self.events(for: .generate())
         let encoded = try events.map { try WireCoding.encode($0) }
         for (event, bytes) in zip(events, encoded) {
             #expect(try WireCoding.decode(CallStatusEvent.self, from: bytes) == event)
         }
-        #expect(try SchemaValidator.validate(encoded, against: "call-status-event.v1.json") == [nil, nil, nil])
+        #expect(try await SchemaValidator.validate(encoded, against: "call-status-event.v1.json") == [nil, nil, nil])
     }
 
-    @Test func originateCommandMatchesTheSchema() throws {
+    @Test func originateCommandMatchesTheSchema() async throws {
         let bytes = try WireCoding.encode(try Self.originate())
-        #expect(try SchemaValidator.validate([bytes], against: "originate-command.v1.json") == [nil])
+        #expect(try await SchemaValidator.validate([bytes], against: "originate-command.v1.json") == [nil])
     }
 
-    @Test func theSchemaRejectsWhatTheDomainRejects() throws {
+    @Test func theSchemaRejectsWhatTheDomainRejects() async throws {
         var json = String(decoding: try WireCoding.encode(try Self.originate()), as: UTF8.self)
         json = json.replacingOccurrences(of: "\"+15550100001\"", with: "\"1,2\"")
-        let result = try SchemaValidator.validate([Array(json.utf8)], against: "originate-command.v1.json")
+        let result = try await SchemaValidator.validate([Array(json.utf8)], against: "originate-command.v1.json")
         #expect(result[0] != nil)
     }
 
-    @Test func controlCommandsRoundTripAndMatchTheSchemas() throws {
+    @Test func controlCommandsRoundTripAndMatchTheSchemas() async throws {
         let hangup = ControlCommand.hangup(
             HangupCommand(callID: .generate(), requestedAt: Self.now, requestedBy: "op", requestID: "r1"))
         let cancel = ControlCommand.cancel(CancelCommand(callID: .generate(), requestedAt: Self.now, requestedBy: "op"))
@@ -84,8 +84,8 @@ import Testing
             let decoded = try ControlCommand.decode(eventType: command.eventType, payload: try command.encoded())
             #expect(decoded == command)
         }
-        #expect(try SchemaValidator.validate([try hangup.encoded()], against: "hangup-command.v1.json") == [nil])
-        #expect(try SchemaValidator.validate([try cancel.encoded()], against: "cancel-command.v1.json") == [nil])
+        #expect(try await SchemaValidator.validate([try hangup.encoded()], against: "hangup-command.v1.json") == [nil])
+        #expect(try await SchemaValidator.validate([try cancel.encoded()], against: "cancel-command.v1.json") == [nil])
         #expect(throws: WireError.self) { try ControlCommand.decode(eventType: "other", payload: try hangup.encoded()) }
     }
 

@@ -80,7 +80,7 @@ struct SchedulerTests {
                 "SCHEDULER_PORT": "0",
                 "LOG_LEVEL": "info",
             ]
-            let first = try ServiceProcess(
+            let first = try await ServiceProcess(
                 executable: "campaign-scheduler", idVariable: "SCHEDULER_ID", id: unique("scheduler-a"),
                 environment: processEnvironment)
             do {
@@ -92,7 +92,7 @@ struct SchedulerTests {
             }
             first.kill()
             let killedAt = environment.workers.dials.count
-            let second = try ServiceProcess(
+            let second = try await ServiceProcess(
                 executable: "campaign-scheduler", idVariable: "SCHEDULER_ID", id: unique("scheduler-b"),
                 environment: processEnvironment)
             defer { second.kill() }

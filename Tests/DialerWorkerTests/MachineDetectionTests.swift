@@ -96,7 +96,7 @@ struct MachineDetectionTests {
                 #expect(answered.detail?.hasPrefix("answering machine detection") == true)
                 #expect(events.last?.answeredBy == expected.answeredBy)
                 #expect(events.prefix(2).allSatisfy { $0.answeredBy == nil }, "before the answer, nobody answered")
-                let validation = try SchemaValidator.validate(
+                let validation = try await SchemaValidator.validate(
                     environment.statusLog.entries(of: callID).map(\.payload), against: "call-status-event.v1.json")
                 #expect(validation.allSatisfy { $0 == nil }, "schema violations: \(validation.compactMap { $0 })")
 

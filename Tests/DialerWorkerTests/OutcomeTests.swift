@@ -106,7 +106,7 @@ struct OutcomeTests {
                     entries.allSatisfy {
                         $0.attributes.traceParent.flatMap(TraceContext.traceID(fromTraceParent:)) == traceID
                     })
-                let validation = try SchemaValidator.validate(
+                let validation = try await SchemaValidator.validate(
                     entries.map(\.payload), against: "call-status-event.v1.json")
                 #expect(validation.allSatisfy { $0 == nil }, "schema violations: \(validation.compactMap { $0 })")
 

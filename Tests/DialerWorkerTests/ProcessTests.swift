@@ -18,12 +18,12 @@ struct ProcessTests {
             let victimID = unique("victim")
             let survivorID = unique("survivor")
             let victimPort = try FreePort.pick()
-            let victim = try WorkerProcessHandle(
+            let victim = try await WorkerProcessHandle(
                 workerID: victimID, port: victimPort,
                 environment: environment.workerEnvironment(workerID: victimID, port: victimPort, extra: extra))
             defer { if victim.isRunning { victim.kill() } }
             let survivorPort = try FreePort.pick()
-            let survivor = try WorkerProcessHandle(
+            let survivor = try await WorkerProcessHandle(
                 workerID: survivorID, port: survivorPort,
                 environment: environment.workerEnvironment(workerID: survivorID, port: survivorPort, extra: extra))
             defer { if survivor.isRunning { survivor.kill() } }
@@ -91,7 +91,7 @@ struct ProcessTests {
             ]
             let workerID = unique("recorder")
             let firstPort = try FreePort.pick()
-            let first = try WorkerProcessHandle(
+            let first = try await WorkerProcessHandle(
                 workerID: workerID, port: firstPort,
                 environment: environment.workerEnvironment(workerID: workerID, port: firstPort, extra: extra))
             defer { if first.isRunning { first.kill() } }
@@ -112,7 +112,7 @@ struct ProcessTests {
 
             // The same worker, restarted: it adopts and ends the call, then its sweep finds the recording on the node.
             let secondPort = try FreePort.pick()
-            let second = try WorkerProcessHandle(
+            let second = try await WorkerProcessHandle(
                 workerID: workerID, port: secondPort,
                 environment: environment.workerEnvironment(workerID: workerID, port: secondPort, extra: extra))
             defer { if second.isRunning { second.kill() } }
@@ -143,7 +143,7 @@ struct ProcessTests {
         try await WorkerTestEnvironment.run { environment in
             let workerID = unique("worker")
             let port = try FreePort.pick()
-            let worker = try WorkerProcessHandle(
+            let worker = try await WorkerProcessHandle(
                 workerID: workerID, port: port,
                 environment: environment.workerEnvironment(workerID: workerID, port: port))
             defer { if worker.isRunning { worker.kill() } }
@@ -188,7 +188,7 @@ struct ProcessTests {
             ]
             for (variable, value) in cases {
                 let workerID = unique("bad")
-                let worker = try WorkerProcessHandle(
+                let worker = try await WorkerProcessHandle(
                     workerID: workerID, port: 0,
                     environment: environment.workerEnvironment(workerID: workerID, port: 0, extra: [variable: value]))
                 let status = await worker.waitForExit()

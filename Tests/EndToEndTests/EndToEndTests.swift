@@ -104,7 +104,7 @@ import Testing
         callIDs[long] = Outcome(name: "hung up", number: "+155501000000", status: .completed, cause: 16, answered: true)
 
         // The same events on the topic, read by kcat, with CloudEvents headers and schema-valid values.
-        let records = try Kcat.consumeAll(bootstrap: stack.bootstrapServers, topic: "calls.status.v1")
+        let records = try await Kcat.consumeAll(bootstrap: stack.bootstrapServers, topic: "calls.status.v1")
         let ours = records.filter { callIDs[$0.key] != nil }
         #expect(Set(ours.map(\.key)) == Set(callIDs.keys))
         for record in ours {
@@ -118,7 +118,7 @@ import Testing
             #expect(record.header("ce_id") == event.eventID.uuidString.lowercased())
             #expect(event.callID.description == record.key)
         }
-        let verdicts = try SchemaValidator.validate(
+        let verdicts = try await SchemaValidator.validate(
             ours.map { Array($0.payload.utf8) }, against: "call-status-event.v1.json")
         #expect(verdicts.compactMap { $0 }.isEmpty, "\(verdicts.compactMap { $0 })")
         for (id, outcome) in callIDs {

@@ -86,7 +86,7 @@ import Tracing
         let published = spans.filter { $0.service == "dialer-worker" && $0.name == "publish calls.status.v1" }
         #expect(published.count == events.count, "\(names)")
         #expect(published.allSatisfy { $0.parentSpanID == placement.spanID && $0.kind == "PRODUCER" })
-        let records = try Kcat.consumeAll(bootstrap: stack.bootstrapServers, topic: "calls.status.v1")
+        let records = try await Kcat.consumeAll(bootstrap: stack.bootstrapServers, topic: "calls.status.v1")
             .filter { $0.key == callID }
         #expect(records.count == events.count)
         for record in records {

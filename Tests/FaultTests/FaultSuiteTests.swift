@@ -89,9 +89,9 @@ import Testing
         },
         Fault(name: "PostgreSQL stopped 10 s") { control in
             guard let postgres = control.postgres else { throw TestEnvironmentError("no suite PostgreSQL") }
-            try postgres.stop()
+            try await postgres.stop()
             try? await Task.sleep(for: .seconds(10))
-            try postgres.start()
+            try await postgres.start()
         },
         Fault(name: "gateway SIGKILL, restarted") { control in
             let pid = try control.signal("api-gateway", SIGKILL)
@@ -106,7 +106,7 @@ import Testing
     ]
 
     @Test func everyAcceptedCallEndsExactlyOnceUnderFaults() async throws {
-        let postgres = try SuitePostgres.create()
+        let postgres = try await SuitePostgres.create()
         defer { postgres.destroy() }
         let stack = try await DevStackProcess.start(
             databaseURL: postgres.url, workers: 2,

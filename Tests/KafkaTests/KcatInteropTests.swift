@@ -1,3 +1,4 @@
+import DevStack
 import EmbeddedKafka
 import Foundation
 import Kafka
@@ -8,28 +9,13 @@ import Testing
     static let kcat = "/usr/bin/kcat"
 
     /// Runs kcat with `arguments`, feeding `input` on stdin; returns stdout, failing on a non-zero exit.
-    static func runKcat(_ arguments: [String], input: Data? = nil) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kcat)
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = stdin
-        try process.run()
-        if let input {
-            stdin.fileHandleForWriting.write(input)
+    static func runKcat(_ arguments: [String], input: Data? = nil) async throws -> Data {
+        let run = try await ChildProcess.run(
+            executable: kcat, arguments: arguments, input: input.map { [UInt8]($0) } ?? [])
+        guard run.termination == .exited(0) else {
+            throw KcatError(status: run.termination.status, stderr: run.errors)
         }
-        try stdin.fileHandleForWriting.close()
-        let result = output.fileHandleForReading.readDataToEndOfFile()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw KcatError(status: process.terminationStatus, stderr: errorText)
-        }
-        return result
+        return Data(run.outputBytes)
     }
 
     struct KcatError: Error, CustomStringConvertible {
@@ -57,7 +43,7 @@ import Testing
                     ]
                 )
             }
-            let output = try Self.runKcat([
+            let output = try await Self.runKcat([
                 "-C", "-b", cluster.bootstrapServers, "-t", topic,
                 "-p", "\(receipt.partition)", "-o", "\(receipt.offset)", "-c", "1", "-e", "-q", "-J",
             ])
@@ -92,7 +78,7 @@ import Testing
             )
             try await KafkaTest.withRunning({ try await reader.run() }) {
                 _ = try await reader.waitUntilReady()
-                _ = try Self.runKcat(
+                _ = try await Self.runKcat(
                     [
                         "-P", "-b", cluster.bootstrapServers, "-t", topic, "-k", "c-7",
                         "-H", "ce_type=calls.status.v1", "-H", "ce_id=e-1",

@@ -52,7 +52,7 @@ import Testing
 
             #expect(try await api.request("GET", "/health").status == 200)
             #expect(gateway.residentBytes < 512 << 20, "RSS \(gateway.residentBytes >> 20) MiB")
-            #expect(try Self.originateCommands(gateway).isEmpty, "nothing was published")
+            #expect(try await Self.originateCommands(gateway).isEmpty, "nothing was published")
         }
     }
 
@@ -126,7 +126,7 @@ import Testing
                     + #"{"to":"123"}"#)
             #expect(untyped == 415)
             #expect(try await api.request("GET", "/health").status == 200)
-            #expect(try Self.originateCommands(gateway).isEmpty, "no refused request was published")
+            #expect(try await Self.originateCommands(gateway).isEmpty, "no refused request was published")
 
             // Duplicate keys: the value the gateway uses (the first) is the value it validated, and only that value
             // reaches Kafka; a request whose used value is invalid is refused.
@@ -147,7 +147,7 @@ import Testing
                 let callerID = call["caller_id"] as? [String: Any]
                 #expect(callerID == nil || callerID?["number"] as? String == "1", "\(call)")
             }
-            let commands = try Self.originateCommands(gateway)
+            let commands = try await Self.originateCommands(gateway)
             #expect(commands.count == accepted)
             for command in commands {
                 #expect(!command.payload.contains("&") && !command.payload.contains("PJSIP"), "\(command.payload)")
@@ -398,8 +398,8 @@ import Testing
     }
 
     /// Commands on the originate topic (kcat).
-    static func originateCommands(_ gateway: GatewayProcess) throws -> [KcatRecord] {
-        try Kcat.consumeAll(bootstrap: gateway.cluster.bootstrapServers, topic: "calls.originate.v1")
+    static func originateCommands(_ gateway: GatewayProcess) async throws -> [KcatRecord] {
+        try await Kcat.consumeAll(bootstrap: gateway.cluster.bootstrapServers, topic: "calls.originate.v1")
     }
 
     static func eventually(

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import CallDomain
+import DevStack
 import Foundation
 import NIOCore
 import NIOFoundationCompat
@@ -152,19 +153,14 @@ public struct KcatRecord: Sendable {
 /// kcat (Debian's `kcat`), a Kafka client nobody here wrote, reading or writing a topic.
 public enum Kcat {
     /// Every record of `topic` from the beginning to the current end.
-    public static func consumeAll(bootstrap: String, topic: String) throws -> [KcatRecord] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["kcat", "-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q", "-J"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestEnvironmentError("kcat exited \(process.terminationStatus)")
+    public static func consumeAll(bootstrap: String, topic: String) async throws -> [KcatRecord] {
+        let run = try await ChildProcess.run(
+            executable: ChildProcess.resolve("kcat"),
+            arguments: ["-b", bootstrap, "-t", topic, "-C", "-o", "beginning", "-e", "-q", "-J"])
+        guard run.termination == .exited(0) else {
+            throw TestEnvironmentError("kcat \(run.termination): \(run.errors)")
         }
+        let data = Data(run.output.utf8)
         return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                 throw TestEnvironmentError("kcat printed \(line)")

@@ -1,3 +1,4 @@
+import DevStack
 import Foundation
 
 /// `devstack up` as a child process of a test: the gateway, the workers and PostgreSQL as separate processes, the
@@ -18,7 +19,7 @@ public final class DevStackProcess: @unchecked Sendable {
     public let adminPassword: String
     /// The state directory: the children's logs under `logs/`, devstack's own output in `devstack.out`/`.err`.
     public let stateDirectory: URL
-    private let process: Process
+    private let process: ChildProcess
 
     /// The devstack executable built by `make test` (`swift build --product devstack`).
     public static var executable: URL {
@@ -27,7 +28,7 @@ public final class DevStackProcess: @unchecked Sendable {
 
     private init(
         apiURL: String, apiURLs: [String], bootstrapServers: String, kafkaControlURL: String, ariURL: String,
-        adminPassword: String, stateDirectory: URL, process: Process
+        adminPassword: String, stateDirectory: URL, process: ChildProcess
     ) {
         self.apiURL = apiURL
         self.apiURLs = apiURLs
@@ -55,9 +56,7 @@ public final class DevStackProcess: @unchecked Sendable {
         var port = try Self.freePort()
         while gateways > 1, !(1..<gateways).allSatisfy({ Self.isFree(port + $0) }) { port = try Self.freePort() }
         let password = "e2e-\(UUID().uuidString.prefix(12))"
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = [
+        let arguments = [
             "up", "--state-dir", stateDirectory.path, "--gateway-port", "\(port)", "--workers", "\(workers)",
             "--gateways", "\(gateways)", "--partitions", "4",
         ]
@@ -66,16 +65,13 @@ public final class DevStackProcess: @unchecked Sendable {
         environment["ADMIN_PASSWORD"] = password
         environment.removeValue(forKey: "ARI_HTTP_URL")
         environment.merge(extraEnvironment) { _, new in new }
-        process.environment = environment
         // Files rather than a pipe: nobody reads a pipe after the banner, and a full one would block devstack; the
         // files are also the evidence when the stack itself fails (``postMortem``).
         let outURL = stateDirectory.appendingPathComponent("devstack.out")
         let errURL = stateDirectory.appendingPathComponent("devstack.err")
-        for url in [outURL, errURL] { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try await ChildProcess.start(
+            executable: executable.path, arguments: arguments, environment: environment,
+            output: .files(output: outURL.path, error: errURL.path))
 
         var banner = ""
         let deadline = ContinuousClock.now + .seconds(180)
@@ -84,7 +80,7 @@ public final class DevStackProcess: @unchecked Sendable {
             banner = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
         }
         guard banner.contains("ready:") else {
-            process.terminate()
+            process.send(SIGTERM)
             let errors = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
             throw TestEnvironmentError("devstack up did not become ready:\n\(banner)\n\(errors.suffix(4000))")
         }
@@ -147,7 +143,7 @@ public final class DevStackProcess: @unchecked Sendable {
                 count)
         }
         let status =
-            process.isRunning ? "running" : "exited \(process.terminationStatus) (\(process.terminationReason))"
+            process.termination.map { "\($0)" } ?? "running"
         return "devstack \(status)\nstdout:\n\(tail("devstack.out", 3000))\nstderr:\n\(tail("devstack.err", 6000))"
     }
 
@@ -160,15 +156,15 @@ public final class DevStackProcess: @unchecked Sendable {
     /// - Parameter keepingState: leave the state directory (logs, devstack's output) for a post-mortem.
     @discardableResult
     public func stop(timeout: TimeInterval = 60, keepingState: Bool = false) async throws -> Int32 {
-        if process.isRunning { process.terminate() }
+        process.send(SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
         if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
+            process.send(SIGKILL)
             throw TestEnvironmentError("devstack did not stop within \(timeout) s")
         }
         if !keepingState { try? FileManager.default.removeItem(at: stateDirectory) }
-        return process.terminationStatus
+        return await process.waitForExit().status
     }
 
     /// Whether a process id is alive.

@@ -1,5 +1,5 @@
+import DevStack
 import Foundation
-import Synchronization
 
 /// moto's S3-compatible server (`moto_server`, from PyPI), a real S3-protocol peer for the recording store's tests.
 /// `scripts/install-deps.sh` (run by `make test`) installs it into a virtual environment under
@@ -31,45 +31,27 @@ public enum MotoServer {
 
     /// Runs `body` with a fresh server on a port of its own (`http://127.0.0.1:<port>`), stopped afterwards.
     public static func with<Result>(_ body: (String) async throws -> Result) async throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try executable())
-        process.arguments = ["-H", "127.0.0.1", "-p", "0"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let seen = Mutex("")
-        let port = Mutex<Int?>(nil)
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let text = String(decoding: handle.availableData, as: UTF8.self)
-            let all = seen.withLock { seen in
-                seen += text
-                return seen
-            }
-            if let range = all.range(of: #"Running on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-                let number = Int(all[range].split(separator: ":").last ?? "")
-            {
-                port.withLock { $0 = number }
-            }
-        }
-        try process.run()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("moto-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let process = try await ChildProcess.start(
+            executable: try executable(), arguments: ["-H", "127.0.0.1", "-p", "0"], output: .file(log.path))
+        // moto's development server does not always stop on SIGTERM: SIGKILL once it had a moment.
         defer {
-            output.fileHandleForReading.readabilityHandler = nil
-            // moto's development server does not always stop on SIGTERM: SIGKILL once it had a moment.
-            if process.isRunning {
-                process.terminate()
-                let deadline = ContinuousClock.now + .seconds(2)
-                while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
-                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-                process.waitUntilExit()
-            }
+            process.send(SIGTERM)
+            let deadline = ContinuousClock.now + .seconds(2)
+            while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+            process.killSynchronously()
         }
         let deadline = ContinuousClock.now + .seconds(60)
-        while port.withLock({ $0 }) == nil {
-            guard process.isRunning, ContinuousClock.now < deadline else {
-                throw StartFailed(output: seen.withLock { $0 })
+        while true {
+            let seen = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if let range = seen.range(of: #"Running on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+                let port = Int(seen[range].split(separator: ":").last ?? "")
+            {
+                return try await body("http://127.0.0.1:\(port)")
             }
+            guard process.isRunning, ContinuousClock.now < deadline else { throw StartFailed(output: seen) }
             try await Task.sleep(for: .milliseconds(50))
         }
-        return try await body("http://127.0.0.1:\(port.withLock { $0 }!)")
     }
 }

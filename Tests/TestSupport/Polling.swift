@@ -1,3 +1,4 @@
+import DevStack
 import Foundation
 
 /// A name no other test (or run) uses: `<prefix>-<8 hex digits>`.
@@ -37,10 +38,10 @@ public final class ServiceProcess: Sendable {
     public let id: String
     /// Where its output goes.
     public let logPath: String
-    private let process: Process
+    private let process: ChildProcess
 
     /// Starts `.build/debug/<executable> serve` with `environment` and `idVariable=id`.
-    public init(executable: String, idVariable: String, id: String, environment: [String: String]) throws {
+    public init(executable: String, idVariable: String, id: String, environment: [String: String]) async throws {
         let path = Repository.path(".build/debug/\(executable)")
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw TestEnvironmentError("\(path) is missing: build the package first (make test does)")
@@ -48,31 +49,21 @@ public final class ServiceProcess: Sendable {
         self.id = id
         logPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(id).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["serve"]
         var environment = environment
         environment[idVariable] = id
-        process.environment = environment
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
+        process = try await ChildProcess.start(
+            executable: path, arguments: ["serve"], environment: environment, output: .file(logPath))
     }
 
     /// Kills the process at once (SIGKILL): no shutdown, nothing flushed, nothing released.
     public func kill() {
-        guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.killSynchronously()
     }
 
     /// SIGTERM, then waits for the exit.
     public func terminate() async {
-        guard process.isRunning else { return }
-        Glibc.kill(process.processIdentifier, SIGTERM)
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+        process.send(SIGTERM)
+        await process.waitForExit()
     }
 
     /// What it wrote so far.

@@ -41,7 +41,7 @@ struct KillTests {
                     "DISPATCHER_PORT": "0",
                     "LOG_LEVEL": "info",
                 ]
-                let first = try ServiceProcess(
+                let first = try await ServiceProcess(
                     executable: "webhook-dispatcher", idVariable: "DISPATCHER_ID", id: unique("dispatcher-a"),
                     environment: processEnvironment)
                 let messages = 40
@@ -70,7 +70,7 @@ struct KillTests {
                 ).decode(Int.self) {
                     orphaned = count
                 }
-                let second = try ServiceProcess(
+                let second = try await ServiceProcess(
                     executable: "webhook-dispatcher", idVariable: "DISPATCHER_ID", id: unique("dispatcher-b"),
                     environment: processEnvironment)
                 defer { second.kill() }

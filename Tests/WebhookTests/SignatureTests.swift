@@ -98,7 +98,7 @@ import Webhooks
     }
 
     @Test("deliveries verify with the reference library (PyPI standardwebhooks), and its signatures verify here")
-    func referenceLibraryInteroperability() throws {
+    func referenceLibraryInteroperability() async throws {
         let secret = WebhookSecret.generate()
         let event = CallStatusEvent(
             callID: .generate(), seq: 3, status: .answered, previousStatus: .ringing, occurredAt: Date(),
@@ -134,7 +134,7 @@ import Webhooks
             print(json.dumps({"signature": hook.sign("msg_from_python", when, m["body"]),
                               "timestamp": str(int(when.timestamp()))}))
             """
-        let (status, output) = try Python.run(["-c", script, input.path])
+        let (status, output) = try await Python.run(["-c", script, input.path])
         try #require(status == 0, "the reference library refused our delivery: \(output)")
         let answer = try #require(
             try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: String], "\(output)")

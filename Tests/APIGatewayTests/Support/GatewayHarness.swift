@@ -174,7 +174,7 @@ enum GatewayHarness {
                 trace("test body done")
                 if configuration.docsEnabled {
                     let document = try await client.execute(uri: "/openapi.json", method: .get, headers: [:], body: nil)
-                    let violations = try gateway.exchanges.check(against: Data(document.body.readableBytesView))
+                    let violations = try await gateway.exchanges.check(against: Data(document.body.readableBytesView))
                     #expect(violations.isEmpty, "responses that break the OpenAPI contract:\n\(violations)")
                 }
             }
@@ -313,7 +313,7 @@ final class ExchangeLog: Sendable {
     }
 
     /// The violations (one per line), or an empty string when every exchange conforms.
-    func check(against document: Data) throws -> String {
+    func check(against document: Data) async throws -> String {
         let recorded = lines.withLock { $0 }
         guard !recorded.isEmpty else { return "" }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("contract-\(UUID().uuidString)")
@@ -323,7 +323,7 @@ final class ExchangeLog: Sendable {
         let exchangesFile = directory.appendingPathComponent("exchanges.jsonl")
         try document.write(to: documentFile)
         try Data(recorded.joined(separator: "\n").utf8).write(to: exchangesFile)
-        let (status, text) = try Python.run([
+        let (status, text) = try await Python.run([
             Repository.path("scripts/check_responses.py"), documentFile.path, exchangesFile.path,
         ])
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)

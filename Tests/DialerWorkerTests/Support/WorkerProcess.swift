@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import DevStack
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -10,7 +11,7 @@ final class WorkerProcessHandle: Sendable {
     let workerID: String
     let port: Int
     let logPath: String
-    private let process: Process
+    private let process: ChildProcess
 
     /// `.build/debug/dialer-worker` (built by `swift build` / `make test` before the tests run).
     static var executable: String {
@@ -18,7 +19,7 @@ final class WorkerProcessHandle: Sendable {
     }
 
     /// Starts the worker with `environment` (nothing inherited but what is given).
-    init(workerID: String, port: Int, environment: [String: String]) throws {
+    init(workerID: String, port: Int, environment: [String: String]) async throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw TestEnvironmentError("\(Self.executable) is missing: build the package first (swift build)")
         }
@@ -26,15 +27,8 @@ final class WorkerProcessHandle: Sendable {
         self.port = port
         logPath = FileManager.default.temporaryDirectory.appendingPathComponent("\(workerID).log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.executable)
-        process.arguments = ["serve"]
-        process.environment = environment
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        self.process = process
+        process = try await ChildProcess.start(
+            executable: Self.executable, arguments: ["serve"], environment: environment, output: .file(logPath))
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -42,23 +36,19 @@ final class WorkerProcessHandle: Sendable {
 
     /// Kills the process at once (no shutdown at all).
     func kill() {
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.killSynchronously()
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns its exit status.
     @discardableResult
     func terminate() async -> Int32 {
-        Glibc.kill(process.processIdentifier, SIGTERM)
+        process.send(SIGTERM)
         return await waitForExit()
     }
 
     /// Waits for the process to exit on its own; returns its exit status.
     func waitForExit() async -> Int32 {
-        while process.isRunning {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return process.terminationStatus
+        await process.waitForExit().status
     }
 
     /// What the process wrote (JSON log lines).
@@ -82,10 +72,8 @@ final class WorkerProcessHandle: Sendable {
     /// Waits until `/ready` answers 200.
     func waitUntilReady(timeout: Duration = .seconds(90)) async throws {
         try await eventually(timeout: timeout, "worker process \(workerID) ready") {
-            guard process.isRunning else {
-                throw TestEnvironmentError(
-                    "worker \(workerID) exited (status \(process.terminationStatus), "
-                        + "reason \(process.terminationReason.rawValue)): \(log.suffix(4000))")
+            if let termination = process.termination {
+                throw TestEnvironmentError("worker \(workerID) \(termination): \(log.suffix(4000))")
             }
             return await get("/ready")?.status == 200
         }

@@ -136,12 +136,12 @@ struct PhaseVerifier: Sendable {
         let records = try await Self.step("reading the status topic with kcat") {
             // A broker that just came back may refuse kcat's first metadata request: a few tries.
             for _ in 0..<4 {
-                if let records = try? Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1") {
+                if let records = try? await Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1") {
                     return records
                 }
                 try await Task.sleep(for: .seconds(3))
             }
-            return try Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1")
+            return try await Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.status.v1")
         }
         var topicEvents: [String: [(seq: Int, status: String)]] = [:]
         for record in records {
@@ -173,7 +173,7 @@ struct PhaseVerifier: Sendable {
         // logs ("partition consumed from offset").
         var commandPositions: [String: [String]] = [:]
         if acceptedByID.keys.contains(where: { rows[$0].map { $0.status == "queued" } ?? false }),
-            let commands = try? Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.originate.v1")
+            let commands = try? await Kcat.consumeAll(bootstrap: bootstrapServers, topic: "calls.originate.v1")
         {
             for record in commands {
                 commandPositions[record.key, default: []].append("[\(record.partition)]@\(record.offset)")

@@ -1,3 +1,4 @@
+import DevStack
 import Foundation
 import TestSupport
 
@@ -23,15 +24,15 @@ final class SuitePostgres: Sendable {
     }
 
     /// Creates a cluster and starts it.
-    static func create() throws -> SuitePostgres {
+    static func create() async throws -> SuitePostgres {
         let directory = URL(fileURLWithPath: "/tmp/fault-pg-\(UUID().uuidString.prefix(8))", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let server = SuitePostgres(
             directory: directory, port: try DevStackProcess.freePort(), binDirectory: try binDir())
-        if getuid() == 0 { try run("/bin/chown", ["-R", "postgres", directory.path]) }
-        try server.asOwner(
+        if getuid() == 0 { try await run("/bin/chown", ["-R", "postgres", directory.path]) }
+        try await server.asOwner(
             "initdb", ["-D", server.dataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        try server.start()
+        try await server.start()
         return server
     }
 
@@ -40,8 +41,8 @@ final class SuitePostgres: Sendable {
     /// Starts the server and waits until it accepts connections. Commits are synchronous, as in production: the
     /// suite stops the server abruptly, and an asynchronous commit could then lose transactions already
     /// acknowledged (`fsync=off` only matters when the machine itself crashes).
-    func start() throws {
-        try asOwner(
+    func start() async throws {
+        try await asOwner(
             "pg_ctl",
             [
                 "-D", dataDirectory, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "60",
@@ -54,26 +55,31 @@ final class SuitePostgres: Sendable {
 
     /// Stops the server at once, as a crash would: sessions are cut, nothing is checkpointed (the WAL replays on the
     /// next start).
-    func stop() throws {
-        try asOwner("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"])
+    func stop() async throws {
+        try await asOwner("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"])
     }
 
-    /// Stops the server if it runs and removes its directory.
+    /// Stops the server if it runs (SIGQUIT to the postmaster: `pg_ctl -m immediate`'s signal) and removes its
+    /// directory. Synchronous, for a `defer`.
     func destroy() {
-        _ = try? asOwner("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "stop"])
+        let pidFile = directory.appendingPathComponent("data/postmaster.pid").path
+        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let pid = text.split(separator: "\n").first.flatMap({ Int32($0) })
+        {
+            kill(pid, SIGQUIT)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while kill(pid, 0) == 0, ContinuousClock.now < deadline { usleep(10_000) }
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func asOwner(_ tool: String, _ arguments: [String]) throws {
+    /// Runs a PostgreSQL tool as the directory's owner. swift-subprocess learns of the exit from the process itself
+    /// (a pidfd), so the server that `pg_ctl start` leaves behind, holding the tool's output open, does not delay it.
+    private func asOwner(_ tool: String, _ arguments: [String]) async throws {
         let path = "\(binDirectory)/\(tool)"
         let command =
             getuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--", path] + arguments : [path] + arguments
-        // Foundation's Process learns that a child ended when a socket the child inherited is closed, and the server
-        // that `pg_ctl start` leaves behind would inherit it too: Python's subprocess (close_fds) runs the tool
-        // without it.
-        try Self.run(
-            "/usr/bin/env",
-            ["python3", "-c", "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"] + command)
+        try await Self.run(command[0], Array(command.dropFirst()))
     }
 
     private static func binDir() throws -> String {
@@ -85,21 +91,12 @@ final class SuitePostgres: Sendable {
     }
 
     /// Runs a tool with its output in a file, not a pipe (which a server left running could hold open).
-    private static func run(_ executable: String, _ arguments: [String]) throws {
+    private static func run(_ executable: String, _ arguments: [String]) async throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("fault-pg-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
-        let handle = try FileHandle(forWritingTo: log)
-        defer { try? handle.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        let process = try await ChildProcess.start(
+            executable: executable, arguments: arguments, output: .file(log.path))
+        guard await process.waitForExit() == .exited(0) else {
             let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
             throw TestEnvironmentError("\(arguments.joined(separator: " ")) failed: \(text)")
         }

@@ -1,3 +1,4 @@
+import DevStack
 import Foundation
 import TestSupport
 
@@ -20,29 +21,26 @@ enum GatewayBinary {
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
             throw TestEnvironmentError("\(executable.path) is missing: run the tests with `make test`")
         }
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let stdin = Pipe()
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try? stdin.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(50))
+        let executable = executable.path
+        return try await withThrowingTaskGroup(of: Run?.self) { group in
+            group.addTask {
+                let run = try await ChildProcess.run(
+                    executable: executable, arguments: arguments, environment: environment,
+                    input: Array((input ?? "").utf8))
+                return Run(status: run.termination.status, output: run.output + run.errors)
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            // Whichever ends first; cancelling the run ends the process (swift-subprocess tears it down).
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            guard let first else {
+                throw TestEnvironmentError("api-gateway \(arguments.joined(separator: " ")) still ran after \(timeout)")
+            }
+            return first
         }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-            throw TestEnvironmentError("api-gateway \(arguments.joined(separator: " ")) still ran after \(timeout)")
-        }
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return Run(status: process.terminationStatus, output: text)
     }
 
     /// Whether something accepts TCP connections on the loopback port.

@@ -1,4 +1,5 @@
 import CallStore
+import DevStack
 import EmbeddedKafka
 import Foundation
 import Logging
@@ -23,11 +24,11 @@ final class GatewayProcess: @unchecked Sendable {
     let adminPassword: String
     /// The file its standard output and error go to.
     let logFile: URL
-    private let process: Process
+    private let process: ChildProcess
 
     private init(
         baseURL: String, port: Int, store: CallStore, cluster: EmbeddedKafkaCluster, secretKey: String,
-        adminPassword: String, logFile: URL, process: Process
+        adminPassword: String, logFile: URL, process: ChildProcess
     ) {
         self.baseURL = baseURL
         self.port = port
@@ -85,16 +86,9 @@ final class GatewayProcess: @unchecked Sendable {
             let logFile = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-\(port).log")
             _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
             defer { try? FileManager.default.removeItem(at: logFile) }
-            let handle = try FileHandle(forWritingTo: logFile)
-            defer { try? handle.close() }
-            let process = Process()
-            process.executableURL = GatewayBinary.executable
-            process.arguments = ["serve"]
-            process.environment = environment
-            process.standardOutput = handle
-            process.standardError = handle
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
+            let process = try await ChildProcess.start(
+                executable: GatewayBinary.executable.path, arguments: ["serve"], environment: environment,
+                output: .file(logFile.path))
             let gateway = GatewayProcess(
                 baseURL: "http://127.0.0.1:\(port)", port: port, store: store, cluster: cluster, secretKey: secretKey,
                 adminPassword: adminPassword, logFile: logFile, process: process)
@@ -126,11 +120,6 @@ final class GatewayProcess: @unchecked Sendable {
     /// SIGTERM, then SIGKILL after 20 s.
     func stop() async {
         guard process.isRunning else { return }
-        process.terminate()
-        let deadline = ContinuousClock.now + .seconds(20)
-        while process.isRunning, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        await process.stop(grace: .seconds(20))
     }
 }

@@ -17,20 +17,20 @@ public struct LocalPostgres: Sendable {
 
     /// Initializes the cluster on first use, then starts it on a free port; a server left running by an earlier
     /// run that died is stopped first.
-    public static func start(directory: URL, logger: Logger) throws -> LocalPostgres {
-        let binDirectory = try Self.binDirectory()
+    public static func start(directory: URL, logger: Logger) async throws -> LocalPostgres {
+        let binDirectory = try await Self.binDirectory()
         let dataDirectory = directory.appendingPathComponent("data")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        if isRoot { try run("/bin/chown", ["-R", "postgres", directory.path]) }
+        if isRoot { try await run("/bin/chown", ["-R", "postgres", directory.path]) }
         if !FileManager.default.fileExists(atPath: dataDirectory.appendingPathComponent("PG_VERSION").path) {
             logger.info("initializing PostgreSQL", metadata: ["path": "\(dataDirectory.path)"])
-            try runAsOwner(
+            try await runAsOwner(
                 "\(binDirectory)/initdb", ["-D", dataDirectory.path, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         }
         // A server from an earlier run that was killed: stop it so this run owns the port it picks.
-        _ = try? runAsOwner("\(binDirectory)/pg_ctl", ["-D", dataDirectory.path, "-m", "fast", "stop"])
+        _ = try? await runAsOwner("\(binDirectory)/pg_ctl", ["-D", dataDirectory.path, "-m", "fast", "stop"])
         let port = try FreePort.pick()
-        try runAsOwner(
+        try await runAsOwner(
             "\(binDirectory)/pg_ctl",
             [
                 "-D", dataDirectory.path, "-l", directory.appendingPathComponent("server.log").path, "-w", "-t", "60",
@@ -40,15 +40,15 @@ public struct LocalPostgres: Sendable {
     }
 
     /// Stops the server (fast shutdown: sessions are closed, data is kept).
-    public func stop() throws {
-        try Self.runAsOwner(
+    public func stop() async throws {
+        try await Self.runAsOwner(
             "\(binDirectory)/pg_ctl", ["-D", directory.appendingPathComponent("data").path, "-m", "fast", "stop"])
     }
 
     static var isRoot: Bool { getuid() == 0 }
 
-    static func binDirectory() throws -> String {
-        if let output = try? capture("/usr/bin/env", ["pg_config", "--bindir"]), !output.isEmpty,
+    static func binDirectory() async throws -> String {
+        if let output = try? await capture("/usr/bin/env", ["pg_config", "--bindir"]), !output.isEmpty,
             FileManager.default.fileExists(atPath: "\(output)/pg_ctl")
         {
             return output
@@ -60,22 +60,22 @@ public struct LocalPostgres: Sendable {
         return "/usr/lib/postgresql/\(newest)/bin"
     }
 
-    static func runAsOwner(_ executable: String, _ arguments: [String]) throws {
+    static func runAsOwner(_ executable: String, _ arguments: [String]) async throws {
         if isRoot {
-            try run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
+            try await run("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
         } else {
-            try run(executable, arguments)
+            try await run(executable, arguments)
         }
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws {
-        let result = try Command.run(executable, arguments)
+    static func run(_ executable: String, _ arguments: [String]) async throws {
+        let result = try await Command.run(executable, arguments)
         guard result.status == 0 else {
             throw DevStackError("\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(result.output)")
         }
     }
 
-    static func capture(_ executable: String, _ arguments: [String]) throws -> String {
-        try Command.run(executable, arguments).output.trimmingCharacters(in: .whitespacesAndNewlines)
+    static func capture(_ executable: String, _ arguments: [String]) async throws -> String {
+        try await Command.run(executable, arguments).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

@@ -29,7 +29,7 @@ public struct ChildSpec: Sendable {
 public actor ProcessSupervisor {
     private struct Child {
         var spec: ChildSpec
-        var process: Process
+        var process: ChildProcess
         var restarts: Int
         var startedAt: ContinuousClock.Instant
     }
@@ -49,9 +49,9 @@ public actor ProcessSupervisor {
     }
 
     /// Starts a child; it is restarted whenever it exits until `stopAll` is called.
-    public func start(_ spec: ChildSpec) throws {
+    public func start(_ spec: ChildSpec) async throws {
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
-        let process = try launch(spec)
+        let process = try await launch(spec)
         children[spec.name] = Child(spec: spec, process: process, restarts: 0, startedAt: .now)
         order.append(spec.name)
     }
@@ -66,59 +66,41 @@ public actor ProcessSupervisor {
         stopping = true
         for name in order.reversed() {
             guard let child = children[name], child.process.isRunning else { continue }
-            child.process.terminate()
-            let deadline = ContinuousClock.now + grace
-            while child.process.isRunning, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-            if child.process.isRunning {
+            child.process.send(SIGTERM)
+            if await child.process.waitForExit(timeout: grace) == nil {
                 console("\(name) did not stop within \(grace); killing it")
-                kill(child.process.processIdentifier, SIGKILL)
-                child.process.waitUntilExit()
+                child.process.send(SIGKILL)
+                await child.process.waitForExit()
             }
         }
         children.removeAll()
         order.removeAll()
     }
 
-    private func launch(_ spec: ChildSpec) throws -> Process {
-        let logURL = logDirectory.appendingPathComponent("\(spec.name).log")
-        if !FileManager.default.fileExists(atPath: logURL.path) {
-            _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        }
-        let log = try FileHandle(forWritingTo: logURL)
-        try log.seekToEnd()
-        let process = Process()
-        process.executableURL = spec.executable
-        process.arguments = spec.arguments
-        process.environment = spec.environment
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
+    private func launch(_ spec: ChildSpec) async throws -> ChildProcess {
+        let process = try await ChildProcess.start(
+            executable: spec.executable.path, arguments: spec.arguments, environment: spec.environment,
+            output: .file(logDirectory.appendingPathComponent("\(spec.name).log").path))
         let name = spec.name
-        process.terminationHandler = { [weak self] process in
-            let status = process.terminationStatus
-            let reason = process.terminationReason
-            try? log.close()
-            guard let self else { return }
-            Task { await self.exited(name: name, pid: process.processIdentifier, status: status, reason: reason) }
+        let pid = process.processIdentifier
+        logger.debug("started child", metadata: ["child": "\(name)", "pid": "\(pid)"])
+        Task { [weak self] in
+            let termination = await process.waitForExit()
+            await self?.exited(name: name, pid: pid, termination: termination)
         }
-        try process.run()
-        logger.debug("started child", metadata: ["child": "\(name)", "pid": "\(process.processIdentifier)"])
         return process
     }
 
-    private func exited(name: String, pid: Int32, status: Int32, reason: Process.TerminationReason) async {
+    private func exited(name: String, pid: Int32, termination: ChildProcess.Termination) async {
         guard !stopping, var child = children[name], child.process.processIdentifier == pid else { return }
-        let how = reason == .uncaughtSignal ? "was killed by signal \(status)" : "exited with status \(status)"
         // A child that ran a while before dying starts again from the shortest back-off.
         if ContinuousClock.now - child.startedAt > .seconds(60) { child.restarts = 0 }
         let delay = Duration.milliseconds(min(30_000, 500 * (1 << min(child.restarts, 6))))
-        console("\(name) \(how); restarting in \(delay) (log: \(logDirectory.path)/\(name).log)")
+        console("\(name) \(termination); restarting in \(delay) (log: \(logDirectory.path)/\(name).log)")
         try? await Task.sleep(for: delay)
         guard !stopping, children[name]?.process.processIdentifier == pid else { return }
         do {
-            child.process = try launch(child.spec)
+            child.process = try await launch(child.spec)
             child.restarts += 1
             child.startedAt = .now
             children[name] = child

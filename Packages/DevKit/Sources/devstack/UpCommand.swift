@@ -161,7 +161,7 @@ final class LocalStack: Service, Sendable {
             if let url = environment["DATABASE_URL"], !url.isEmpty {
                 databaseURL = url
             } else {
-                let server = try LocalPostgres.start(
+                let server = try await LocalPostgres.start(
                     directory: options.stateDirectory.appendingPathComponent("postgres"), logger: logger)
                 postgres = server
                 databaseURL = server.url
@@ -203,11 +203,11 @@ final class LocalStack: Service, Sendable {
             where !FileManager.default.isExecutableFile(atPath: executable.path) {
                 throw DevStackError("\(executable.path) is missing: build it first (make run does)")
             }
-            try runToCompletion(gateway, ["migrate"], environment: common, input: nil)
+            try await runToCompletion(gateway, ["migrate"], environment: common, input: nil)
             let adminPassword =
                 try environment["ADMIN_PASSWORD"]
                 ?? Self.secret(in: options.stateDirectory, "admin_password", bytes: 12)
-            try ensureAdmin(gateway, password: adminPassword, environment: common)
+            try await ensureAdmin(gateway, password: adminPassword, environment: common)
 
             for index in 1...options.gateways {
                 var gatewayEnvironment = common
@@ -277,12 +277,12 @@ final class LocalStack: Service, Sendable {
         } catch {
             printLine("devstack: \(error)")
             await supervisor.stopAll()
-            try? postgres?.stop()
+            try? await postgres?.stop()
             throw error
         }
         printLine("stopping…")
         await supervisor.stopAll()
-        try? postgres?.stop()
+        try? await postgres?.stop()
         printLine("stopped")
     }
 
@@ -291,9 +291,9 @@ final class LocalStack: Service, Sendable {
         try await simulator.baseURL
     }
 
-    private func ensureAdmin(_ gateway: URL, password: String, environment: [String: String]) throws {
+    private func ensureAdmin(_ gateway: URL, password: String, environment: [String: String]) async throws {
         do {
-            try runToCompletion(
+            try await runToCompletion(
                 gateway, ["create-user", "--username", "admin", "--role", "admin", "--platform-operator"],
                 environment: environment,
                 input: password + "\n")
@@ -304,8 +304,8 @@ final class LocalStack: Service, Sendable {
 
     private func runToCompletion(
         _ executable: URL, _ arguments: [String], environment: [String: String], input: String?
-    ) throws {
-        let result = try Command.run(executable.path, arguments, environment: environment, input: input)
+    ) async throws {
+        let result = try await Command.run(executable.path, arguments, environment: environment, input: input)
         guard result.status == 0 else {
             throw DevStackError("\(executable.lastPathComponent) \(arguments.first ?? "") failed: \(result.output)")
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevStack
 import EmbeddedKafka
 import Foundation
 import Kafka
@@ -81,7 +82,7 @@ struct KafkaBench: AsyncParsableCommand {
                 let topic = "bench-kcat-\(round)"
                 try cluster.createTopic(topic, partitions: partitions)
                 let cpuBefore = cpuSeconds()
-                let seconds = try runKcat(bootstrap: cluster.bootstrapServers, topic: topic, input: input)
+                let seconds = try await runKcat(bootstrap: cluster.bootstrapServers, topic: topic, input: input)
                 cpu[0].append((cpuSeconds() - cpuBefore) / seconds)
                 try await verifyCount(cluster: cluster, topic: topic, logger: logger)
                 rates[0] = Double(messages) / seconds
@@ -117,23 +118,17 @@ struct KafkaBench: AsyncParsableCommand {
 
     /// Runs `kcat -P` over the input file; returns its wall-clock time (process start to exit, which kcat reaches
     /// only after every message was acknowledged).
-    private func runKcat(bootstrap: String, topic: String, input: URL) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kcat)
-        process.arguments = [
-            "-P", "-b", bootstrap, "-t", topic, "-K", ":", "-l", input.path,
-            "-X", "enable.idempotence=true", "-X", "acks=all",
-        ]
-        let errors = Pipe()
-        process.standardError = errors
+    private func runKcat(bootstrap: String, topic: String, input: URL) async throws -> Double {
         let start = ContinuousClock.now
-        try process.run()
-        let errorOutput = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let run = try await ChildProcess.run(
+            executable: kcat,
+            arguments: [
+                "-P", "-b", bootstrap, "-t", topic, "-K", ":", "-l", input.path,
+                "-X", "enable.idempotence=true", "-X", "acks=all",
+            ])
         let elapsed = ContinuousClock.now - start
-        guard process.terminationStatus == 0 else {
-            throw ValidationError(
-                "kcat failed (\(process.terminationStatus)): \(String(decoding: errorOutput, as: UTF8.self))")
+        guard run.termination == .exited(0) else {
+            throw ValidationError("kcat failed (\(run.termination)): \(run.errors)")
         }
         return elapsed.seconds
     }

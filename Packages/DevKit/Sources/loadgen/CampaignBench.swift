@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import CallDomain
+import DevStack
 import Foundation
 import Kafka
 import Logging
@@ -129,10 +130,7 @@ struct CampaignBench: AsyncParsableCommand {
         }
         let before = try await published()
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: scheduler)
-        process.arguments = ["serve"]
-        process.environment = [
+        let environment = [
             "DATABASE_URL": databaseUrl, "KAFKA_BOOTSTRAP_SERVERS": bootstrapServers, "SCHEDULER_ID": "bench",
             "SCHEDULER_HOST": "127.0.0.1", "SCHEDULER_PORT": "0", "LOG_LEVEL": "warning", "LOG_FORMAT": "json",
         ].merging(
@@ -141,20 +139,16 @@ struct CampaignBench: AsyncParsableCommand {
                 $0.key.hasPrefix("CAMPAIGN_") || $0.key.hasPrefix("KAFKA_PROP_")
             }
         ) { _, tunable in tunable }
-        process.standardOutput = FileHandle.standardError
-        process.standardError = FileHandle.standardError
-        try process.run()
-        defer {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        let process = try await ChildProcess.start(
+            executable: scheduler, arguments: ["serve"], environment: environment, output: .standardError)
+        defer { process.killSynchronously() }
         // The clock starts at the first command on the topic: the scheduler's start-up is not dispatch.
         let firstDeadline = ContinuousClock.now + .seconds(60)
         var first = before
         while first == before {
-            guard process.isRunning else { throw BenchError("the scheduler exited (\(process.terminationStatus))") }
+            guard process.isRunning else {
+                throw BenchError("the scheduler \(process.termination.map { "\($0)" } ?? "exited")")
+            }
             guard ContinuousClock.now < firstDeadline else { throw BenchError("the scheduler dispatched nothing") }
             try await Task.sleep(for: .milliseconds(100))
             first = try await published()
@@ -170,8 +164,8 @@ struct CampaignBench: AsyncParsableCommand {
         let last = try await published()
         let measured = Self.seconds(ContinuousClock.now - measureStarted)
         let cpu = (ProcessProbe.cpuSeconds(pid) ?? cpuBefore) - cpuBefore
-        kill(pid, SIGTERM)
-        process.waitUntilExit()
+        process.send(SIGTERM)
+        await process.waitForExit()
 
         let dispatched = last - first
         let result = Result(

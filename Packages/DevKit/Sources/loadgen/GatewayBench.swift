@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevStack
 import Foundation
 
 /// `loadgen gateway`: `POST /api/v1/calls` (JWT, validation, Kafka acknowledgement) against a bare Hummingbird 2
@@ -100,14 +101,14 @@ struct GatewayBench: AsyncParsableCommand {
         let sampler = PeakRSSSampler(pid: gatewayPid)
         progress("gateway: warming up the \(routes.count) routes")
         for route in routes {
-            _ = try runWrk(route: route, connections: 16, seconds: 2, body: body)
+            _ = try await runWrk(route: route, connections: 16, seconds: 2, body: body)
         }
         var runs: [ClosedLoopRun] = []
         for level in levels {
             for route in routes {
                 var meter = CPUMeter(processes: processes(serving: route))
                 meter.start()
-                var run = try runWrk(route: route, connections: level, seconds: duration, body: body)
+                var run = try await runWrk(route: route, connections: level, seconds: duration, body: body)
                 var cores = meter.stop()
                 cores["wrk"] = run.cores["wrk"]
                 run.cores = cores
@@ -153,28 +154,20 @@ struct GatewayBench: AsyncParsableCommand {
     }
 
     /// Runs wrk under bash so that bash's `times` reports wrk's CPU time once it has exited.
-    private func runWrk(route: Route, connections: Int, seconds: Int, body: String) throws -> ClosedLoopRun {
+    private func runWrk(route: Route, connections: Int, seconds: Int, body: String) async throws -> ClosedLoopRun {
         let threads = min(wrkThreads, connections)
         let command =
             "wrk -t\(threads) -c\(connections) -d\(seconds)s --timeout 10s -s '\(wrkScript)' '\(route.url)'; "
             + "status=$?; times; exit $status"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", command]
         var environment = ProcessInfo.processInfo.environment
         environment["BENCH_TOKEN"] = token
         environment["BENCH_BODY"] = body
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
         let start = ContinuousClock.now
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let run = try await ChildProcess.run(
+            executable: "/bin/bash", arguments: ["-c", command], environment: environment)
         let wall = (ContinuousClock.now - start).seconds
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0,
+        let text = run.output + "\n" + run.errors
+        guard run.termination == .exited(0),
             let line = text.split(separator: "\n").last(where: { $0.hasPrefix("{\"requests\"") }),
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         else { throw BenchError("wrk failed on \(route.url):\n\(text)") }

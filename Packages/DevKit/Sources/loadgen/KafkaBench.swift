@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevStack
 import EmbeddedKafka
 import Foundation
 import Kafka
@@ -66,16 +67,16 @@ struct KafkaBench: AsyncParsableCommand {
         var produce: Produce?
         if !kafkaBench.isEmpty {
             progress("kafka: produce, kafka-bench (\(messages) messages, \(rounds) rounds)")
-            produce = try runKafkaBench()
+            produce = try await runKafkaBench()
         }
         let cluster = try EmbeddedKafkaCluster(brokers: 3, logger: logger)
         defer { cluster.shutdown() }
         let topic = "bench-consume"
         try cluster.createTopic(topic, partitions: partitions)
-        try fill(topic: topic, bootstrap: cluster.bootstrapServers)
+        try await fill(topic: topic, bootstrap: cluster.bootstrapServers)
         var measured: [ConsumeRound] = []
         for round in 1...rounds {
-            let kcatSeconds = try consumeWithKcat(topic: topic, bootstrap: cluster.bootstrapServers)
+            let kcatSeconds = try await consumeWithKcat(topic: topic, bootstrap: cluster.bootstrapServers)
             let wrapperSeconds = try await consumeWithWrapper(
                 topic: topic, bootstrap: cluster.bootstrapServers, logger: logger)
             let row = ConsumeRound(
@@ -96,21 +97,16 @@ struct KafkaBench: AsyncParsableCommand {
     }
 
     /// Runs kafka-bench and reads its `median` row (`kcat -P`, `send()`, `send(batch)`, then ratios).
-    private func runKafkaBench() throws -> Produce {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kafkaBench)
-        process.arguments = [
-            "--messages", "\(messages)", "--value-size", "\(valueSize)", "--partitions", "\(partitions)",
-            "--rounds", "\(rounds)",
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            return Produce(output: "kafka-bench exited \(process.terminationStatus):\n\(text)")
+    private func runKafkaBench() async throws -> Produce {
+        let run = try await ChildProcess.run(
+            executable: kafkaBench,
+            arguments: [
+                "--messages", "\(messages)", "--value-size", "\(valueSize)", "--partitions", "\(partitions)",
+                "--rounds", "\(rounds)",
+            ])
+        let text = run.output + run.errors
+        guard run.termination == .exited(0) else {
+            return Produce(output: "kafka-bench \(run.termination):\n\(text)")
         }
         let median = text.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("median") }
         let numbers = median.map { $0.split(separator: " ").dropFirst().map { Double($0) } } ?? []
@@ -119,7 +115,7 @@ struct KafkaBench: AsyncParsableCommand {
     }
 
     /// Writes the messages with `kcat -P` (untimed set-up).
-    private func fill(topic: String, bootstrap: String) throws {
+    private func fill(topic: String, bootstrap: String) async throws {
         let value = String(repeating: "x", count: valueSize)
         var lines = ""
         lines.reserveCapacity(messages * (valueSize + 12))
@@ -127,39 +123,24 @@ struct KafkaBench: AsyncParsableCommand {
         let input = FileManager.default.temporaryDirectory.appendingPathComponent("loadgen-kafka-\(getpid()).txt")
         try Data(lines.utf8).write(to: input)
         defer { try? FileManager.default.removeItem(at: input) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kcat)
-        process.arguments = ["-P", "-b", bootstrap, "-t", topic, "-K", ":", "-l", input.path]
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw BenchError("kcat -P exited \(process.terminationStatus)") }
+        let run = try await ChildProcess.run(
+            executable: kcat, arguments: ["-P", "-b", bootstrap, "-t", topic, "-K", ":", "-l", input.path])
+        guard run.termination == .exited(0) else { throw BenchError("kcat -P \(run.termination): \(run.errors)") }
     }
 
     /// `kcat -C` (all partitions assigned, no group) from the beginning to the end of every partition: the time
     /// from starting the process to its exit, which it reaches after the last message.
-    private func consumeWithKcat(topic: String, bootstrap: String) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: kcat)
-        // A short fetch wait: otherwise noticing the end of the last partition (-e) waits for a 500 ms fetch.
-        process.arguments = [
-            "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o\n", "-X",
-            "fetch.wait.max.ms=10",
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+    private func consumeWithKcat(topic: String, bootstrap: String) async throws -> Double {
         let start = ContinuousClock.now
-        try process.run()
-        var lines = 0
-        let reader = output.fileHandleForReading
-        while true {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            lines += chunk.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
-        }
-        process.waitUntilExit()
+        // A short fetch wait: otherwise noticing the end of the last partition (-e) waits for a 500 ms fetch.
+        let run = try await ChildProcess.run(
+            executable: kcat,
+            arguments: [
+                "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o\n", "-X",
+                "fetch.wait.max.ms=10",
+            ])
         let elapsed = (ContinuousClock.now - start).seconds
+        let lines = run.outputBytes.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
         guard lines == messages else { throw BenchError("kcat -C read \(lines) of \(messages) messages") }
         return elapsed
     }

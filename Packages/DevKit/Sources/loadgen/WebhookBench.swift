@@ -91,10 +91,7 @@ struct WebhookBench: AsyncParsableCommand {
             return organization.id
         }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: dispatcher)
-        process.arguments = ["serve"]
-        process.environment = [
+        let environment = [
             "DATABASE_URL": databaseUrl, "DATABASE_MAX_CONNECTIONS": "20",
             "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrapServers, "KAFKA_TOPIC_STATUS": topics.status,
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "DISPATCHER_HOST": "127.0.0.1", "DISPATCHER_PORT": "0",
@@ -105,15 +102,9 @@ struct WebhookBench: AsyncParsableCommand {
                 $0.key.hasPrefix("WEBHOOK_") || $0.key.hasPrefix("KAFKA_PROP_")
             }
         ) { _, tunable in tunable }
-        process.standardOutput = FileHandle.standardError
-        process.standardError = FileHandle.standardError
-        try process.run()
-        defer {
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                process.waitUntilExit()
-            }
-        }
+        let process = try await ChildProcess.start(
+            executable: dispatcher, arguments: ["serve"], environment: environment, output: .standardError)
+        defer { process.killSynchronously() }
         // The dispatcher joins its group before the clock starts (a first event it sees says so).
         let publisher = CallMessagePublisher(producer: producer, topics: topics, source: "/bench")
         let warmup = CallID.generate()
@@ -151,8 +142,8 @@ struct WebhookBench: AsyncParsableCommand {
         }
         let elapsed = ContinuousClock.now - start
         let cpuAfter = ProcessProbe.cpuSeconds(process.processIdentifier) ?? cpuBefore
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
+        process.send(SIGTERM)
+        await process.waitForExit()
 
         let sent = published.withLock { $0 }
         let received = arrivals.withLock { $0 }
