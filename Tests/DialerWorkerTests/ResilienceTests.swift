@@ -77,14 +77,15 @@ struct ResilienceTests {
                 try await environment.publish(before)
                 _ = try await environment.waitForEnd(before.callID)
 
-                // The node restarts: the WebSocket comes back at once, REST answers 503 "not booted" for 4 s.
-                environment.simulator.restart(bootWindow: .seconds(4))
+                // The node restarts: the WebSocket comes back at once, REST answers 503 "not booted" for 8 s (long
+                // enough for the pause to be seen on a loaded machine).
+                environment.simulator.restart(bootWindow: .seconds(8))
                 let restarted = ContinuousClock.now
                 let commands = try (0..<12).map { _ in
                     try environment.command(TestNumber.answer(ringTenths: 3, holdSeconds: 1))
                 }
                 for command in commands { try await environment.publish(command) }
-                try await eventually(timeout: .seconds(3), "intake paused for the booting node") {
+                try await eventually(timeout: .seconds(7), "intake paused for the booting node") {
                     worker.status.pauseReason == "ari_node_not_booted"
                 }
                 #expect(!(await worker.status.isReady()), "a booting node is not ready")
@@ -94,7 +95,7 @@ struct ResilienceTests {
                     #expect(environment.statusLog.terminalEvents(of: command.callID).count == 1)
                     #expect(environment.simulator.acceptedOriginateCount(channelID: command.callID.description) == 1)
                 }
-                #expect(ContinuousClock.now - restarted >= .seconds(4))
+                #expect(ContinuousClock.now - restarted >= .seconds(8))
                 #expect(environment.simulator.acceptedOriginates == commands.count + 1)
                 try await eventually("ready again") { await worker.status.isReady() }
             }

@@ -242,7 +242,7 @@ struct DeliveryTests {
     func deadEndpointDoesNotDelayOthers() async throws {
         try await DispatcherTestEnvironment.run { environment in
             // The dead endpoint accepts connections and never answers within the attempt timeout.
-            try await environment.withReceiver(respond: { _ in .init(status: 204, delay: .seconds(60)) }) {
+            try await environment.withReceiver(respond: { _ in .init(status: 204, delay: .seconds(90)) }) {
                 _, deadURL in
                 try await environment.withReceiver { healthy, healthyURL in
                     let (organization, _, secret) = try await environment.subscribe(url: healthyURL)
@@ -253,7 +253,9 @@ struct DeliveryTests {
                     let configuration = environment.configuration {
                         $0.maxInFlight = 4
                         $0.endpointConcurrency = 2
-                        $0.attemptTimeout = .seconds(12)
+                        // Long enough that twenty deliveries fit inside it on a loaded machine (they take well
+                        // under a second alone).
+                        $0.attemptTimeout = .seconds(30)
                     }
                     try await environment.withDispatcher(configuration) {
                         let started = ContinuousClock.now
@@ -262,7 +264,7 @@ struct DeliveryTests {
                                 CallID.generate(), seq: 1, .dispatched, previous: .queued, organization: organization)
                             _ = seq
                         }
-                        try await eventually("twenty healthy deliveries", timeout: .seconds(11)) {
+                        try await eventually("twenty healthy deliveries", timeout: .seconds(29)) {
                             healthy.deliveries.count >= 20
                         }
                         // Inside the dead endpoint's first attempt timeout: its slots were still held.

@@ -163,7 +163,7 @@ public final class ChildProcess: Sendable {
             input: .array(input), output: .bytes(limit: limit), error: .string(limit: limit))
         return Completed(
             termination: Termination(result.terminationStatus), outputBytes: result.standardOutput,
-            errors: result.standardError ?? "")
+            errors: result.standardError)
     }
 
     /// The path of `name` on `PATH`, as a shell finds it; `name` itself when it is not found there.
