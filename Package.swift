@@ -102,7 +102,6 @@ let package = Package(
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             path: "Services/dialer-worker/Sources/DialerWorker",
             swiftSettings: swiftSettings

@@ -75,6 +75,8 @@ import Tracing
         #expect(placement.kind == "CONSUMER")
         #expect(placement.parentSpanID == command.spanID)
         #expect(placement.attributes["call.id"] == callID)
+        // The worker's identity is said once, on its resource, not on every span.
+        #expect(placement.resource["node.id"] == "node-a" && placement.resource["worker.id"]?.isEmpty == false)
 
         let originate = try #require(
             spans.first { $0.service == "dialer-worker" && $0.name == "ARI POST /channels/{channelId}" }, "\(names)")
@@ -153,6 +155,8 @@ final class OTLPCollector: Sendable {
         var kind: String
         /// String, integer and boolean attributes, as text.
         var attributes: [String: String]
+        /// The attributes of the process that sent it (its resource).
+        var resource: [String: String]
         /// Start and end, in nanoseconds since 1970.
         var start: UInt64
         var end: UInt64
@@ -227,7 +231,7 @@ final class OTLPCollector: Sendable {
                             spanID: Self.hex(span["spanId"]), parentSpanID: parent.map { Self.hex($0) },
                             name: span["name"] as? String ?? "",
                             kind: kind ?? Self.kinds[span["kind"] as? Int ?? 0] ?? "",
-                            attributes: Self.attributes(of: span),
+                            attributes: Self.attributes(of: span), resource: resource,
                             start: Self.nanoseconds(span["startTimeUnixNano"]),
                             end: Self.nanoseconds(span["endTimeUnixNano"])))
                 }

@@ -160,8 +160,7 @@ public enum Kcat {
         guard run.termination == .exited(0) else {
             throw TestEnvironmentError("kcat \(run.termination): \(run.errors)")
         }
-        let data = Data(run.output.utf8)
-        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+        return try run.output.split(separator: "\n").map { line in
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                 throw TestEnvironmentError("kcat printed \(line)")
             }

@@ -157,14 +157,12 @@ public final class DevStackProcess: @unchecked Sendable {
     @discardableResult
     public func stop(timeout: TimeInterval = 60, keepingState: Bool = false) async throws -> Int32 {
         process.send(SIGTERM)
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
-        if process.isRunning {
+        guard let termination = await process.waitForExit(timeout: .seconds(timeout)) else {
             process.send(SIGKILL)
             throw TestEnvironmentError("devstack did not stop within \(timeout) s")
         }
         if !keepingState { try? FileManager.default.removeItem(at: stateDirectory) }
-        return await process.waitForExit().status
+        return termination.status
     }
 
     /// Whether a process id is alive.

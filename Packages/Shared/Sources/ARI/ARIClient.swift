@@ -18,6 +18,8 @@ public final class ARIClient: Sendable {
     private let logger: Logger
     private let authorization: String
     private let baseURL: String
+    /// The node's host, for the spans' `server.address`.
+    private let serverAddress: String
     private let requestTimer: Metrics.Timer
     private let failureCounter: Counter
 
@@ -29,6 +31,7 @@ public final class ARIClient: Sendable {
         let credentials = Data("\(configuration.username):\(configuration.password)".utf8).base64EncodedString()
         self.authorization = "Basic \(credentials)"
         self.baseURL = configuration.normalizedBaseURL
+        self.serverAddress = URL(string: configuration.normalizedBaseURL)?.host ?? configuration.normalizedBaseURL
         self.requestTimer = Metrics.Timer(label: "ari_request_duration_seconds")
         self.failureCounter = Counter(label: "ari_request_failures_total")
     }
@@ -188,7 +191,7 @@ public final class ARIClient: Sendable {
             span in
             span.attributes["http.request.method"] = method.rawValue
             span.attributes["url.path"] = path
-            span.attributes["server.address"] = self.configuration.baseURL
+            span.attributes["server.address"] = self.serverAddress
             return try await self.perform(
                 method, path: path, query: query, body: body, timeout: timeout, span: span, read: read)
         }

@@ -1,8 +1,6 @@
 import CallDomain
 import Foundation
 import Kafka
-import ServiceSupport
-import Tracing
 
 /// Publishes the platform's messages to Kafka as CloudEvents in binary mode: the JSON payload as the value, the
 /// call id as the key (so one call's messages stay in order in one partition), and `ce_*`, `content-type` and
@@ -54,13 +52,8 @@ public struct CallMessagePublisher: Sendable {
         topic: String, callID: CallID, type: String, id: String, time: Date, payload: [UInt8], traceParent: String?
     ) async throws -> KafkaDeliveryReceipt {
         let key = callID.description
-        return try await TraceSpans.withSpan(
-            "publish \(topic)", ofKind: .producer, parent: traceParent,
-            attributes: [
-                "messaging.system": "kafka", "messaging.operation.type": "send",
-                "messaging.destination.name": .string(topic), "messaging.message.id": .string(id),
-                "messaging.kafka.message.key": .string(key), "cloudevents.event_type": .string(type),
-            ]
+        return try await MessageTracing.publishing(
+            topic: topic, key: key, eventID: id, eventType: type, parent: traceParent
         ) { traceParent in
             let attributes = CloudEventAttributes(
                 id: id, source: source, type: type, time: time, subject: key, traceParent: traceParent)

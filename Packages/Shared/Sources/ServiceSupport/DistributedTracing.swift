@@ -19,16 +19,19 @@ public enum TracingSetup {
     /// Whether this process bootstrapped tracing.
     public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
 
-    /// Bootstraps the tracer when `OTEL_TRACES_EXPORTER` is `otlp`; returns the exporter's service, to run in the
-    /// process's service group (it sends the batches and flushes them on shutdown), or `nil` when tracing is off.
-    /// Throws ``ConfigurationError`` for a value swift-otel refuses (a gRPC protocol, a bad endpoint).
+    /// Bootstraps the tracer when `OTEL_TRACES_EXPORTER` is `otlp`; returns the exporter's service, to run first in
+    /// the process's service group (it sends the batches and flushes them on shutdown), or nothing when tracing is
+    /// off. `resourceAttributes` describe the process (`worker.id`, `node.id`): said once for all its spans, not on
+    /// each. Throws ``ConfigurationError`` for a value swift-otel refuses (a gRPC protocol, a bad endpoint).
     public static func bootstrap(
-        service: String, environment: EnvironmentReader = EnvironmentReader()
-    ) throws -> (any Service)? {
+        service: String, resourceAttributes: [String: String] = [:],
+        environment: EnvironmentReader = EnvironmentReader()
+    ) throws -> [any Service] {
         let exporter = try environment.choice("OTEL_TRACES_EXPORTER", default: "none", allowed: ["none", "otlp"])
-        guard exporter == "otlp" else { return nil }
+        guard exporter == "otlp" else { return [] }
         var configuration = OTel.Configuration.default
         configuration.serviceName = service
+        configuration.resourceAttributes = resourceAttributes
         configuration.logs.enabled = false
         // Metrics stay on Prometheus (`/metrics`), which the dashboards and alerts read.
         configuration.metrics.enabled = false
@@ -45,7 +48,7 @@ public enum TracingSetup {
         }
         InstrumentationSystem.bootstrap(backend.factory)
         enabled.store(true, ordering: .relaxed)
-        return backend.service
+        return [backend.service]
     }
 }
 

@@ -20,7 +20,7 @@ public enum GatewayEntryPoint {
     public static func serve() async throws {
         let configuration: GatewayConfiguration
         let registry: PrometheusCollectorRegistry
-        let tracing: (any Service)?
+        let tracing: [any Service]
         do {
             try LoggingSetup.bootstrap(service: "api-gateway")
             configuration = try GatewayConfiguration()
@@ -36,7 +36,7 @@ public enum GatewayEntryPoint {
             metadata: ["http.host": .string(configuration.host), "http.port": .stringConvertible(configuration.port)])
         let application = try await buildApplication(
             configuration: configuration, registry: registry, logger: logger,
-            leadingServices: tracing.map { [$0] } ?? [])
+            leadingServices: tracing)
         try await application.runService()
         logger.info("stopped")
     }

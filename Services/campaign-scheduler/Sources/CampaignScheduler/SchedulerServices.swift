@@ -147,7 +147,7 @@ public enum SchedulerProcess {
         let services = try buildScheduler(
             configuration: configuration, logger: logger, renderMetrics: { MetricsSetup.render(registry) },
             gracefulShutdownSignals: [.sigterm, .sigint],
-            leadingServices: tracing.map { [$0] } ?? [])
+            leadingServices: tracing)
         logger.info(
             "campaign scheduler starting",
             metadata: ["scheduler.port": "\(configuration.port)", "kafka.group": "\(configuration.groupID)"])

@@ -6,8 +6,6 @@ import Foundation
 import Kafka
 import Logging
 import ServiceLifecycle
-import ServiceSupport
-import Tracing
 
 /// Acts on `calls.control.v1`: every worker reads every hangup and cancel (a fan-out reader, no group).
 ///
@@ -85,15 +83,7 @@ final class ControlHandler: Service {
             return
         }
         // Every worker reads every control command; each one's handling is a span of the hangup request's trace.
-        await TraceSpans.withSpan(
-            "process \(message.topic)", ofKind: .consumer, parent: attributes.traceParent,
-            attributes: [
-                "messaging.system": "kafka", "messaging.operation.type": "process",
-                "messaging.destination.name": .string(message.topic), "messaging.message.id": .string(attributes.id),
-                "call.id": .string(command.callID.description), "cloudevents.event_type": .string(attributes.type),
-                "worker.id": .string(context.configuration.workerID),
-            ]
-        ) { traceParent in
+        await MessageTracing.processing(message, event: attributes, callID: command.callID) { traceParent in
             await handle(command, traceParent: traceParent)
         }
     }

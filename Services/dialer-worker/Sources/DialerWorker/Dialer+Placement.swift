@@ -7,9 +7,7 @@ import Kafka
 import Logging
 import Metrics
 import ServiceLifecycle
-import ServiceSupport
 import Synchronization
-import Tracing
 
 // Placement: from one originate command to a call on the node (claim, fenced originate, retries).
 extension Dialer {
@@ -26,16 +24,7 @@ extension Dialer {
         }
         // The call's trace continues here from the command's `traceparent`: this span is the parent of the claim,
         // the originate and every status event the worker publishes for the call.
-        return await TraceSpans.withSpan(
-            "process \(message.topic)", ofKind: .consumer, parent: attributes.traceParent,
-            attributes: [
-                "messaging.system": "kafka", "messaging.operation.type": "process",
-                "messaging.destination.name": .string(message.topic), "messaging.message.id": .string(attributes.id),
-                "messaging.kafka.message.offset": .int64(message.offset),
-                "call.id": .string(command.callID.description),
-                "node.id": .string(configuration.nodeID), "worker.id": .string(configuration.workerID),
-            ]
-        ) { traceParent in
+        return await MessageTracing.processing(message, event: attributes, callID: command.callID) { traceParent in
             await place(command, from: message, traceParent: traceParent)
         }
     }

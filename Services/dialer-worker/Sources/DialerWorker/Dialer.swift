@@ -177,9 +177,13 @@ final class Dialer: Service {
 
     /// Spawns a job of one call's, inside the call's trace: the ARI requests it makes are recorded there.
     func spawn(for callID: CallID, _ job: @escaping Job) {
-        guard TracingSetup.isEnabled else { return spawn(job) }
-        let traceParent = context.tracker.traceParent(of: callID)
+        guard let traceParent = traceParent(of: callID) else { return spawn(job) }
         spawn { await TraceSpans.withParent(traceParent) { await job() } }
+    }
+
+    /// The trace a call's later work joins; `nil` with tracing off (no lookup then).
+    func traceParent(of callID: CallID) -> String? {
+        TracingSetup.isEnabled ? context.tracker.traceParent(of: callID) : nil
     }
 
     // MARK: - Actions
@@ -200,7 +204,7 @@ final class Dialer: Service {
             case .startRecording(let callID, let channelID, let organizationID):
                 context.recorder?.start(
                     callID, channelID: channelID, organizationID: organizationID,
-                    traceParent: TracingSetup.isEnabled ? context.tracker.traceParent(of: callID) : nil)
+                    traceParent: traceParent(of: callID))
             case .releaseSlot:
                 context.gate.releaseSlot()
                 context.metrics.liveCalls.record(context.tracker.count)

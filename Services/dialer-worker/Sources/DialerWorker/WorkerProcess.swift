@@ -21,13 +21,16 @@ public enum WorkerProcess {
             throw error
         }
         let registry = MetricsSetup.bootstrap()
-        let tracing = try TracingSetup.bootstrap(service: "dialer-worker", environment: environment)
+        let tracing = try TracingSetup.bootstrap(
+            service: "dialer-worker",
+            resourceAttributes: ["node.id": configuration.nodeID, "worker.id": configuration.workerID],
+            environment: environment)
         let services = try buildServiceGroup(
             configuration: configuration,
             logger: logger,
             renderMetrics: { MetricsSetup.render(registry) },
             gracefulShutdownSignals: [.sigterm, .sigint],
-            leadingServices: tracing.map { [$0] } ?? []
+            leadingServices: tracing
         )
         logger.info(
             "dialer worker starting",

@@ -139,7 +139,7 @@ public enum DispatcherProcess {
         let services = try buildDispatcher(
             configuration: configuration, logger: logger, renderMetrics: { MetricsSetup.render(registry) },
             gracefulShutdownSignals: [.sigterm, .sigint],
-            leadingServices: tracing.map { [$0] } ?? [])
+            leadingServices: tracing)
         if configuration.targetPolicy.allowsPrivateTargets {
             logger.warning(
                 "WEBHOOK_ALLOW_PRIVATE_TARGETS is on: webhooks may reach private addresses and plain http (development only)"
