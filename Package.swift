@@ -76,6 +76,7 @@ let package = Package(
             dependencies: [
                 "APIGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/api-gateway/Sources/api-gateway",
             swiftSettings: swiftSettings
@@ -111,6 +112,7 @@ let package = Package(
             dependencies: [
                 "DialerWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/dialer-worker/Sources/dialer-worker",
             swiftSettings: swiftSettings
@@ -141,6 +143,7 @@ let package = Package(
             dependencies: [
                 "CampaignScheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/campaign-scheduler/Sources/campaign-scheduler",
             swiftSettings: swiftSettings
@@ -175,6 +178,7 @@ let package = Package(
             dependencies: [
                 "WebhookDispatcher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/webhook-dispatcher/Sources/webhook-dispatcher",
             swiftSettings: swiftSettings

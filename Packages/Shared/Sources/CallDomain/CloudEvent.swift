@@ -66,7 +66,7 @@ public enum TraceContext {
         // One random word and a hand-written hex: a formatted string and a random draw per byte cost a few percent
         // of the gateway's CPU per request.
         var random = SystemRandomNumberGenerator()
-        let spanID = hex(withUnsafeBytes(of: random.next() as UInt64) { Array($0) })
+        let spanID = WireCoding.hex(withUnsafeBytes(of: random.next() as UInt64) { Array($0) })
         return "00-\(traceID)-\(spanID)-01"
     }
 
@@ -79,19 +79,7 @@ public enum TraceContext {
             return lower
         }
         let digest = SHA256.hash(data: Data(requestID.utf8))
-        return hex(Array(digest.prefix(16)))
-    }
-
-    /// Lowercase hexadecimal of `bytes`.
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var output = [UInt8]()
-        output.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            output.append(digits[Int(byte >> 4)])
-            output.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: output, as: UTF8.self)
+        return WireCoding.hex(Array(digest.prefix(16)))
     }
 
     /// The trace id of a well-formed `traceparent`, or `nil`.
@@ -105,6 +93,6 @@ public enum TraceContext {
     /// A new random request id (32 hex digits, usable as a trace id).
     public static func newRequestID() -> String {
         let uuid = UUID.systemRandom().uuid
-        return hex(withUnsafeBytes(of: uuid) { Array($0) })
+        return WireCoding.hex(withUnsafeBytes(of: uuid) { Array($0) })
     }
 }

@@ -68,7 +68,7 @@ public struct ClientMetadata: Hashable, Sendable, Codable {
         if value.depth > Self.maximumDepth {
             throw FieldError(field: field, message: "must not nest deeper than \(Self.maximumDepth) levels")
         }
-        let size = (try? WireCoding.encoder.encode(value).count) ?? Int.max
+        let size = (try? value.jsonBytes().count) ?? Int.max
         if size > Self.maximumEncodedSize {
             throw FieldError(field: field, message: "must be at most \(Self.maximumEncodedSize) bytes of JSON")
         }

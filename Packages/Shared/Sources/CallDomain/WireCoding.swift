@@ -28,14 +28,28 @@ public enum WireCoding {
         return decoder
     }
 
-    /// Encodes a value to JSON bytes.
+    /// Lowercase hexadecimal of `bytes`, as ids, trace ids and digests are written (without `String(format:)`,
+    /// which goes through Foundation's formatter for every byte).
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var output = [UInt8]()
+        output.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            output.append(digits[Int(byte >> 4)])
+            output.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// Encodes a value to JSON bytes (written directly when the value is ``JSONTextWritable``).
     public static func encode(_ value: some Encodable) throws -> [UInt8] {
-        Array(try encoder.encode(value))
+        if let writable = value as? any JSONTextWritable { return try writable.jsonBytes() }
+        return Array(try encoder.encode(value))
     }
 
     /// Encodes a value to JSON text (a `jsonb` column's parameter, a signed payload).
     public static func encodeText(_ value: some Encodable) throws -> String {
-        String(decoding: try encoder.encode(value), as: UTF8.self)
+        String(decoding: try encode(value), as: UTF8.self)
     }
 
     /// Decodes a value from JSON bytes.

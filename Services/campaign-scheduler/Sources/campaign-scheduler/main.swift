@@ -1,5 +1,6 @@
 import ArgumentParser
 import CampaignScheduler
+import ServiceSupport
 
 /// `campaign-scheduler [serve]`: runs the organizations' campaigns. Configuration comes from the environment (see the
 /// README); the process stops gracefully on SIGTERM.
@@ -27,4 +28,5 @@ func runCommand() async {
     await CampaignSchedulerCommand.main()
 }
 
+ConcurrencyExecutor.runOnEventLoops()
 await runCommand()

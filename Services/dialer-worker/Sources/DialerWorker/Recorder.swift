@@ -275,7 +275,7 @@ final class Recorder: Service {
                 }
                 try await writer.flush()
             }
-            let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            let digest = WireCoding.hex(hasher.finalize())
             let key = try Self.key(
                 for: callID, organization: organization, createdAt: call.createdAt, format: settings.format)
             try await store.put(key: key, file: spool, sha256: digest)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DialerWorker
+import ServiceSupport
 
 /// `dialer-worker [serve]`: places the calls of the originate topic on one Asterisk node. Configuration comes from
 /// the environment (see the README); the process stops gracefully on SIGTERM.
@@ -29,4 +30,5 @@ func runCommand() async {
     await DialerWorkerCommand.main()
 }
 
+ConcurrencyExecutor.runOnEventLoops()
 await runCommand()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ServiceSupport
 import WebhookDispatcher
 
 /// `webhook-dispatcher [serve]`: delivers the calls' status events as signed webhooks. Configuration comes from the
@@ -27,4 +28,5 @@ func runCommand() async {
     await WebhookDispatcherCommand.main()
 }
 
+ConcurrencyExecutor.runOnEventLoops()
 await runCommand()

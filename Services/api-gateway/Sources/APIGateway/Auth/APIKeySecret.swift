@@ -1,3 +1,4 @@
+import CallDomain
 import Crypto
 import Foundation
 
@@ -12,8 +13,7 @@ enum APIKeySecret {
     /// A new key: its text (shown once), its lookup id and the hash to store.
     static func generate() -> (key: String, lookupID: String, hash: Data) {
         var generator = SystemRandomNumberGenerator()
-        let lookupID = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }
-            .joined()
+        let lookupID = WireCoding.hex((0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) })
         let secret = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
             .base64EncodedString()
             .replacingOccurrences(of: "+", with: "-")

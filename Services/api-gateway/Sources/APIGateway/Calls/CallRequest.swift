@@ -238,57 +238,84 @@ public struct CallRequest: Sendable, Hashable {
             statusCallback: statusCallback, machineDetection: machineDetection, record: record)
     }
 
-    /// SHA-256 (hex) of the canonical form of the validated request (defaults applied, sorted keys), so that
-    /// formatting, key order and spelled-out defaults do not make two identical requests differ.
-    var fingerprint: String {
-        struct Canonical: Encodable {
-            var to: DialTarget
-            var callerID: CallerID?
-            var dialplan: DialplanTarget?
-            var timeoutSeconds: Int
-            var variables: ChannelVariables
-            var metadata: ClientMetadata
-            var ttlSeconds: Int
-            var statusCallback: String?
-            var statusCallbackEvents: [String]?
-            var machineDetection: MachineDetection?
-            var record: Bool
-
-            enum CodingKeys: String, CodingKey {
-                case to
-                case callerID = "caller_id"
-                case dialplan
-                case timeoutSeconds = "timeout_seconds"
-                case variables, metadata
-                case ttlSeconds = "ttl_seconds"
-                case statusCallback = "status_callback"
-                case statusCallbackEvents = "status_callback_events"
-                case machineDetection = "machine_detection"
-                case record
-            }
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(to, forKey: .to)
-                try container.encode(callerID, forKey: .callerID)
-                try container.encode(dialplan, forKey: .dialplan)
-                try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
-                try container.encode(variables, forKey: .variables)
-                try container.encode(metadata, forKey: .metadata)
-                try container.encode(ttlSeconds, forKey: .ttlSeconds)
-                // Absent without a callback: fingerprints of requests from before callbacks stay the same.
-                try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
-                try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
-                try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
-                if record { try container.encode(true, forKey: .record) }
-            }
-        }
-        let canonical = Canonical(
+    /// The canonical form of the validated request: defaults applied, keys sorted.
+    var canonical: Canonical {
+        Canonical(
             to: to, callerID: callerID, dialplan: dialplan, timeoutSeconds: timeoutSeconds, variables: variables,
             metadata: metadata, ttlSeconds: ttlSeconds, statusCallback: statusCallback?.url,
             statusCallbackEvents: statusCallback.map { $0.events.map(\.rawValue).sorted() },
             machineDetection: machineDetection, record: record)
-        let bytes = (try? WireCoding.encode(canonical)) ?? []
-        return SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// SHA-256 (hex) of the canonical form of the validated request, so that formatting, key order and spelled-out
+    /// defaults do not make two identical requests differ.
+    var fingerprint: String {
+        WireCoding.hex(SHA256.hash(data: (try? canonical.jsonBytes()) ?? []))
+    }
+
+    /// The request as its fingerprint sees it. `JSONEncoder` wrote it before; the writer gives the same bytes (held
+    /// by the tests), so keys reserved before and after an upgrade still match.
+    struct Canonical: Encodable, JSONTextWritable {
+        var to: DialTarget
+        var callerID: CallerID?
+        var dialplan: DialplanTarget?
+        var timeoutSeconds: Int
+        var variables: ChannelVariables
+        var metadata: ClientMetadata
+        var ttlSeconds: Int
+        var statusCallback: String?
+        var statusCallbackEvents: [String]?
+        var machineDetection: MachineDetection?
+        var record: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case to
+            case callerID = "caller_id"
+            case dialplan
+            case timeoutSeconds = "timeout_seconds"
+            case variables, metadata
+            case ttlSeconds = "ttl_seconds"
+            case statusCallback = "status_callback"
+            case statusCallbackEvents = "status_callback_events"
+            case machineDetection = "machine_detection"
+            case record
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(to, forKey: .to)
+            try container.encode(callerID, forKey: .callerID)
+            try container.encode(dialplan, forKey: .dialplan)
+            try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
+            try container.encode(variables, forKey: .variables)
+            try container.encode(metadata, forKey: .metadata)
+            try container.encode(ttlSeconds, forKey: .ttlSeconds)
+            // Absent without a callback: fingerprints of requests from before callbacks stay the same.
+            try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
+            try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
+            try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
+            if record { try container.encode(true, forKey: .record) }
+        }
+
+        func write(to json: inout JSONTextWriter) throws {
+            json.beginObject()
+            try json.field("caller_id", callerID)
+            try json.field("dialplan", dialplan)
+            if let machineDetection { try json.field("machine_detection", machineDetection) }
+            try json.field("metadata", metadata)
+            if record { json.field("record", true) }
+            if let statusCallback { json.field("status_callback", statusCallback) }
+            if let statusCallbackEvents {
+                json.key("status_callback_events")
+                json.beginArray()
+                for event in statusCallbackEvents { json.string(event) }
+                json.endArray()
+            }
+            json.field("timeout_seconds", timeoutSeconds)
+            json.field("to", to.value)
+            json.field("ttl_seconds", ttlSeconds)
+            try json.field("variables", variables)
+            json.endObject()
+        }
     }
 }

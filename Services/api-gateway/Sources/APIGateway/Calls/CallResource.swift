@@ -194,13 +194,7 @@ extension CallResource: JSONTextWritable {
         try json.field("hangup_cause", hangupCause)
         json.field("id", id.description)
         try json.field("links", links)
-        json.key("machine_detection")
-        if let machineDetection {
-            // Rare and nested: JSONEncoder's text, as is.
-            json.raw(try WireCoding.encode(machineDetection))
-        } else {
-            json.null()
-        }
+        try json.field("machine_detection", machineDetection)
         json.key("metadata")
         json.object(metadata) { writer, value in writer.value(value) }
         json.field("node_id", nodeID)
@@ -280,15 +274,6 @@ extension CallResource.Links: JSONTextWritable {
         json.field("events", events)
         json.field("hangup", hangup)
         json.field("self", this)
-        json.endObject()
-    }
-}
-
-extension HangupCause: JSONTextWritable {
-    func write(to json: inout JSONTextWriter) {
-        json.beginObject()
-        json.field("code", code)
-        json.field("text", text)
         json.endObject()
     }
 }

@@ -1,44 +1,52 @@
-import CallDomain
 import Foundation
 
-/// A value that writes its own JSON text (the call answers, on the hot path of `POST /api/v1/calls`).
-protocol JSONTextWritable {
+/// A value that writes its own JSON text, with the wire conventions (``WireCoding``), without `JSONEncoder`.
+///
+/// ``WireCoding/encode(_:)`` and ``WireCoding/encodeText(_:)`` use it when a value has it. Its output must be the
+/// bytes `WireCoding.encoder` writes for the same value: the tests hold every conformance to that, on generated values.
+public protocol JSONTextWritable {
+    /// Writes the value at the writer's position.
     func write(to json: inout JSONTextWriter) throws
 }
 
 extension JSONTextWritable {
     /// The value as JSON text.
-    func jsonBytes() throws -> [UInt8] {
+    public func jsonBytes() throws -> [UInt8] {
         var json = JSONTextWriter()
         try write(to: &json)
         return json.bytes
     }
 }
 
-/// JSON text written field by field, for the answers on the hot path of `POST /api/v1/calls`.
+/// JSON text written field by field, for the messages and answers every call goes through.
 ///
 /// Foundation's `JSONEncoder` builds a tree of boxed values, sorts each object's keys and formats each date through
-/// a closure: encoding the 202's call resource took a third of the CPU of the gateway's baseline route in a profile.
-/// Writing the bytes directly keeps the wire conventions (snake_case keys in sorted order, RFC 3339 timestamps with
-/// milliseconds, explicit nulls, unescaped slashes) at a fraction of that. Callers write keys in sorted order; the
-/// tests hold the output to fixtures `JSONEncoder` wrote with the wire conventions.
-struct JSONTextWriter {
+/// a closure: encoding the 202's call resource took a third of the CPU of the gateway's baseline route in a profile,
+/// and an originate command or a status event 18 µs each. Writing the bytes directly keeps the wire conventions
+/// (snake_case keys in sorted order, RFC 3339 timestamps with milliseconds, unescaped slashes) at a fraction of that.
+/// Callers write keys in sorted order; the tests hold the output to what `JSONEncoder` writes.
+public struct JSONTextWriter {
     /// The text written so far.
-    private(set) var bytes: [UInt8] = []
+    public private(set) var bytes: [UInt8] = []
     /// Whether the last thing written was a value (or a closed object or array), so that a comma comes next.
     private var afterValue = false
 
-    init(capacity: Int = 1024) {
+    /// An empty text with room for `capacity` bytes.
+    public init(capacity: Int = 1024) {
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func beginObject() { open(UInt8(ascii: "{")) }
-    mutating func endObject() { close(UInt8(ascii: "}")) }
-    mutating func beginArray() { open(UInt8(ascii: "[")) }
-    mutating func endArray() { close(UInt8(ascii: "]")) }
+    /// `{`: members (``key(_:)`` then a value) follow until ``endObject()``.
+    public mutating func beginObject() { open(UInt8(ascii: "{")) }
+    /// `}`.
+    public mutating func endObject() { close(UInt8(ascii: "}")) }
+    /// `[`: values follow until ``endArray()``.
+    public mutating func beginArray() { open(UInt8(ascii: "[")) }
+    /// `]`.
+    public mutating func endArray() { close(UInt8(ascii: "]")) }
 
     /// A member's key; its value comes next.
-    mutating func key(_ key: StaticString) {
+    public mutating func key(_ key: StaticString) {
         separate()
         bytes.append(UInt8(ascii: "\""))
         key.withUTF8Buffer { bytes.append(contentsOf: $0) }
@@ -46,79 +54,88 @@ struct JSONTextWriter {
         afterValue = false
     }
 
-    mutating func string(_ value: String?) {
+    /// A string (`null` when nil).
+    public mutating func string(_ value: String?) {
         guard let value else { return null() }
         separate()
         Self.appendQuoted(value, to: &bytes)
         afterValue = true
     }
 
-    mutating func int(_ value: Int?) {
+    /// An integer (`null` when nil).
+    public mutating func int(_ value: Int?) {
         guard let value else { return null() }
         literal(String(value))
     }
 
-    mutating func bool(_ value: Bool?) {
+    /// `true` or `false` (`null` when nil).
+    public mutating func bool(_ value: Bool?) {
         guard let value else { return null() }
         literal(value ? "true" : "false")
     }
 
     /// A timestamp in the wire format (`2026-11-26T18:59:58.449Z`).
-    mutating func date(_ value: Date?) {
+    public mutating func date(_ value: Date?) {
         string(value.map(WireCoding.formatTimestamp))
     }
 
-    mutating func null() {
+    /// `null`.
+    public mutating func null() {
         literal("null")
     }
 
-    /// JSON text made elsewhere (a rare nested value encoded by `JSONEncoder`).
-    mutating func raw(_ json: [UInt8]) {
-        separate()
-        bytes.append(contentsOf: json)
-        afterValue = true
-    }
-
     /// A member: its key, then its value (`null` when nil).
-    mutating func field(_ name: StaticString, _ value: String?) {
+    public mutating func field(_ name: StaticString, _ value: String?) {
         key(name)
         string(value)
     }
 
-    mutating func field(_ name: StaticString, _ value: Int?) {
+    /// A member: its key, then its value (`null` when nil).
+    public mutating func field(_ name: StaticString, _ value: Int?) {
         key(name)
         int(value)
     }
 
-    mutating func field(_ name: StaticString, _ value: Bool?) {
+    /// A member: its key, then its value (`null` when nil).
+    public mutating func field(_ name: StaticString, _ value: Bool?) {
         key(name)
         bool(value)
     }
 
-    mutating func field(_ name: StaticString, _ value: Date?) {
+    /// A member: its key, then its value (`null` when nil).
+    public mutating func field(_ name: StaticString, _ value: Date?) {
         key(name)
         date(value)
     }
 
-    mutating func field(_ name: StaticString, _ value: (some JSONTextWritable)?) throws {
+    /// A member: its key, then its value (`null` when nil).
+    public mutating func field(_ name: StaticString, _ value: Double?) {
+        key(name)
+        number(value)
+    }
+
+    /// A member: its key, then its value (`null` when nil).
+    public mutating func field(_ name: StaticString, _ value: (some JSONTextWritable)?) throws {
         key(name)
         guard let value else { return null() }
         try value.write(to: &self)
     }
 
+    /// A number as `JSONEncoder` writes a `Double`: Swift's shortest round-trip form without a trailing `.0`
+    /// (`3`, `0.25`, `1e-07`, `-0`; `null` when nil).
+    public mutating func number(_ value: Double?) {
+        guard let value else { return null() }
+        let text = value.description
+        literal(text.hasSuffix(".0") ? String(text.dropLast(2)) : text)
+    }
+
     /// A client's JSON value, object keys in code point order.
-    mutating func value(_ value: JSONValue) {
+    public mutating func value(_ value: JSONValue) {
         switch value {
         case .null: null()
         case .bool(let flag): bool(flag)
         case .string(let text): string(text)
-        case .number(let number):
-            // Whole numbers as integers, as JSONEncoder writes them; others in Swift's shortest round-trip form.
-            if number == number.rounded(), abs(number) < 9_007_199_254_740_992 {
-                literal(String(Int64(number)))
-            } else {
-                literal("\(number)")
-            }
+        case .number(let number): self.number(number)
         case .array(let elements):
             beginArray()
             for element in elements { self.value(element) }
@@ -129,7 +146,7 @@ struct JSONTextWriter {
     }
 
     /// An object of client-chosen keys (variables, metadata), keys in code point order.
-    mutating func object<Value>(_ members: [String: Value], _ write: (inout JSONTextWriter, Value) -> Void) {
+    public mutating func object<Value>(_ members: [String: Value], _ write: (inout JSONTextWriter, Value) -> Void) {
         beginObject()
         for (key, member) in members.sorted(by: { $0.key < $1.key }) {
             string(key)
