@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import Synchronization
 
 /// How log lines are written.
 public enum LogFormat: String, Sendable, CaseIterable {
@@ -46,13 +45,14 @@ public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     /// The minimum level written.
     public var logLevel: Logger.Level = .info
-    private let output: @Sendable (String) -> Void
+    /// Where lines go instead of standard error (tests capture lines this way).
+    private let output: (@Sendable (String) -> Void)?
 
-    /// Creates a handler writing to standard error, or to `output` (tests capture lines this way).
+    /// Creates a handler writing to standard error (``LogOutput``), or to `output`.
     public init(label: String, service: String, output: (@Sendable (String) -> Void)? = nil) {
         self.label = label
         self.service = service
-        self.output = output ?? JSONLogHandler.writeToStandardError
+        self.output = output
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -71,7 +71,11 @@ public struct JSONLogHandler: LogHandler {
         var line = ""
         line.reserveCapacity(512)
         Self.appendObject(object, to: &line)
-        output(line)
+        if let output {
+            output(line)
+        } else {
+            LogOutput.standardError.write(line, urgent: event.level >= .warning)
+        }
     }
 
     // MARK: - JSON text
@@ -111,19 +115,39 @@ public struct JSONLogHandler: LogHandler {
     }
 
     /// `2026-12-04T16:00:00.348Z`: UTC, marked as such, so a log pipeline in another zone reads the right instant.
-    private static func timestamp() -> String {
-        Date().formatted(timestampStyle)
-    }
-
-    /// Built once: every log line formats its timestamp with it.
-    private static let timestampStyle = Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day()
-        .time(includingFractionalSeconds: true).timeZone(separator: .omitted)
-
-    private static let standardErrorLock = Mutex(())
-
-    @Sendable private static func writeToStandardError(_ line: String) {
-        standardErrorLock.withLock { _ in
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+    /// Written digit by digit: every log line has one, and a format style took microseconds per line.
+    static func timestamp(_ date: Date = Date()) -> String {
+        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var seconds = time_t(totalMillis / 1000)
+        let millis = Int(totalMillis % 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var text = [UInt8]()
+        text.reserveCapacity(24)
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                text.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
         }
+        digits(Int(parts.tm_year) + 1900, 4)
+        text.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2)
+        text.append(UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2)
+        text.append(UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2)
+        text.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2)
+        text.append(UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2)
+        text.append(UInt8(ascii: "."))
+        digits(millis, 3)
+        text.append(UInt8(ascii: "Z"))
+        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -8,7 +8,7 @@ import ServiceSupport
 @main
 enum GatewayMain {
     static func main() async {
-        ConcurrencyExecutor.runOnEventLoops()
+        ConcurrencyExecutor.apply()
         await GatewayCommand.main()
     }
 }

@@ -28,5 +28,5 @@ func runCommand() async {
     await CampaignSchedulerCommand.main()
 }
 
-ConcurrencyExecutor.runOnEventLoops()
+ConcurrencyExecutor.apply()
 await runCommand()

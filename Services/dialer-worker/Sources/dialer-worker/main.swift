@@ -30,5 +30,5 @@ func runCommand() async {
     await DialerWorkerCommand.main()
 }
 
-ConcurrencyExecutor.runOnEventLoops()
+ConcurrencyExecutor.apply()
 await runCommand()

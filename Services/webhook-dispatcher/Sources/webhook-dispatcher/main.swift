@@ -28,5 +28,5 @@ func runCommand() async {
     await WebhookDispatcherCommand.main()
 }
 
-ConcurrencyExecutor.runOnEventLoops()
+ConcurrencyExecutor.apply()
 await runCommand()
