@@ -76,7 +76,6 @@ let package = Package(
             dependencies: [
                 "APIGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/api-gateway/Sources/api-gateway",
             swiftSettings: swiftSettings
@@ -112,7 +111,6 @@ let package = Package(
             dependencies: [
                 "DialerWorker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/dialer-worker/Sources/dialer-worker",
             swiftSettings: swiftSettings
@@ -143,7 +141,6 @@ let package = Package(
             dependencies: [
                 "CampaignScheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/campaign-scheduler/Sources/campaign-scheduler",
             swiftSettings: swiftSettings
@@ -178,7 +175,6 @@ let package = Package(
             dependencies: [
                 "WebhookDispatcher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceSupport", package: "Shared"),
             ],
             path: "Services/webhook-dispatcher/Sources/webhook-dispatcher",
             swiftSettings: swiftSettings

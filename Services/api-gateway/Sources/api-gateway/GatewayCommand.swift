@@ -1,19 +1,9 @@
 import APIGateway
 import ArgumentParser
 import Foundation
-import ServiceSupport
-
-/// The process's entry: the event loops become the concurrency executor before any task starts, then the command
-/// runs (inside an async function, so ArgumentParser's asynchronous `main()` is chosen).
-@main
-enum GatewayMain {
-    static func main() async {
-        ConcurrencyExecutor.apply()
-        await GatewayCommand.main()
-    }
-}
 
 /// `api-gateway`: the REST front door of the outbound dialer.
+@main
 struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "api-gateway",

@@ -1,6 +1,5 @@
 import ArgumentParser
 import CampaignScheduler
-import ServiceSupport
 
 /// `campaign-scheduler [serve]`: runs the organizations' campaigns. Configuration comes from the environment (see the
 /// README); the process stops gracefully on SIGTERM.
@@ -28,5 +27,4 @@ func runCommand() async {
     await CampaignSchedulerCommand.main()
 }
 
-ConcurrencyExecutor.apply()
 await runCommand()

@@ -1,6 +1,5 @@
 import ArgumentParser
 import DialerWorker
-import ServiceSupport
 
 /// `dialer-worker [serve]`: places the calls of the originate topic on one Asterisk node. Configuration comes from
 /// the environment (see the README); the process stops gracefully on SIGTERM.
@@ -30,5 +29,4 @@ func runCommand() async {
     await DialerWorkerCommand.main()
 }
 
-ConcurrencyExecutor.apply()
 await runCommand()

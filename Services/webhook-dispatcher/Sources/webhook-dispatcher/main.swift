@@ -1,5 +1,4 @@
 import ArgumentParser
-import ServiceSupport
 import WebhookDispatcher
 
 /// `webhook-dispatcher [serve]`: delivers the calls' status events as signed webhooks. Configuration comes from the
@@ -28,5 +27,4 @@ func runCommand() async {
     await WebhookDispatcherCommand.main()
 }
 
-ConcurrencyExecutor.apply()
 await runCommand()
