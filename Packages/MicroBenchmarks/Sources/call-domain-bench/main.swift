@@ -21,14 +21,20 @@ let event = CallStatusEvent(
     metadata: command.metadata)
 let eventJSON = try WireCoding.encode(event)
 
-benchmark("OriginateCommand encode (JSONEncoder, wire conventions)") {
+benchmark("OriginateCommand encode (JSONTextWriter, what WireCoding.encode uses)") {
     blackHole(try WireCoding.encode(command))
+}
+benchmark("OriginateCommand encode (JSONEncoder, wire conventions)") {
+    blackHole(try WireCoding.encoder.encode(command))
 }
 benchmark("OriginateCommand decode") {
     blackHole(try WireCoding.decode(OriginateCommand.self, from: commandJSON))
 }
-benchmark("CallStatusEvent encode") {
+benchmark("CallStatusEvent encode (JSONTextWriter)") {
     blackHole(try WireCoding.encode(event))
+}
+benchmark("CallStatusEvent encode (JSONEncoder)") {
+    blackHole(try WireCoding.encoder.encode(event))
 }
 benchmark("CallStatusEvent decode") {
     blackHole(try WireCoding.decode(CallStatusEvent.self, from: eventJSON))
