@@ -119,9 +119,16 @@ extension Dialer {
                         nodeID: nodeID, ownerTimeout: timeout, excludingWorker: workerID, limit: min(room, 500))
                 }), !candidates.isEmpty
         else { return }
-        // The stopped owner's last status events may still be on their way to the history: taking over a call whose
-        // end is in the topic but not yet in PostgreSQL would end it twice.
-        _ = await history.waitUntilCaughtUp(within: .seconds(10))
+        // The stopped owner's last status events may still be on their way to the history (its partitions of the
+        // history group move only when its Kafka session expires): taking over a call whose end is on the topic but
+        // not yet in PostgreSQL would end it a second time. Until the history has caught up, the takeover waits for
+        // the next round; the rows are read again then.
+        guard await history.waitUntilCaughtUp(within: .seconds(10)) else {
+            logger.info(
+                "takeover postponed: the history has not stored every status event yet",
+                metadata: ["dialer.candidates": "\(candidates.count)"])
+            return
+        }
         var taken = 0
         for candidate in candidates {
             guard context.lease.isValid() else { break }
