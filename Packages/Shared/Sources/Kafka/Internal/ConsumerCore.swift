@@ -312,14 +312,22 @@ final class ConsumerCore: Sendable {
                 state.assigned(partitions)
                 return state.isFetchPaused
             }
-            // Set either way: librdkafka keeps a partition's pause flag across unassign and assign, so a partition
-            // paused before it was revoked, and not here when the pause was lifted, would otherwise stay paused.
-            client.setPaused(paused, partitions: partitions)
+            // librdkafka keeps a partition's pause flag across unassign and assign; revoked partitions are resumed
+            // before they go (below), so one assigned here is paused only if this consumer is. It is never resumed
+            // right after the assign: that resume's op version can outdate the assignment's fetch start, and the
+            // partition is then never fetched (librdkafka issues 2190 and 5591; seen here as a partition that came
+            // back after a rebalance and delivered nothing).
+            if paused { client.setPaused(true, partitions: partitions) }
             metrics.rebalances.increment()
             logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(partitions)"])
             rebalanceContinuation.yield(.assigned(partitions))
         case .success((assigned: false, let partitions)):
-            state.withLock { $0.revoked(partitions) }
+            let paused = state.withLock { state in
+                state.revoked(partitions)
+                return state.isFetchPaused
+            }
+            // Lifted while they are still assigned, so that no pause outlives this member's ownership (see above).
+            if paused { client.setPaused(false, partitions: partitions) }
             if client.assignmentLost {
                 logger.warning("Kafka assignment lost; stored offsets not committed")
             } else if let error = client.commitStoredOffsets() {
