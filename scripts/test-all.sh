@@ -22,6 +22,8 @@ fi
 
 width="${TEST_PARALLEL_WIDTH:-4}"
 serial_suites='OrganizationLimitEndToEndTests|HostileInputTests|ResilienceTests'
+# Single tests whose assertions include a deadline, in suites that otherwise share the machine well.
+serial_tests='DeliveryTests/deadEndpointDoesNotDelayOthers\('
 failed=()
 
 mkdir -p .build/fuzz
@@ -33,7 +35,7 @@ fuzz_pid=$!
 
 echo "test-all: phase 1, the suites that can share the machine ($width at once), with API fuzzing beside them" >&2
 scripts/run-tests.sh 30m --experimental-maximum-parallelization-width "$width" \
-    --skip "^FaultTests\\.|\\.($serial_suites)/" || failed+=("phase 1 (parallel suites)")
+    --skip "^FaultTests\\.|\\.($serial_suites)/|\\.($serial_tests)" || failed+=("phase 1 (parallel suites)")
 
 fuzz_status=0
 wait "$fuzz_pid" || fuzz_status=$?
@@ -42,7 +44,8 @@ cat "$fuzz_log"
 [[ $fuzz_status -eq 0 ]] || failed+=("API fuzzing")
 
 echo "test-all: phase 2, the suites with paces and deadlines, alone" >&2
-scripts/run-tests.sh 15m --no-parallel --filter "\\.($serial_suites)/" || failed+=("phase 2 (serial suites)")
+scripts/run-tests.sh 15m --no-parallel --filter "\\.($serial_suites)/|\\.($serial_tests)" \
+    || failed+=("phase 2 (serial suites)")
 
 echo "test-all: phase 3, the fault suite, alone" >&2
 scripts/run-tests.sh 20m --no-parallel --filter '^FaultTests\.' || failed+=("phase 3 (fault suite)")
