@@ -143,6 +143,7 @@ let package = Package(
         .target(
             name: "ServiceSupport",
             dependencies: [
+                "CallDomain",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -49,3 +49,36 @@ import Testing
         }
     }
 }
+
+/// How the gateway encoded the canonical request with `JSONEncoder` before the writer: the reference the writer must
+/// match byte for byte.
+extension CallRequest.Canonical: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case to
+        case callerID = "caller_id"
+        case dialplan
+        case timeoutSeconds = "timeout_seconds"
+        case variables, metadata
+        case ttlSeconds = "ttl_seconds"
+        case statusCallback = "status_callback"
+        case statusCallbackEvents = "status_callback_events"
+        case machineDetection = "machine_detection"
+        case record
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(to, forKey: .to)
+        try container.encode(callerID, forKey: .callerID)
+        try container.encode(dialplan, forKey: .dialplan)
+        try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
+        try container.encode(variables, forKey: .variables)
+        try container.encode(metadata, forKey: .metadata)
+        try container.encode(ttlSeconds, forKey: .ttlSeconds)
+        // Absent without a callback: fingerprints of requests from before callbacks stay the same.
+        try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
+        try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
+        try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
+        if record { try container.encode(true, forKey: .record) }
+    }
+}

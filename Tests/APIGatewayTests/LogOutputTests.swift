@@ -1,3 +1,4 @@
+import CallDomain
 import Foundation
 import Testing
 
@@ -64,7 +65,28 @@ import Testing
         #expect(Self.readAvailable(reader) == "an error\n")
     }
 
-    @Test("a log line's timestamp is the format style's date and time, with the exact milliseconds")
+    @Test("after an urgent first line, a plain line is written by the writer thread within moments")
+    func plainLinesLeaveAfterAnUrgentFirstLine() async throws {
+        var descriptors: [Int32] = [0, 0]
+        try #require(pipe(&descriptors) == 0)
+        defer {
+            close(descriptors[0])
+            close(descriptors[1])
+        }
+        _ = fcntl(descriptors[0], F_SETFL, fcntl(descriptors[0], F_GETFL) | O_NONBLOCK)
+        let output = LogOutput(fileDescriptor: descriptors[1])
+        output.write("a warning", urgent: true)
+        output.write("then information", urgent: false)
+        var text = ""
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !text.hasSuffix("then information\n"), ContinuousClock.now < deadline {
+            text += Self.readAvailable(descriptors[0])
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(text == "a warning\nthen information\n")
+    }
+
+    @Test("a log line's timestamp (the wire's) is the format style's date and time, with the exact milliseconds")
     func timestampsAreTheFormatStyles() {
         let style = Date.ISO8601FormatStyle(timeZone: .gmt).year().month().day()
             .time(includingFractionalSeconds: false).timeZone(separator: .omitted)
@@ -78,7 +100,7 @@ import Testing
                 Date(timeIntervalSince1970: Double(seconds) + 0.5).formatted(style).dropLast()
                 + "." + String(repeating: "0", count: 3 - fraction.count) + fraction + "Z"
             let date = Date(timeIntervalSince1970: Double(milliseconds) / 1000)
-            #expect(JSONLogHandler.timestamp(date) == expected, "\(milliseconds)")
+            #expect(WireCoding.formatTimestamp(date) == expected, "\(milliseconds)")
         }
     }
 }

@@ -11,18 +11,14 @@ public final class LogOutput: Sendable {
     /// Standard error (file descriptor 2).
     public static let standardError = LogOutput(fileDescriptor: STDERR_FILENO)
 
-    /// How long the writer waits for more lines before writing what it has.
-    static let gatherInterval: Duration = .milliseconds(2)
+    /// How long the writer waits for more lines before writing what it has, in seconds.
+    static let gatherInterval = 0.002
     /// Above this many pending bytes a caller writes them itself rather than let the buffer grow.
     static let highWater = 1 << 20
 
-    private struct State {
-        var pending: [UInt8] = []
-        var writerStarted = false
-    }
-
     private let fileDescriptor: Int32
-    private let state = Mutex(State())
+    /// Lines not written yet.
+    private let pending = Mutex<[UInt8]>([])
     /// Wakes the writer when the buffer goes from empty to not empty.
     private let wakeUp = NSCondition()
     /// Held while bytes are being written, so that lines leave in the order they were appended.
@@ -31,23 +27,21 @@ public final class LogOutput: Sendable {
     /// Lines written to `fileDescriptor` (standard error, or a pipe in the tests).
     init(fileDescriptor: Int32) {
         self.fileDescriptor = fileDescriptor
+        startWriterThread()
     }
 
     /// Appends one line (a newline is added); `urgent` writes it, and everything before it, before returning.
     public func write(_ line: String, urgent: Bool) {
-        let (wasEmpty, startWriter, overflow) = state.withLock { state in
-            let wasEmpty = state.pending.isEmpty
-            state.pending.append(contentsOf: line.utf8)
-            state.pending.append(UInt8(ascii: "\n"))
-            let startWriter = !state.writerStarted
-            state.writerStarted = true
-            return (wasEmpty, startWriter, state.pending.count > Self.highWater)
+        let (wasEmpty, overflow) = pending.withLock { pending in
+            let wasEmpty = pending.isEmpty
+            pending.append(contentsOf: line.utf8)
+            pending.append(UInt8(ascii: "\n"))
+            return (wasEmpty, pending.count > Self.highWater)
         }
         if urgent || overflow {
             flush()
             return
         }
-        if startWriter { startWriterThread() }
         if wasEmpty {
             wakeUp.lock()
             wakeUp.signal()
@@ -58,10 +52,9 @@ public final class LogOutput: Sendable {
     /// Writes every pending line now.
     public func flush() {
         writing.withLock { _ in
-            let bytes = state.withLock { state in
-                let bytes = state.pending
-                state.pending.removeAll(keepingCapacity: true)
-                return bytes
+            let bytes = pending.withLock { pending in
+                defer { pending.removeAll(keepingCapacity: true) }
+                return pending
             }
             writeAll(bytes)
         }
@@ -71,16 +64,16 @@ public final class LogOutput: Sendable {
         let thread = Thread { [self] in
             while true {
                 wakeUp.lock()
-                while state.withLock({ $0.pending.isEmpty }) { wakeUp.wait() }
+                while pending.withLock({ $0.isEmpty }) { wakeUp.wait() }
                 wakeUp.unlock()
                 // Let the lines of concurrent requests gather: one write for all of them.
-                Thread.sleep(forTimeInterval: Double(Self.gatherInterval.components.attoseconds) / 1e18)
+                Thread.sleep(forTimeInterval: Self.gatherInterval)
                 flush()
             }
         }
         thread.name = "log-writer"
         thread.start()
-        if self === LogOutput.standardError {
+        if fileDescriptor == STDERR_FILENO {
             atexit { LogOutput.standardError.flush() }
         }
     }

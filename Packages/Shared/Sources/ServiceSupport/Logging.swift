@@ -1,3 +1,4 @@
+import CallDomain
 import Foundation
 import Logging
 
@@ -114,40 +115,9 @@ public struct JSONLogHandler: LogHandler {
         JSONStringLiteral.append(string, to: &output)
     }
 
-    /// `2026-12-04T16:00:00.348Z`: UTC, marked as such, so a log pipeline in another zone reads the right instant.
-    /// Written digit by digit: every log line has one, and a format style took microseconds per line.
-    static func timestamp(_ date: Date = Date()) -> String {
-        let totalMillis = Int64((date.timeIntervalSince1970 * 1000).rounded())
-        var seconds = time_t(totalMillis / 1000)
-        let millis = Int(totalMillis % 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var text = [UInt8]()
-        text.reserveCapacity(24)
-        func digits(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = value
-            while divisor > 0 {
-                text.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
-            }
-        }
-        digits(Int(parts.tm_year) + 1900, 4)
-        text.append(UInt8(ascii: "-"))
-        digits(Int(parts.tm_mon) + 1, 2)
-        text.append(UInt8(ascii: "-"))
-        digits(Int(parts.tm_mday), 2)
-        text.append(UInt8(ascii: "T"))
-        digits(Int(parts.tm_hour), 2)
-        text.append(UInt8(ascii: ":"))
-        digits(Int(parts.tm_min), 2)
-        text.append(UInt8(ascii: ":"))
-        digits(Int(parts.tm_sec), 2)
-        text.append(UInt8(ascii: "."))
-        digits(millis, 3)
-        text.append(UInt8(ascii: "Z"))
-        return String(decoding: text, as: UTF8.self)
+    /// `2026-12-04T16:00:00.348Z`: UTC, marked as such, so a log pipeline in another zone reads the right instant;
+    /// the wire's own format (a format style took microseconds per line).
+    private static func timestamp() -> String {
+        WireCoding.formatTimestamp(Date())
     }
 }

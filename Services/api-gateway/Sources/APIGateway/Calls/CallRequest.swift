@@ -253,9 +253,9 @@ public struct CallRequest: Sendable, Hashable {
         WireCoding.hex(SHA256.hash(data: (try? canonical.jsonBytes()) ?? []))
     }
 
-    /// The request as its fingerprint sees it. `JSONEncoder` wrote it before; the writer gives the same bytes (held
-    /// by the tests), so keys reserved before and after an upgrade still match.
-    struct Canonical: Encodable, JSONTextWritable {
+    /// The request as its fingerprint sees it. `JSONEncoder` wrote it before; the writer gives the same bytes (the
+    /// tests keep that encoding and compare), so keys reserved before and after an upgrade still match.
+    struct Canonical: JSONTextWritable {
         var to: DialTarget
         var callerID: CallerID?
         var dialplan: DialplanTarget?
@@ -267,35 +267,6 @@ public struct CallRequest: Sendable, Hashable {
         var statusCallbackEvents: [String]?
         var machineDetection: MachineDetection?
         var record: Bool
-
-        enum CodingKeys: String, CodingKey {
-            case to
-            case callerID = "caller_id"
-            case dialplan
-            case timeoutSeconds = "timeout_seconds"
-            case variables, metadata
-            case ttlSeconds = "ttl_seconds"
-            case statusCallback = "status_callback"
-            case statusCallbackEvents = "status_callback_events"
-            case machineDetection = "machine_detection"
-            case record
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(to, forKey: .to)
-            try container.encode(callerID, forKey: .callerID)
-            try container.encode(dialplan, forKey: .dialplan)
-            try container.encode(timeoutSeconds, forKey: .timeoutSeconds)
-            try container.encode(variables, forKey: .variables)
-            try container.encode(metadata, forKey: .metadata)
-            try container.encode(ttlSeconds, forKey: .ttlSeconds)
-            // Absent without a callback: fingerprints of requests from before callbacks stay the same.
-            try container.encodeIfPresent(statusCallback, forKey: .statusCallback)
-            try container.encodeIfPresent(statusCallbackEvents, forKey: .statusCallbackEvents)
-            try container.encodeIfPresent(machineDetection, forKey: .machineDetection)
-            if record { try container.encode(true, forKey: .record) }
-        }
 
         func write(to json: inout JSONTextWriter) throws {
             json.beginObject()
